@@ -1,0 +1,13 @@
+# Sourced by every recipe (egs/*/*/path.sh is a symlink to this file) and by steps/*.sh.
+# Activates the project's .venv, creating it on first use with tools/install.sh.
+SERAC_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+export SERAC_ROOT
+if [ ! -f "$SERAC_ROOT/.venv/.serac-installed" ]; then
+  echo "path.sh: no $SERAC_ROOT/.venv yet; running tools/install.sh (first use only)" >&2
+  bash "$SERAC_ROOT/tools/install.sh" >&2
+fi
+export VIRTUAL_ENV=$SERAC_ROOT/.venv
+export PATH=$SERAC_ROOT/.venv/bin:$SERAC_ROOT/utils:$PATH
+export PYTHONPATH=$SERAC_ROOT${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+export LC_ALL=C

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Decode a cuts manifest with a trained transducer and write icefall-style results.
+
+Usage:
+  python -m serac.bin.decode --exp-dir exp/lstm --lang-dir data/lang_word --epoch 10 --avg 3 \
+      --cuts data/fbank/yesno_cuts_test.jsonl.gz --set-name test --method greedy_search
+  python -m serac.bin.decode ... --method modified_beam_search --beam 4
+  # one shard of N (steps/decode.sh --nj N runs these as a job array, then merges):
+  python -m serac.bin.decode ... --num-shards 3 --shard 2
+
+Writes to <exp-dir>/decode/<set-name>/ (or --out-dir):
+  recogs-<set>-<suffix>.txt, errs-<set>-<suffix>.txt, wer-summary-<set>-<suffix>.txt, stats-<set>-<suffix>.json
+where <suffix> is e.g. greedy_search-epoch-10-avg-3 (modified_beam_search adds -beam-4).
+With --num-shards > 1 only recogs-<set>-<suffix>.shard-J.txt is written; serac.bin.merge_decode finishes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+import torch
+
+from serac.data.dataset import eval_dataloader, load_cuts
+from serac.data.tokenizer import Tokenizer
+from serac.scoring.wer import store_transcripts, write_error_stats, write_wer_summary
+from serac.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint
+from serac.transducer.model import build_model
+from serac.transducer.search import greedy_search_batch, modified_beam_search
+from serac.utils import atomic_write_text, setup_logging
+
+METHODS = ("greedy_search", "modified_beam_search")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp-dir", required=True)
+    p.add_argument("--lang-dir", required=True)
+    p.add_argument("--epoch", type=int, required=True)
+    p.add_argument("--avg", type=int, default=1, help="average the last N epochs ending at --epoch")
+    p.add_argument("--cuts", required=True)
+    p.add_argument("--set-name", required=True)
+    p.add_argument("--method", choices=METHODS, default="greedy_search")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--max-duration", type=float, default=300.0)
+    p.add_argument("--out-dir", help="default: <exp-dir>/decode/<set-name>")
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--shard", type=int, default=1, help="1-based shard index")
+    p.add_argument("--num-threads", type=int, default=1)
+    return p
+
+
+def decode_suffix(method: str, epoch: int, avg: int, beam: int) -> str:
+    suffix = f"{method}-epoch-{epoch}-avg-{avg}"
+    return suffix + (f"-beam-{beam}" if method == "modified_beam_search" else "")
+
+
+def load_model(exp_dir: Path, lang_dir: Path, epoch: int, avg: int, num_features: int):
+    tokenizer = Tokenizer(lang_dir)
+    paths = epoch_checkpoints(exp_dir, epoch, avg)
+    cfg = load_checkpoint(paths[-1])["config"]
+    model = build_model(cfg["model"], num_features=num_features, vocab_size=tokenizer.vocab_size,
+                        blank_id=tokenizer.blank_id)
+    model.load_state_dict(average_checkpoints(paths) if avg > 1 else load_checkpoint(paths[-1])["model"])
+    return model.eval(), tokenizer, cfg
+
+
+@torch.no_grad()
+def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_duration: float
+                ) -> Tuple[List[Tuple[str, List[str], List[str]]], float, float]:
+    """Returns (results, audio seconds, decoding seconds)."""
+    results, audio_s, t0 = [], 0.0, time.time()
+    for batch in eval_dataloader(cuts, max_duration):
+        feats = batch["inputs"]
+        x_lens = batch["supervisions"]["num_frames"]
+        enc, enc_lens = model.encoder(feats, x_lens)
+        if method == "greedy_search":
+            hyps = greedy_search_batch(model, enc, enc_lens)
+        else:
+            hyps = modified_beam_search(model, enc, enc_lens, beam=beam)
+        for cut, text, hyp in zip(batch["supervisions"]["cut"], batch["supervisions"]["text"], hyps):
+            results.append((cut.id, text.split(), tokenizer.decode(hyp).split()))
+            audio_s += cut.duration
+    return results, audio_s, time.time() - t0
+
+
+def write_results(out_dir: Path, set_name: str, suffix: str, results, stats: dict) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store_transcripts(out_dir / f"recogs-{set_name}-{suffix}.txt", results)
+    wer = write_error_stats(out_dir / f"errs-{set_name}-{suffix}.txt", f"{set_name}-{suffix}", results)
+    write_wer_summary(out_dir / f"wer-summary-{set_name}-{suffix}.txt", {suffix: wer["wer"]})
+    stats = {**stats, **wer}
+    atomic_write_text(out_dir / f"stats-{set_name}-{suffix}.json", json.dumps(stats, indent=2) + "\n")
+    logging.info(f"{set_name} {suffix}: WER {wer['wer']:.2f}% [{wer['errs']} / {wer['words']}, {wer['ins']} ins, "
+                 f"{wer['del']} del, {wer['sub']} sub]")
+    return stats
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_logging()
+    torch.set_num_threads(args.num_threads)
+    if not 1 <= args.shard <= args.num_shards:
+        raise SystemExit(f"--shard {args.shard} must be in 1..{args.num_shards}")
+    exp_dir = Path(args.exp_dir)
+    out_dir = Path(args.out_dir) if args.out_dir else exp_dir / "decode" / args.set_name
+    cuts = load_cuts(args.cuts)
+    first = next(iter(cuts))
+    if first.num_features is None:
+        raise SystemExit(f"{args.cuts}: cut {first.id} has no features")
+    model, tokenizer, _ = load_model(exp_dir, Path(args.lang_dir), args.epoch, args.avg, first.num_features)
+    suffix = decode_suffix(args.method, args.epoch, args.avg, args.beam)
+    if args.num_shards > 1:
+        ids = sorted(c.id for c in cuts)
+        mine = set(ids[args.shard - 1 :: args.num_shards])
+        cuts = cuts.filter(lambda c: c.id in mine).to_eager()
+    results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, args.method, args.beam, args.max_duration)
+    stats = {"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
+             "num_threads": args.num_threads, "method": args.method, "epoch": args.epoch, "avg": args.avg}
+    if args.num_shards > 1:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store_transcripts(out_dir / f"recogs-{args.set_name}-{suffix}.shard-{args.shard}.txt", results)
+        atomic_write_text(out_dir / f"stats-{args.set_name}-{suffix}.shard-{args.shard}.json", json.dumps(stats) + "\n")
+        logging.info(f"shard {args.shard}/{args.num_shards}: {len(results)} utterances")
+        return
+    write_results(out_dir, args.set_name, suffix, results, stats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Experiment configs: YAML files plus ``--set key.sub=value`` overrides from the command line."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, Iterable
+
+import yaml
+
+# Defaults every config starts from; a recipe's YAML only says what differs.
+DEFAULTS: Dict[str, Any] = {
+    "model": {
+        "encoder": {"name": "lstm"},
+        "decoder_dim": 256,
+        "joiner_dim": 256,
+        "context_size": 2,
+    },
+    "loss": {"prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500},
+    "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
+              "grad_clip": 5.0},
+    "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},
+    "train": {"num_epochs": 10, "seed": 42, "log_interval": 20, "keep_last_epochs": 30, "num_threads": 0},
+}
+
+
+def deep_update(base: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in (new or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "encoder":
+            out[k] = deep_update(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict) and k == "encoder":
+            # an encoder section replaces the default one when it names another encoder
+            out[k] = copy.deepcopy(v) if v.get("name", out[k].get("name")) != out[k].get("name") else deep_update(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_override(cfg: Dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        # YAML 1.1 reads "1e-3" as a string; a user means the number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    node = cfg
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Dict[str, Any]:
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config {path} not found")
+        with open(path) as f:
+            user = yaml.safe_load(f) or {}
+        if not isinstance(user, dict):
+            raise ValueError(f"{path}: top level must be a mapping")
+        unknown = set(user) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"{path}: unknown sections {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        cfg = deep_update(cfg, user)
+    for item in overrides:
+        apply_override(cfg, item)
+    return cfg
+
+
+def dump_config(cfg: Dict[str, Any]) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

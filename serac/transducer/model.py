@@ -1,0 +1,116 @@
+"""Transducer = encoder + stateless decoder + joiner, trained with the pruned RNN-T loss.
+
+The stateless decoder (Ghodsi et al. 2020, as in icefall's pruned_transducer_stateless) embeds the last
+``context_size`` tokens and mixes them with a depthwise Conv1d: a bounded context makes beam search cheap
+and hypotheses with the same recent tokens share decoder outputs.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from serac.encoders import EncoderBase, build_encoder
+from serac.transducer.loss import pruned_rnnt_loss
+
+
+class StatelessDecoder(nn.Module):
+    def __init__(self, vocab_size: int, decoder_dim: int, blank_id: int = 0, context_size: int = 2) -> None:
+        super().__init__()
+        if context_size < 1:
+            raise ValueError(f"context_size must be >= 1, got {context_size}")
+        self.vocab_size = vocab_size
+        self.blank_id = blank_id
+        self.context_size = context_size
+        self.decoder_dim = decoder_dim
+        self.embedding = nn.Embedding(vocab_size, decoder_dim)
+        self.conv = (nn.Conv1d(decoder_dim, decoder_dim, kernel_size=context_size, groups=decoder_dim, bias=False)
+                     if context_size > 1 else None)
+
+    def forward(self, y: torch.Tensor, need_pad: bool = True) -> torch.Tensor:
+        """y: (N, U) token ids, left-padded with blanks by the caller. Returns (N, U, decoder_dim).
+        With ``need_pad=False`` the input holds exactly ``context_size`` tokens per row and one frame is returned."""
+        emb = self.embedding(y.clamp(min=0)) * (y >= 0).unsqueeze(-1)
+        if self.conv is not None:
+            emb = emb.permute(0, 2, 1)
+            if need_pad:
+                emb = F.pad(emb, (self.context_size - 1, 0))
+            emb = self.conv(emb).permute(0, 2, 1)
+        return F.relu(emb)
+
+
+class Joiner(nn.Module):
+    def __init__(self, encoder_dim: int, decoder_dim: int, joiner_dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.encoder_proj = nn.Linear(encoder_dim, joiner_dim)
+        self.decoder_proj = nn.Linear(decoder_dim, joiner_dim)
+        self.output_linear = nn.Linear(joiner_dim, vocab_size)
+
+    def forward(self, encoder_out: torch.Tensor, decoder_out: torch.Tensor, project_input: bool = True) -> torch.Tensor:
+        if project_input:
+            encoder_out = self.encoder_proj(encoder_out)
+            decoder_out = self.decoder_proj(decoder_out)
+        return self.output_linear(torch.tanh(encoder_out + decoder_out))
+
+
+class Transducer(nn.Module):
+    def __init__(self, encoder: EncoderBase, vocab_size: int, blank_id: int = 0, decoder_dim: int = 256,
+                 joiner_dim: int = 256, context_size: int = 2) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.vocab_size = vocab_size
+        self.blank_id = blank_id
+        self.decoder = StatelessDecoder(vocab_size, decoder_dim, blank_id, context_size)
+        self.joiner = Joiner(encoder.output_dim, decoder_dim, joiner_dim, vocab_size)
+        self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
+        self.simple_lm_proj = nn.Linear(decoder_dim, vocab_size)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_lens: torch.Tensor,
+        y: List[List[int]],
+        prune_range: int = 5,
+        lm_scale: float = 0.25,
+        am_scale: float = 0.0,
+    ) -> Dict[str, torch.Tensor]:
+        """Returns the summed simple and pruned losses over the batch, the number of encoder frames, and
+        any auxiliary loss the encoder set (e.g. a compute-cost term)."""
+        encoder_out, enc_lens = self.encoder(x, x_lens)
+        device = x.device
+        y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
+        s_max = int(y_lens.max()) if len(y) else 0
+        symbols = torch.full((len(y), max(s_max, 1)), self.blank_id, dtype=torch.int64, device=device)
+        for i, toks in enumerate(y):
+            if toks:
+                symbols[i, : len(toks)] = torch.tensor(toks, dtype=torch.int64, device=device)
+        symbols = symbols[:, :s_max] if s_max > 0 else symbols[:, :0]
+        sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
+        decoder_out = self.decoder(sos_y)
+        simple_loss, pruned_loss = pruned_rnnt_loss(
+            am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out),
+            simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
+            joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
+            prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum")
+        out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum()}
+        aux = getattr(self.encoder, "aux_loss", None)
+        if aux is not None:
+            out["aux_loss"] = aux
+        return out
+
+
+def build_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, blank_id: int = 0) -> Transducer:
+    """Build a Transducer from the ``model`` section of a config."""
+    cfg = dict(model_cfg)
+    encoder = build_encoder(num_features, cfg.pop("encoder"))
+    allowed = {"decoder_dim", "joiner_dim", "context_size"}
+    unknown = set(cfg) - allowed
+    if unknown:
+        raise ValueError(f"unknown model options {sorted(unknown)}; allowed: {sorted(allowed)} and 'encoder'")
+    return Transducer(encoder, vocab_size=vocab_size, blank_id=blank_id, **cfg)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,141 @@
+"""Transducer decoding: batched greedy search, modified beam search (one symbol per frame, as icefall's
+``modified_beam_search``), and streaming greedy search over encoder chunks.
+
+All functions take encoder output (N, T, D) with lengths and return token-id lists (blank removed).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from serac.transducer.model import Transducer
+
+
+def _context(hyps: List[List[int]], context_size: int, blank_id: int, device: torch.device) -> torch.Tensor:
+    rows = [([blank_id] * context_size + h)[-context_size:] for h in hyps]
+    return torch.tensor(rows, dtype=torch.int64, device=device)
+
+
+@torch.no_grad()
+def greedy_search_batch(model: Transducer, encoder_out: torch.Tensor, encoder_lens: torch.Tensor,
+                        max_sym_per_frame: int = 1) -> List[List[int]]:
+    """Greedy search for a batch; at most ``max_sym_per_frame`` non-blank symbols per encoder frame."""
+    n, t_max, _ = encoder_out.shape
+    blank, ctx = model.blank_id, model.decoder.context_size
+    hyps: List[List[int]] = [[] for _ in range(n)]
+    enc_proj = model.joiner.encoder_proj(encoder_out)
+    dec_proj = model.joiner.decoder_proj(model.decoder(_context(hyps, ctx, blank, encoder_out.device), need_pad=False))
+    for t in range(t_max):
+        active = (encoder_lens > t).nonzero(as_tuple=True)[0]
+        if active.numel() == 0:
+            break
+        for _ in range(max_sym_per_frame):
+            logits = model.joiner(enc_proj[active, t].unsqueeze(1), dec_proj[active], project_input=False)
+            tokens = logits.squeeze(1).argmax(dim=-1).tolist()
+            emitted = [i for i, tok in zip(active.tolist(), tokens) if tok != blank]
+            if not emitted:
+                break
+            for i, tok in zip(active.tolist(), tokens):
+                if tok != blank:
+                    hyps[i].append(tok)
+            idx = torch.tensor(emitted, device=encoder_out.device)
+            new_dec = model.decoder(_context([hyps[i] for i in emitted], ctx, blank, encoder_out.device),
+                                    need_pad=False)
+            dec_proj[idx] = model.joiner.decoder_proj(new_dec)
+            active = idx
+    return hyps
+
+
+@dataclass
+class Hypothesis:
+    tokens: List[int]
+    log_prob: float
+
+
+@torch.no_grad()
+def modified_beam_search(model: Transducer, encoder_out: torch.Tensor, encoder_lens: torch.Tensor,
+                         beam: int = 4) -> List[List[int]]:
+    """Beam search with at most one symbol per frame; hypotheses with the same token sequence are merged
+    (log-add of their probabilities). All hypotheses of all utterances are scored in one joiner call per frame."""
+    n, t_max, _ = encoder_out.shape
+    device = encoder_out.device
+    blank, ctx = model.blank_id, model.decoder.context_size
+    enc_proj = model.joiner.encoder_proj(encoder_out)
+    beams: List[List[Hypothesis]] = [[Hypothesis([], 0.0)] for _ in range(n)]
+    cache: Dict[Tuple[int, ...], torch.Tensor] = {}
+
+    def dec_out(hyps: List[List[int]]) -> torch.Tensor:
+        keys = [tuple(([blank] * ctx + h)[-ctx:]) for h in hyps]
+        missing = sorted({k for k in keys if k not in cache})
+        if missing:
+            outs = model.joiner.decoder_proj(
+                model.decoder(torch.tensor(missing, dtype=torch.int64, device=device), need_pad=False)).squeeze(1)
+            for k, o in zip(missing, outs):
+                cache[k] = o
+        return torch.stack([cache[k] for k in keys])
+
+    for t in range(t_max):
+        active = [i for i in range(n) if int(encoder_lens[i]) > t]
+        if not active:
+            break
+        flat = [(i, h) for i in active for h in beams[i]]
+        d = dec_out([h.tokens for _, h in flat])
+        e = enc_proj[[i for i, _ in flat], t]
+        log_probs = model.joiner(e, d, project_input=False).log_softmax(dim=-1)
+        log_probs = log_probs + torch.tensor([h.log_prob for _, h in flat], device=device).unsqueeze(1)
+        vocab = log_probs.size(1)
+        start = 0
+        for i in active:
+            k = len(beams[i])
+            scores = log_probs[start : start + k].reshape(-1)
+            start += k
+            top_vals, top_idx = scores.topk(min(beam, scores.numel()))
+            merged: Dict[Tuple[int, ...], Hypothesis] = {}
+            for val, idx in zip(top_vals.tolist(), top_idx.tolist()):
+                h = beams[i][idx // vocab]
+                tok = idx % vocab
+                tokens = h.tokens if tok == blank else h.tokens + [tok]
+                key = tuple(tokens)
+                if key in merged:
+                    old = merged[key].log_prob
+                    merged[key].log_prob = max(old, val) + math.log1p(math.exp(-abs(old - val)))
+                else:
+                    merged[key] = Hypothesis(tokens, val)
+            beams[i] = list(merged.values())
+    return [max(b, key=lambda h: h.log_prob).tokens for b in beams]
+
+
+@dataclass
+class StreamingGreedyState:
+    """Carried between chunks: the encoder state and each stream's hypothesis."""
+    encoder_state: object
+    hyps: List[List[int]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def streaming_greedy_search(model: Transducer, chunk: torch.Tensor, state: Optional[StreamingGreedyState]
+                            ) -> StreamingGreedyState:
+    """Feed one feature chunk (N, C, F) of a batch of streams through the streaming encoder and extend the
+    greedy hypotheses (one symbol per frame, as :func:`greedy_search_batch` with its default)."""
+    n = chunk.size(0)
+    if state is None:
+        state = StreamingGreedyState(model.encoder.init_state(n, chunk.device), [[] for _ in range(n)])
+    enc, state.encoder_state = model.encoder.streaming_forward(chunk, state.encoder_state)
+    lens = torch.full((n,), enc.size(1), dtype=torch.int64, device=chunk.device)
+    blank, ctx = model.blank_id, model.decoder.context_size
+    enc_proj = model.joiner.encoder_proj(enc)
+    dec_proj = model.joiner.decoder_proj(model.decoder(_context(state.hyps, ctx, blank, chunk.device), need_pad=False))
+    for t in range(enc.size(1)):
+        tokens = model.joiner(enc_proj[:, t].unsqueeze(1), dec_proj, project_input=False).squeeze(1).argmax(-1)
+        emitted = (tokens != blank).nonzero(as_tuple=True)[0].tolist()
+        for i in emitted:
+            state.hyps[i].append(int(tokens[i]))
+        if emitted:
+            idx = torch.tensor(emitted, device=chunk.device)
+            dec_proj[idx] = model.joiner.decoder_proj(
+                model.decoder(_context([state.hyps[i] for i in emitted], ctx, blank, chunk.device), need_pad=False))
+    del lens
+    return state

@@ -1,0 +1,80 @@
+"""Small shared helpers: atomic writes, logging set-up, environment report."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, Union
+
+PathLike = Union[str, Path]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically,
+    so a killed run never leaves a half-written checkpoint or manifest behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # keep the suffix(es): lhotse picks the format (e.g. .jsonl.gz) from the file name
+    tmp = path.with_name(f".tmp.{os.getpid()}.{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def setup_logging(log_file: PathLike | None = None, rank: int = 0, level: int = logging.INFO) -> None:
+    fmt = f"%(asctime)s %(levelname)s [%(filename)s:%(lineno)d]{' (rank %d)' % rank if rank else ''} %(message)s"
+    handlers: list = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=level, format=fmt, handlers=handlers, force=True)
+
+
+def git_revision() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev or "unknown") + ("-dirty" if dirty else "")
+    except Exception:  # git missing or not a checkout: not fatal, just unknown
+        return "unknown"
+
+
+def environment_info() -> Dict[str, Any]:
+    """Versions and host facts logged at start-up so a run can be understood later."""
+    info: Dict[str, Any] = {
+        "python": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "git_revision": git_revision(),
+        "cpus": os.cpu_count(),
+    }
+    for mod in ("torch", "lhotse", "k2", "fast_rnnt", "kaldifeat", "sentencepiece"):
+        try:
+            m = __import__(mod)
+            info[mod] = str(getattr(m, "__version__", "installed"))
+        except Exception:
+            info[mod] = None
+    try:
+        import torch
+
+        info["torch_num_threads"] = torch.get_num_threads()
+        info["cuda_available"] = torch.cuda.is_available()
+    except Exception:
+        pass
+    return info

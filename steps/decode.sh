@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Decode a cuts manifest with a trained transducer, optionally split into --nj shards run as a job array,
+# and merge the shards into the same recogs/errs/wer-summary files a single job writes.
+set -euo pipefail
+echo "$0 $*"
+
+cmd=utils/run.py
+nj=1
+epoch=
+avg=1
+method=greedy_search
+beam=4
+num_threads=1
+max_duration=300
+help_message="Usage: $0 [options] <exp-dir> <lang-dir> <cuts.jsonl.gz> <set-name>
+e.g.: $0 --epoch 20 --avg 5 --method modified_beam_search --nj 3 exp/lstm data/lang_word data/fbank/yesno_cuts_test.jsonl.gz test
+Options:
+  --cmd <cmd>          # \$decode_cmd from cmd.sh
+  --nj <n>             # number of shards / jobs (default: $nj)
+  --epoch <e> --avg <n># average epochs e-n+1..e (default avg: $avg)
+  --method <greedy_search|modified_beam_search>
+  --beam <n>           # for modified_beam_search (default: $beam)
+Results go to <exp-dir>/decode/<set-name>/; an existing wer-summary for the same setting is not redone."
+
+. ./path.sh
+. utils/parse_options.sh
+
+if [ $# -ne 4 ]; then echo "$help_message" >&2; exit 1; fi
+exp_dir=$1; lang_dir=$2; cuts=$3; set_name=$4
+[ -z "$epoch" ] && { echo "$0: --epoch is required" >&2; exit 1; }
+suffix=$method-epoch-$epoch-avg-$avg
+[ "$method" = modified_beam_search ] && suffix=$suffix-beam-$beam
+out_dir=$exp_dir/decode/$set_name
+if [ -f "$out_dir/wer-summary-$set_name-$suffix.txt" ]; then
+  echo "$0: $out_dir/wer-summary-$set_name-$suffix.txt exists, skipping"; exit 0
+fi
+mkdir -p "$out_dir/log"
+opts="--exp-dir $exp_dir --lang-dir $lang_dir --epoch $epoch --avg $avg --cuts $cuts --set-name $set_name \
+  --method $method --beam $beam --num-threads $num_threads --max-duration $max_duration"
+if [ "$nj" -gt 1 ]; then
+  $cmd --num-threads "$num_threads" JOB=1:$nj "$out_dir/log/decode-$suffix.JOB.log" \
+    python -m serac.bin.decode $opts --num-shards "$nj" --shard JOB
+  python -m serac.bin.merge_decode --out-dir "$out_dir" --set-name "$set_name" --suffix "$suffix" --num-shards "$nj"
+else
+  $cmd --num-threads "$num_threads" "$out_dir/log/decode-$suffix.log" python -m serac.bin.decode $opts
+fi
+grep -H WER "$out_dir/wer-summary-$set_name-$suffix.txt" | tail -1 || true
+echo "$0: done"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Train a transducer with serac.bin.train through $cmd: one process, several local processes (torchrun),
+# or several nodes of a Slurm job (srun starts torchrun on each node, c10d rendezvous on the first).
+set -euo pipefail
+echo "$0 $*"
+
+cmd=utils/run.py
+config=
+num_epochs=
+num_nodes=1
+gpus_per_node=0       # 0: CPU
+nproc_per_node=1      # processes per node on CPU (gloo); with GPUs one process per GPU
+num_threads=1
+train_opts=""         # extra options for serac.bin.train, e.g. "--set optim.lr=1e-3"
+rdzv_port=29500
+help_message="Usage: $0 [options] <lang-dir> <train-cuts> <valid-cuts> <exp-dir>
+e.g.: $0 --config conf/lstm.yaml data/lang_word data/fbank/yesno_cuts_train.jsonl.gz data/fbank/yesno_cuts_test.jsonl.gz exp/lstm
+Options:
+  --cmd <cmd>                # \$train_cmd or \$cuda_cmd from cmd.sh (default: $cmd)
+  --config <yaml>            # model/training config
+  --num-epochs <n>           # overrides train.num_epochs
+  --num-nodes <n>            # >1: multi-node DDP (needs utils/slurm.py as --cmd)
+  --gpus-per-node <n>        # GPUs per node; one training process per GPU
+  --nproc-per-node <n>       # CPU processes per node when --gpus-per-node is 0 (gloo)
+  --num-threads <n>          # torch threads per process
+  --train-opts <string>      # passed through to serac.bin.train
+Re-running resumes after the last epoch-N.pt in <exp-dir>; a finished run is skipped."
+
+. ./path.sh
+. utils/parse_options.sh
+
+if [ $# -ne 4 ]; then echo "$help_message" >&2; exit 1; fi
+lang_dir=$1; train_cuts=$2; valid_cuts=$3; exp_dir=$4
+mkdir -p "$exp_dir/log"
+
+args="--exp-dir $exp_dir --lang-dir $lang_dir --train-cuts $train_cuts --valid-cuts $valid_cuts"
+[ -n "$config" ] && args="$args --config $config"
+[ -n "$num_epochs" ] && args="$args --num-epochs $num_epochs"
+args="$args --set train.num_threads=$num_threads $train_opts"
+
+nproc=$nproc_per_node
+gpu_opt=""
+if [ "$gpus_per_node" -gt 0 ]; then nproc=$gpus_per_node; gpu_opt="--gpu $gpus_per_node"; fi
+
+if [ "$num_nodes" -gt 1 ]; then
+  # One Slurm job with num_nodes nodes; srun starts one torchrun per node, rendezvous on the first node.
+  $cmd --num-nodes "$num_nodes" $gpu_opt --num-threads $((nproc * num_threads)) "$exp_dir/log/train.log" \
+    utils/srun_torchrun.sh --nproc-per-node "$nproc" --rdzv-port "$rdzv_port" -- -m serac.bin.train $args
+elif [ "$nproc" -gt 1 ]; then
+  $cmd $gpu_opt --num-threads $((nproc * num_threads)) "$exp_dir/log/train.log" \
+    torchrun --standalone --nnodes 1 --nproc-per-node "$nproc" -m serac.bin.train $args
+else
+  $cmd $gpu_opt --num-threads "$num_threads" "$exp_dir/log/train.log" python -m serac.bin.train $args
+fi
+echo "$0: done"
