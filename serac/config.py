@@ -15,7 +15,10 @@ DEFAULTS: Dict[str, Any] = {
         "joiner_dim": 256,
         "context_size": 2,
     },
-    "loss": {"prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500},
+    # rnnt_type "modified": one symbol per frame, matching greedy and modified beam search. With "regular" a
+    # small model learns to stack repeated words into one frame, which one-symbol-per-frame search then drops
+    # (measured on yesno: 22% WER regular vs 0% modified on the training set).
+    "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500},
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},
     "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},

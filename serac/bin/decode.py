@@ -76,7 +76,7 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
     for batch in eval_dataloader(cuts, max_duration):
         feats = batch["inputs"]
         x_lens = batch["supervisions"]["num_frames"]
-        enc, enc_lens = model.encoder(feats, x_lens)
+        enc, enc_lens = model.encode(feats, x_lens)
         if method == "greedy_search":
             hyps = greedy_search_batch(model, enc, enc_lens)
         else:

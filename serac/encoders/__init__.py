@@ -69,7 +69,9 @@ def build_encoder(num_features: int, cfg: Dict[str, Any]) -> EncoderBase:
     name = cfg.pop("name", None)
     if name not in _REGISTRY:
         raise ValueError(f"unknown encoder {name!r}; available: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](num_features=num_features, **cfg)
+    encoder = _REGISTRY[name](num_features=num_features, **cfg)
+    encoder.num_features = num_features
+    return encoder
 
 
 def _import_all() -> None:

@@ -15,9 +15,6 @@ class StackSubsampling(nn.Module):
     def __init__(self, num_features: int, output_dim: int, factor: int = 4) -> None:
         super().__init__()
         self.factor = factor
-        # per-frame input normalization: raw log-mel energies have a large offset (and loudness varies);
-        # normalizing each stacked frame keeps the encoder exactly streamable, unlike global CMVN statistics
-        self.in_norm = nn.LayerNorm(num_features * factor)
         self.proj = nn.Linear(num_features * factor, output_dim)
         self.norm = nn.LayerNorm(output_dim)
 
@@ -25,4 +22,4 @@ class StackSubsampling(nn.Module):
         n, t, f = x.shape
         t_out = t // self.factor
         x = x[:, : t_out * self.factor].reshape(n, t_out, f * self.factor)
-        return self.norm(self.proj(self.in_norm(x))), torch.div(x_lens, self.factor, rounding_mode="floor")
+        return self.norm(self.proj(x)), torch.div(x_lens, self.factor, rounding_mode="floor")

@@ -66,6 +66,25 @@ class EdenLR:
         self.apply()
 
 
+def feature_stats(cuts, max_cuts: int) -> tuple:
+    """Mean and std of the features of the first ``max_cuts`` cuts (sorted by id, so every rank agrees)."""
+    total, total_sq, count = None, None, 0
+    ids = sorted(c.id for c in cuts)[:max_cuts]
+    wanted = set(ids)
+    for cut in cuts:
+        if cut.id not in wanted:
+            continue
+        feats = torch.from_numpy(cut.load_features()).double()
+        total = feats.sum(0) if total is None else total + feats.sum(0)
+        total_sq = (feats**2).sum(0) if total_sq is None else total_sq + (feats**2).sum(0)
+        count += feats.size(0)
+    if count == 0:
+        raise ValueError("no features to estimate normalisation statistics from")
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp(min=0).sqrt()
+    return mean.float(), std.float()
+
+
 def setup_distributed() -> tuple:
     """(world_size, rank, local_rank); initialises the process group when torchrun started us."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -86,7 +105,8 @@ def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[s
     x_lens = sup["num_frames"].to(device)
     y = [tokenizer.encode(t) for t in sup["text"]]
     lc = cfg["loss"]
-    out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"])
+    out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
+                rnnt_type=lc.get("rnnt_type", "modified"))
     simple_scale, pruned_scale = loss_scales(step, lc["simple_loss_scale"], lc["warm_step"] if train else 0)
     loss = simple_scale * out["simple_loss"] + pruned_scale * out["pruned_loss"]
     frames = out["num_frames"].float()
@@ -167,6 +187,9 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
         ckpt = load_checkpoint(args.init_from)
         model.load_state_dict(ckpt["model"])
         logging.info(f"initialised the model from {args.init_from}")
+    else:
+        mean, std = feature_stats(train_cuts, int(tc.get("stats_num_cuts", 500)))
+        model.set_feature_stats(mean.to(device), std.to(device))
 
     if rank == 0:
         info = environment_info()

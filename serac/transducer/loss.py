@@ -64,12 +64,15 @@ def pruned_rnnt_loss(
     lm_scale: float = 0.25,
     am_scale: float = 0.0,
     reduction: str = "sum",
+    rnnt_type: str = "modified",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The smoothed "simple" loss, prune ranges from its gradients, and the pruned loss.
 
     am/lm: encoder / decoder outputs projected to the joiner dim, (N, T, J) and (N, S+1, J);
     simple_am/simple_lm: the same projected to the vocabulary, (N, T, V) and (N, S+1, V);
     joiner: called as ``joiner(am_pruned, lm_pruned, project_input=False)`` on (N, T, R, J) inputs.
+    rnnt_type: "modified" (at most one symbol per frame: emitting advances time, as greedy search and modified
+    beam search decode) or "regular" (Graves; a frame may emit many symbols).
     Returns (simple_loss, pruned_loss).
     """
     k = require_backend()
@@ -77,21 +80,22 @@ def pruned_rnnt_loss(
     simple_loss, (px_grad, py_grad) = k.rnnt_loss_smoothed(
         lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
         lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, reduction=reduction,
-        return_grad=True)
+        return_grad=True, rnnt_type=rnnt_type)
     ranges = k.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
     am_pruned, lm_pruned = k.do_rnnt_pruning(am=am, lm=lm, ranges=ranges)
     logits = joiner(am_pruned, lm_pruned, project_input=False)
     pruned_loss = k.rnnt_loss_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
-                                     termination_symbol=blank_id, boundary=boundary, reduction=reduction)
+                                     termination_symbol=blank_id, boundary=boundary, reduction=reduction,
+                                     rnnt_type=rnnt_type)
     return simple_loss, pruned_loss
 
 
 def full_rnnt_loss(logits: torch.Tensor, symbols: torch.Tensor, x_lens: torch.Tensor, y_lens: torch.Tensor,
-                   blank_id: int = 0, reduction: str = "sum") -> torch.Tensor:
+                   blank_id: int = 0, reduction: str = "sum", rnnt_type: str = "modified") -> torch.Tensor:
     """The unpruned RNN-T loss on (N, T, S+1, V) logits."""
     k = require_backend()
     return k.rnnt_loss(logits=logits.float(), symbols=symbols, termination_symbol=blank_id,
-                       boundary=_boundary(x_lens, y_lens), reduction=reduction)
+                       boundary=_boundary(x_lens, y_lens), reduction=reduction, rnnt_type=rnnt_type)
 
 
 def loss_scales(step: int, simple_loss_scale: float, warm_step: int) -> Tuple[float, float]:

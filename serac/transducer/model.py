@@ -25,7 +25,8 @@ class StatelessDecoder(nn.Module):
         self.blank_id = blank_id
         self.context_size = context_size
         self.decoder_dim = decoder_dim
-        self.embedding = nn.Embedding(vocab_size, decoder_dim)
+        # blank embeds to zeros, like the left padding of the first positions in training (icefall does the same)
+        self.embedding = nn.Embedding(vocab_size, decoder_dim, padding_idx=blank_id)
         self.conv = (nn.Conv1d(decoder_dim, decoder_dim, kernel_size=context_size, groups=decoder_dim, bias=False)
                      if context_size > 1 else None)
 
@@ -65,7 +66,22 @@ class Transducer(nn.Module):
         self.decoder = StatelessDecoder(vocab_size, decoder_dim, blank_id, context_size)
         self.joiner = Joiner(encoder.output_dim, decoder_dim, joiner_dim, vocab_size)
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
+        # Global mean/variance normalisation of the input features (as ESPnet's global_mvn), estimated from the
+        # training data before training starts; fixed constants keep every encoder exactly streamable.
+        self.register_buffer("feat_mean", torch.zeros(encoder_num_features(encoder)))
+        self.register_buffer("feat_inv_std", torch.ones(encoder_num_features(encoder)))
         self.simple_lm_proj = nn.Linear(decoder_dim, vocab_size)
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feat_mean.copy_(mean)
+        self.feat_inv_std.copy_(1.0 / std.clamp(min=1e-3))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.feat_mean) * self.feat_inv_std
+
+    def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Normalise features and run the encoder: what decoding calls."""
+        return self.encoder(self.normalize(x), x_lens)
 
     def forward(
         self,
@@ -75,10 +91,11 @@ class Transducer(nn.Module):
         prune_range: int = 5,
         lm_scale: float = 0.25,
         am_scale: float = 0.0,
+        rnnt_type: str = "modified",
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, and
         any auxiliary loss the encoder set (e.g. a compute-cost term)."""
-        encoder_out, enc_lens = self.encoder(x, x_lens)
+        encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
         s_max = int(y_lens.max()) if len(y) else 0
@@ -93,12 +110,17 @@ class Transducer(nn.Module):
             am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out),
             simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
             joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
-            prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum")
+            prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum",
+            rnnt_type=rnnt_type)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum()}
         aux = getattr(self.encoder, "aux_loss", None)
         if aux is not None:
             out["aux_loss"] = aux
         return out
+
+
+def encoder_num_features(encoder: EncoderBase) -> int:
+    return int(getattr(encoder, "num_features"))
 
 
 def build_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, blank_id: int = 0) -> Transducer:

@@ -123,7 +123,7 @@ def streaming_greedy_search(model: Transducer, chunk: torch.Tensor, state: Optio
     n = chunk.size(0)
     if state is None:
         state = StreamingGreedyState(model.encoder.init_state(n, chunk.device), [[] for _ in range(n)])
-    enc, state.encoder_state = model.encoder.streaming_forward(chunk, state.encoder_state)
+    enc, state.encoder_state = model.encoder.streaming_forward(model.normalize(chunk), state.encoder_state)
     lens = torch.full((n,), enc.size(1), dtype=torch.int64, device=chunk.device)
     blank, ctx = model.blank_id, model.decoder.context_size
     enc_proj = model.joiner.encoder_proj(enc)

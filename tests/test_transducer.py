@@ -1,0 +1,179 @@
+"""The RNN-T loss backend against an independent float64 forward computation, pruning, and decoding."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from serac.transducer import loss as rnnt
+from serac.transducer.model import build_model
+from serac.transducer.search import greedy_search_batch, modified_beam_search, streaming_greedy_search
+
+pytestmark = pytest.mark.skipif(rnnt.backend is None, reason=f"no RNN-T backend: {rnnt.backend_name}")
+
+
+def reference_rnnt_loss(logits: torch.Tensor, y: list, blank: int = 0, rnnt_type: str = "regular") -> torch.Tensor:
+    """The RNN-T forward variable in float64 for one utterance; logits (T, S+1, V).
+    regular: Graves (a symbol keeps the frame); modified: every step, blank or symbol, consumes one frame."""
+    lp = logits.double().log_softmax(-1)
+    if rnnt_type == "modified":
+        t_len, s_plus_1, _ = lp.shape
+        # a finite "minus infinity": logaddexp(-inf, -inf) has a NaN gradient in torch
+        neg_inf = torch.tensor(-1e30, dtype=torch.float64)
+        alpha = [neg_inf] * s_plus_1
+        alpha[0] = torch.tensor(0.0, dtype=torch.float64)
+        for t in range(t_len):
+            new = [alpha[s] + lp[t, s, blank] for s in range(s_plus_1)]
+            for s in range(1, s_plus_1):
+                new[s] = torch.logaddexp(new[s], alpha[s - 1] + lp[t, s - 1, y[s - 1]])
+            alpha = new
+        return -alpha[s_plus_1 - 1]
+    t_len, s_plus_1, _ = lp.shape
+    s_len = s_plus_1 - 1
+    neg_inf = torch.tensor(float("-inf"), dtype=torch.float64)
+    alpha = [[neg_inf] * s_plus_1 for _ in range(t_len)]
+    alpha[0][0] = torch.tensor(0.0, dtype=torch.float64)
+    for t in range(t_len):
+        for s in range(s_plus_1):
+            if t == 0 and s == 0:
+                continue
+            from_blank = alpha[t - 1][s] + lp[t - 1, s, blank] if t > 0 else neg_inf
+            from_sym = alpha[t][s - 1] + lp[t, s - 1, y[s - 1]] if s > 0 else neg_inf
+            alpha[t][s] = torch.logaddexp(from_blank, from_sym)
+    return -(alpha[t_len - 1][s_len] + lp[t_len - 1, s_len, blank])
+
+
+def random_batch(seed: int, n: int = 3, t_max: int = 7, s_max: int = 4, vocab: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    x_lens = torch.randint(3, t_max + 1, (n,), generator=g)
+    x_lens[0] = t_max
+    y_lens = torch.randint(1, s_max + 1, (n,), generator=g)
+    y_lens[1] = s_max
+    symbols = torch.zeros(n, s_max, dtype=torch.int64)
+    for i in range(n):
+        symbols[i, : y_lens[i]] = torch.randint(1, vocab, (int(y_lens[i]),), generator=g)
+    logits = torch.randn(n, t_max, s_max + 1, vocab, generator=g)
+    return logits, symbols, x_lens, y_lens
+
+
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_full_loss_matches_float64_reference(seed, rnnt_type):
+    logits, symbols, x_lens, y_lens = random_batch(seed)
+    x_lens = torch.maximum(x_lens, y_lens)  # the modified topology needs T >= S
+    logits.requires_grad_(True)
+    ours = rnnt.full_rnnt_loss(logits, symbols, x_lens, y_lens, reduction="none", rnnt_type=rnnt_type)
+    for i in range(logits.size(0)):
+        t, s = int(x_lens[i]), int(y_lens[i])
+        ref = reference_rnnt_loss(logits[i, :t, : s + 1], symbols[i, :s].tolist(), rnnt_type=rnnt_type)
+        assert ours[i].item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-5)
+    # gradients too: backend vs autograd through the reference
+    ours.sum().backward()
+    g_ours = logits.grad.clone()
+    ref_logits = logits.detach().double().requires_grad_(True)
+    total = sum(reference_rnnt_loss(ref_logits[i, : int(x_lens[i]), : int(y_lens[i]) + 1],
+                                    symbols[i, : int(y_lens[i])].tolist(), rnnt_type=rnnt_type)
+                for i in range(logits.size(0)))
+    total.backward()
+    assert torch.allclose(g_ours.double(), ref_logits.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
+def test_simple_loss_is_full_loss_on_summed_logits(rnnt_type):
+    torch.manual_seed(0)
+    _, symbols, x_lens, y_lens = random_batch(3)
+    x_lens = torch.maximum(x_lens, y_lens)
+    n, t_max, s_max, vocab = 3, 7, 4, 6
+    am = torch.randn(n, t_max, vocab)
+    lm = torch.randn(n, s_max + 1, vocab)
+    boundary = rnnt._boundary(x_lens, y_lens)
+    simple = rnnt.backend.rnnt_loss_smoothed(lm=lm, am=am, symbols=symbols, termination_symbol=0,
+                                              lm_only_scale=0.0, am_only_scale=0.0, boundary=boundary,
+                                              reduction="none", rnnt_type=rnnt_type)
+    for i in range(n):
+        t, s = int(x_lens[i]), int(y_lens[i])
+        ref = reference_rnnt_loss(am[i, :t, None, :] + lm[i, None, : s + 1, :], symbols[i, :s].tolist(),
+                                  rnnt_type=rnnt_type)
+        assert simple[i].item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-5)
+
+
+class _AddJoiner(torch.nn.Module):
+    def forward(self, am, lm, project_input=False):
+        return torch.tanh(am + lm) * 3.0
+
+
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pruned_loss_with_full_range_equals_full_loss(seed, rnnt_type):
+    """With a prune range covering every symbol position the pruned loss is the full loss."""
+    _, symbols, x_lens, y_lens = random_batch(seed)
+    x_lens = torch.maximum(x_lens, y_lens)
+    g = torch.Generator().manual_seed(seed + 10)
+    n, t_max, s_max, vocab = 3, 7, 4, 6
+    am = torch.randn(n, t_max, vocab, generator=g)
+    lm = torch.randn(n, s_max + 1, vocab, generator=g)
+    joiner = _AddJoiner()
+    simple, pruned = rnnt.pruned_rnnt_loss(am=am, lm=lm, simple_am=am, simple_lm=lm, joiner=joiner,
+                                           symbols=symbols, x_lens=x_lens, y_lens=y_lens,
+                                           prune_range=s_max + 1, reduction="none", rnnt_type=rnnt_type)
+    full = rnnt.full_rnnt_loss(joiner(am[:, :, None, :], lm[:, None, :, :]), symbols, x_lens, y_lens,
+                               reduction="none", rnnt_type=rnnt_type)
+    assert torch.allclose(pruned, full, rtol=1e-5, atol=1e-5)
+    # and a narrow range is an approximation that cannot beat the full sum over alignments
+    _, narrow = rnnt.pruned_rnnt_loss(am=am, lm=lm, simple_am=am, simple_lm=lm, joiner=joiner, symbols=symbols,
+                                      x_lens=x_lens, y_lens=y_lens, prune_range=2, reduction="none",
+                                      rnnt_type=rnnt_type)
+    assert torch.all(narrow >= full - 1e-4)
+
+
+def test_loss_scale_warmup():
+    assert rnnt.loss_scales(0, 0.5, 100) == (1.0, 0.1)
+    s, p = rnnt.loss_scales(50, 0.5, 100)
+    assert s == pytest.approx(0.75) and p == pytest.approx(0.55)
+    assert rnnt.loss_scales(100, 0.5, 100) == (0.5, 1.0)
+    assert rnnt.loss_scales(5, 0.5, 0) == (0.5, 1.0)
+
+
+def _tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
+                        "decoder_dim": 16, "joiner_dim": 16}, num_features=10, vocab_size=7).eval()
+
+
+def test_model_loss_is_finite_and_trains():
+    model = _tiny_model().train()
+    x, x_lens = torch.randn(2, 40, 10), torch.tensor([40, 32])
+    y = [[1, 2, 3], [4, 5]]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        out = model(x, x_lens, y, prune_range=3)
+        loss = (out["simple_loss"] + out["pruned_loss"]) / out["num_frames"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0] * 0.7
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_greedy_equals_beam_search_with_beam_1(seed):
+    model = _tiny_model(seed)
+    torch.manual_seed(100 + seed)
+    x, x_lens = torch.randn(3, 60, 10), torch.tensor([60, 48, 20])
+    enc, enc_lens = model.encoder(x, x_lens)
+    greedy = greedy_search_batch(model, enc, enc_lens)
+    assert sum(len(h) for h in greedy) > 0, "an all-blank output would make this comparison vacuous"
+    assert greedy == modified_beam_search(model, enc, enc_lens, beam=1)
+
+
+def test_streaming_greedy_equals_offline_greedy():
+    model = _tiny_model(3)
+    x = torch.randn(2, 64, 10)
+    enc, enc_lens = model.encoder(x, torch.tensor([64, 64]))
+    offline = greedy_search_batch(model, enc, enc_lens)
+    state = None
+    for start in range(0, 64, 16):
+        state = streaming_greedy_search(model, x[:, start : start + 16], state)
+    assert sum(len(h) for h in offline) > 0
+    assert state.hyps == offline
