@@ -1,0 +1,42 @@
+"""Helpers for the end-to-end recipe tests: run a recipe in a private copy so tests never touch egs/."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def recipe_copy(recipe: str, dest: Path) -> Path:
+    """Copy egs/<recipe> (scripts, conf, local) into dest, with path.sh/steps/utils linked to the tree."""
+    src = ROOT / "egs" / recipe
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        if item.name in ("path.sh", "steps", "utils"):
+            os.symlink(ROOT / item.name, dest / item.name)
+        elif item.name in ("data", "exp", "download"):
+            continue
+        elif item.is_dir():
+            shutil.copytree(item, dest / item.name, symlinks=True)
+        else:
+            shutil.copy2(item, dest / item.name)
+    return dest
+
+
+def run_recipe(recipe_dir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.run(["bash", "./run.sh", *args], cwd=recipe_dir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n"
+                             f"{proc.stderr[-6000:]}")
+    return proc
+
+
+def summary_wer(path: Path) -> float:
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == ["settings", "WER"], f"{path}: unexpected header {lines[0]!r}"
+    return float(lines[1].split("\t")[1])

@@ -1,0 +1,33 @@
+"""End to end: egs/yesno/asr/run.sh on the real yesno corpus, all stages, then re-run (everything skipped)."""
+from __future__ import annotations
+
+import pytest
+
+from recipe_utils import SHARED_DATA, recipe_copy, run_recipe, summary_wer
+
+YESNO = SHARED_DATA / "yesno" / "waves_yesno"
+
+
+@pytest.mark.skipif(not YESNO.is_dir(), reason=f"{YESNO} not present")
+def test_yesno_recipe_end_to_end(tmp_path):
+    recipe = recipe_copy("yesno/asr", tmp_path / "yesno")
+    proc = run_recipe(recipe, "--corpus-dir", str(YESNO))
+    for n in range(7):
+        assert f"Stage {n}:" in proc.stdout
+    dec = recipe / "exp/lstm/decode/test"
+    greedy = summary_wer(dec / "wer-summary-test-greedy_search-epoch-60-avg-10.txt")
+    beam = summary_wer(dec / "wer-summary-test-modified_beam_search-epoch-60-avg-10-beam-4.txt")
+    assert greedy <= 2.0, f"greedy WER {greedy}% > 2%"
+    assert beam <= 2.0, f"beam WER {beam}% > 2%"
+    errs = (dec / "errs-test-greedy_search-epoch-60-avg-10.txt").read_text()
+    assert errs.startswith(f"%WER = {greedy:.2f}")
+    recogs = (dec / "recogs-test-greedy_search-epoch-60-avg-10.txt").read_text().splitlines()
+    assert len(recogs) == 60  # 30 utterances, a ref and a hyp line each
+    assert (recipe / "exp/lstm/config.yaml").is_file() and (recipe / "exp/lstm/tensorboard").is_dir()
+
+    # every stage is re-runnable: a second run finds the outputs and skips the work
+    again = run_recipe(recipe, "--corpus-dir", str(YESNO), "--stage", "1")
+    out = again.stdout + again.stderr
+    assert "exists, skipping" in out
+    assert "nothing to do" in out  # training found epoch-60.pt
+    assert summary_wer(dec / "wer-summary-test-greedy_search-epoch-60-avg-10.txt") == greedy
