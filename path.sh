@@ -3,6 +3,11 @@
 SERAC_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 export SERAC_ROOT
 if [ ! -f "$SERAC_ROOT/.venv/.serac-installed" ]; then
+  if [ -n "${SLURM_JOB_ID:-}" ]; then
+    # never build an environment inside a cluster job: every node would race to do it
+    echo "path.sh: $SERAC_ROOT/.venv is missing; run tools/install.sh on a login node first" >&2
+    return 1 2>/dev/null || exit 1
+  fi
   echo "path.sh: no $SERAC_ROOT/.venv yet; running tools/install.sh (first use only)" >&2
   bash "$SERAC_ROOT/tools/install.sh" >&2
 fi

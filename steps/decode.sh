@@ -44,5 +44,5 @@ if [ "$nj" -gt 1 ]; then
 else
   $cmd --num-threads "$num_threads" "$out_dir/log/decode-$suffix.log" python -m serac.bin.decode $opts
 fi
-grep -H WER "$out_dir/wer-summary-$set_name-$suffix.txt" | tail -1 || true
+echo "$0: $set_name $suffix: WER $(tail -n 1 "$out_dir/wer-summary-$set_name-$suffix.txt" | cut -f 2)%"
 echo "$0: done"

@@ -5,7 +5,7 @@ set -euo pipefail
 echo "$0 $*"
 
 cmd=utils/run.py
-config=
+train_config=
 num_epochs=
 num_nodes=1
 gpus_per_node=0       # 0: CPU
@@ -14,10 +14,10 @@ num_threads=1
 train_opts=""         # extra options for serac.bin.train, e.g. "--set optim.lr=1e-3"
 rdzv_port=29500
 help_message="Usage: $0 [options] <lang-dir> <train-cuts> <valid-cuts> <exp-dir>
-e.g.: $0 --config conf/lstm.yaml data/lang_word data/fbank/yesno_cuts_train.jsonl.gz data/fbank/yesno_cuts_test.jsonl.gz exp/lstm
+e.g.: $0 --train-config conf/lstm.yaml data/lang_word data/fbank/yesno_cuts_train.jsonl.gz data/fbank/yesno_cuts_test.jsonl.gz exp/lstm
 Options:
   --cmd <cmd>                # \$train_cmd or \$cuda_cmd from cmd.sh (default: $cmd)
-  --config <yaml>            # model/training config
+  --train-config <yaml>      # model/training config (YAML)
   --num-epochs <n>           # overrides train.num_epochs
   --num-nodes <n>            # >1: multi-node DDP (needs utils/slurm.py as --cmd)
   --gpus-per-node <n>        # GPUs per node; one training process per GPU
@@ -34,7 +34,7 @@ lang_dir=$1; train_cuts=$2; valid_cuts=$3; exp_dir=$4
 mkdir -p "$exp_dir/log"
 
 args="--exp-dir $exp_dir --lang-dir $lang_dir --train-cuts $train_cuts --valid-cuts $valid_cuts"
-[ -n "$config" ] && args="$args --config $config"
+[ -n "$train_config" ] && args="$args --config $train_config"
 [ -n "$num_epochs" ] && args="$args --num-epochs $num_epochs"
 args="$args --set train.num_threads=$num_threads $train_opts"
 

@@ -19,10 +19,11 @@ num_speakers=          # training speakers (empty: generator default)
 utts_per_speaker=      # utterances per training speaker (empty: generator default)
 hours=                 # alternatively: hours of training audio
 seed=1
+gen_opts=              # more generator options, e.g. "--dev-speakers 8 --test-speakers 8" (see local/generate.sh)
 gen_nj=2               # generation jobs
 corpus_dir=download/synth
 # model
-config=conf/lstm.yaml
+train_config=conf/lstm.yaml
 exp_dir=exp/lstm
 num_epochs=12
 avg=4
@@ -34,7 +35,7 @@ cohort_keys=accent,gender,age_band,state,region,condition
 n_bootstrap=1000
 results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-per-speaker N | --hours H]
-          [--seed S] [--gen-nj N] [--config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]"
+          [--seed S] [--gen-nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
@@ -51,7 +52,7 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -n "$num_speakers" ] && opts="$opts --num-speakers $num_speakers"
   [ -n "$utts_per_speaker" ] && opts="$opts --utts-per-speaker $utts_per_speaker"
   [ -n "$hours" ] && opts="$opts --hours $hours"
-  local/generate.sh --cmd "$train_cmd" $opts $corpus_dir data/manifests
+  local/generate.sh --cmd "$train_cmd" $opts --extra-opts "$gen_opts" $corpus_dir data/manifests
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
@@ -73,7 +74,7 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "Stage 4: train the streaming LSTM transducer"
-  steps/train.sh --cmd "$train_cmd" --config $config --num-epochs $num_epochs --num-threads $train_threads \
+  steps/train.sh --cmd "$train_cmd" --train-config $train_config --num-epochs $num_epochs --num-threads $train_threads \
     $lang data/fbank/synth_cuts_train.jsonl.gz data/fbank/synth_cuts_dev.jsonl.gz $exp_dir
 fi
 

@@ -20,6 +20,7 @@ cmd=utils/run.py
 synth_config=        # YAML deep-merged over the default priors (serac/data/synth/config.py)
 prefix=synth
 audio_format=flac
+extra_opts=          # more generate_synth_corpus options, e.g. "--dev-speakers 8 --test-speakers 8"
 
 help_message="Usage: $0 [options] <out-dir> <manifest-dir>
 Generates the synthetic corpus into <out-dir> (audio, shards, speakers.tsv) and writes
@@ -66,6 +67,8 @@ if [ -n "$utts_per_speaker" ]; then opts+=(--utts-per-speaker "$utts_per_speaker
 if [ -n "$hours" ]; then opts+=(--hours "$hours"); fi
 if [ -n "$eval_utts_per_speaker" ]; then opts+=(--eval-utts-per-speaker "$eval_utts_per_speaker"); fi
 if [ -n "$synth_config" ]; then opts+=(--config "$synth_config"); fi
+# shellcheck disable=SC2206  # word splitting of the extra options is intended
+if [ -n "$extra_opts" ]; then opts+=($extra_opts); fi
 
 mkdir -p "$out_dir/log" "$manifest_dir"
 python -m serac.bin.generate_synth_corpus --out-dir "$out_dir" --summary "${opts[@]}" \

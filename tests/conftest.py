@@ -1,0 +1,58 @@
+"""Shared pytest fixtures.
+
+slurm_cluster: a one-node Slurm on localhost, started by tests/slurm/start_slurm.sh (installed with
+apt-get when missing and we are root) and stopped at the end of the session if this session
+started it. Where Slurm cannot be had the tests that use it are skipped, unless CI=true: then
+they fail, so that CI never passes without having run them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    node: str
+    cpus: int
+    memory_mb: int
+
+
+def _slurm_unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"local Slurm is required when CI=true: {reason}")
+    pytest.skip(f"no local Slurm: {reason}")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    try:
+        start = subprocess.run(
+            ["bash", str(TESTS_DIR / "slurm" / "start_slurm.sh")],
+            capture_output=True, text=True, timeout=600,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _slurm_unavailable(f"start_slurm.sh did not finish: {e}")
+    if start.returncode != 0:
+        _slurm_unavailable(start.stderr.strip().splitlines()[-1] if start.stderr.strip()
+                           else f"start_slurm.sh exited {start.returncode}")
+    started_here = start.stdout.strip().splitlines()[-1:] == ["started"]
+    node = subprocess.run(["scontrol", "-o", "show", "node"], capture_output=True, text=True)
+    fields = dict(re.findall(r"(\w+)=(\S+)", node.stdout.splitlines()[0] if node.stdout else ""))
+    cluster = SlurmCluster(
+        node=fields.get("NodeName", ""),
+        cpus=int(fields.get("CPUTot", "1")),
+        memory_mb=int(fields.get("RealMemory", "1")),
+    )
+    yield cluster
+    if started_here:
+        subprocess.run(["bash", str(TESTS_DIR / "slurm" / "stop_slurm.sh")], capture_output=True)
