@@ -18,11 +18,15 @@ DEFAULTS: Dict[str, Any] = {
     # rnnt_type "modified": one symbol per frame, matching greedy and modified beam search. With "regular" a
     # small model learns to stack repeated words into one frame, which one-symbol-per-frame search then drops
     # (measured on yesno: 22% WER regular vs 0% modified on the training set).
-    "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500},
+    "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500,
+             "ctc_scale": 0.0},
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},
     "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},
     "train": {"num_epochs": 10, "seed": 42, "log_interval": 20, "keep_last_epochs": 30, "num_threads": 0},
+    # Elastic weight consolidation (serac/fairness/ewc.py), off unless `fisher` is set: fine-tuning adds
+    # (lambda/2) * sum_i F_i (theta_i - theta*_i)^2 to the per-frame loss, theta* = the --init-from checkpoint.
+    "ewc": {"fisher": None, "lambda": 0.0},
 }
 
 

@@ -29,7 +29,12 @@ def test_synth_recipe_tiny_end_to_end(tmp_path):
         assert f"Stage {n}:" in proc.stdout
     dec = recipe / "exp/lstm/decode/test"
     wer = summary_wer(dec / "wer-summary-test-greedy_search-epoch-1-avg-1.txt")
-    assert 0.0 <= wer <= 200.0
+    assert wer >= 0.0  # one epoch of a tiny model: any WER, insertions can push it past 100%
+    recogs = (dec / "recogs-test-greedy_search-epoch-1-avg-1.txt").read_text().splitlines()
+    from lhotse import load_manifest
+
+    num_test = len(load_manifest(recipe / "data/fbank/synth_cuts_test.jsonl.gz"))
+    assert num_test > 0 and len(recogs) == 2 * num_test  # a ref and a hyp line per utterance
     cohorts = dec / "cohorts-greedy_search-epoch-1-avg-1"
     for key in ("accent", "gender", "age_band", "state", "region"):
         summary = json.loads((cohorts / f"cohort-summary-{key}.json").read_text())

@@ -112,12 +112,18 @@ def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[s
     frames = out["num_frames"].float()
     stats = {"simple_loss": out["simple_loss"].detach().item(), "pruned_loss": out["pruned_loss"].detach().item(),
              "frames": frames.item(), "utts": len(y)}
+    ctc_scale = float(lc.get("ctc_scale", 0.0))
+    if ctc_scale > 0:
+        if "ctc_loss" not in out:
+            raise ValueError("loss.ctc_scale > 0 needs model.ctc_head: true")
+        loss = loss + ctc_scale * out["ctc_loss"]
+        stats["ctc_loss"] = out["ctc_loss"].detach().item()
     if "aux_loss" in out:
         # an encoder's auxiliary term (e.g. the compute-cost term) is a per-frame mean: scale to the batch sum
         loss = loss + out["aux_loss"] * frames
         stats["aux_loss"] = out["aux_loss"].detach().item() * frames.item()
     stats["loss"] = (simple_scale * stats["simple_loss"] + pruned_scale * stats["pruned_loss"]
-                     + stats.get("aux_loss", 0.0))
+                     + stats.get("aux_loss", 0.0) + ctc_scale * stats.get("ctc_loss", 0.0))
     return loss, stats
 
 
@@ -191,6 +197,13 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
         mean, std = feature_stats(train_cuts, int(tc.get("stats_num_cuts", 500)))
         model.set_feature_stats(mean.to(device), std.to(device))
 
+    # EWC (optional `ewc` section; serac/fairness/ewc.py): penalty towards theta* = the --init-from parameters
+    ewc_penalty = None
+    if (cfg.get("ewc") or {}).get("fisher"):
+        from serac.fairness.ewc import EWCPenalty
+
+        ewc_penalty = EWCPenalty.from_config(cfg["ewc"], getattr(args, "init_from", None), model, device)
+
     if rank == 0:
         info = environment_info()
         info.update({"world_size": world_size, "device": str(device), "rnnt_backend": backend_name,
@@ -240,7 +253,12 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
                 loss = sum(p.sum() * 0.0 for p in model.parameters())
                 stats = {"loss": 0.0, "frames": 0.0, "utts": 0}
             optimizer.zero_grad(set_to_none=True)
-            (loss / max(stats["frames"], 1.0)).backward()
+            per_frame_loss = loss / max(stats["frames"], 1.0)
+            if ewc_penalty is not None and stats["frames"] > 0:
+                # EWC: (lambda/2) sum_i F_i (theta_i - theta*_i)^2, added to the per-frame loss (the Fisher is
+                # estimated from per-frame utterance losses, so both terms share one scale)
+                per_frame_loss = per_frame_loss + ewc_penalty(model)
+            per_frame_loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), oc["grad_clip"])
             optimizer.step()
             scheduler.step_batch()

@@ -58,7 +58,7 @@ class Joiner(nn.Module):
 
 class Transducer(nn.Module):
     def __init__(self, encoder: EncoderBase, vocab_size: int, blank_id: int = 0, decoder_dim: int = 256,
-                 joiner_dim: int = 256, context_size: int = 2) -> None:
+                 joiner_dim: int = 256, context_size: int = 2, ctc_head: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.vocab_size = vocab_size
@@ -71,6 +71,9 @@ class Transducer(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(encoder_num_features(encoder)))
         self.register_buffer("feat_inv_std", torch.ones(encoder_num_features(encoder)))
         self.simple_lm_proj = nn.Linear(decoder_dim, vocab_size)
+        # optional auxiliary CTC head on the encoder (as icefall's *_ctc recipes): it teaches the encoder to align
+        # early, before the transducer has learned to use the acoustics rather than its own token history
+        self.ctc_output = nn.Linear(encoder.output_dim, vocab_size) if ctc_head else None
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feat_mean.copy_(mean)
@@ -113,6 +116,10 @@ class Transducer(nn.Module):
             prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum",
             rnnt_type=rnnt_type)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum()}
+        if self.ctc_output is not None:
+            log_probs = self.ctc_output(encoder_out).log_softmax(-1).float()
+            out["ctc_loss"] = F.ctc_loss(log_probs.transpose(0, 1), symbols, enc_lens, y_lens, blank=self.blank_id,
+                                         reduction="sum", zero_infinity=True)
         aux = getattr(self.encoder, "aux_loss", None)
         if aux is not None:
             out["aux_loss"] = aux
@@ -127,7 +134,7 @@ def build_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, b
     """Build a Transducer from the ``model`` section of a config."""
     cfg = dict(model_cfg)
     encoder = build_encoder(num_features, cfg.pop("encoder"))
-    allowed = {"decoder_dim", "joiner_dim", "context_size"}
+    allowed = {"decoder_dim", "joiner_dim", "context_size", "ctc_head"}
     unknown = set(cfg) - allowed
     if unknown:
         raise ValueError(f"unknown model options {sorted(unknown)}; allowed: {sorted(allowed)} and 'encoder'")

@@ -1,0 +1,287 @@
+"""Exactly streamable building blocks shared by the conv_rnnt, conformer and contextnet encoders.
+
+Every block here has one code path for training and streaming: ``forward(x, state)`` consumes a span
+of frames given the state carried from the frames before it and returns the new state. Full-utterance
+encoding is the same call from the initial state (zero convolution caches are exactly the zero padding
+of a causal convolution, an empty running sum is the start of a running mean, an attention cache whose
+slots are all marked invalid is exactly "no left context"), so chunk-by-chunk streaming reproduces the
+full-utterance output up to float rounding, with no approximation anywhere.
+
+The blocks:
+
+* :class:`CausalConv1d` / :class:`CausalConv2d`: convolutions padded only on the past side in time; the
+  carried cache is the last ``dilation*(kernel-1) + 1 - stride`` input frames (``kernel-1`` when
+  ``stride=1``). With a time stride ``s`` output ``j`` covers input frames ``[j*s, j*s+s-1]`` plus the
+  past, the same alignment as frame stacking, so a stride adds no look-ahead beyond its own group.
+* :class:`RunningMeanSqueezeExcitation`: squeeze-and-excitation whose pooled summary at frame ``t`` is
+  the mean of frames ``<= t`` (cumulative sum / count), carried as a running sum and count.
+* :class:`ChunkedSelfAttention`: each frame attends to its own chunk of ``chunk_size`` frames and the
+  ``left_context`` frames before the chunk, with a learned relative-position bias inside that window;
+  the carried cache is the last ``left_context`` keys and values and their validity.
+
+Normalisation is LayerNorm (per frame) everywhere: BatchNorm's training statistics would mix padded
+frames and future frames into every frame.
+
+Carried states are nested dicts/lists of tensors whose first dimension is the batch, so streams can be
+selected or merged with ``index_select`` / ``torch.cat`` on dim 0.
+
+Also here: :func:`count_parameters` and :func:`encoder_flops_per_second` for comparing encoders.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+State = Dict[str, torch.Tensor]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _lstm_flops(module: nn.LSTM, batch: int, frames: int) -> int:
+    """Multiply-accumulates x2 of an LSTM stack (FlopCounterMode has no formula for aten.lstm)."""
+    directions = 2 if module.bidirectional else 1
+    hidden, proj = module.hidden_size, module.proj_size
+    out_dim = proj if proj > 0 else hidden
+    macs = 0
+    for layer in range(module.num_layers):
+        in_dim = module.input_size if layer == 0 else out_dim * directions
+        macs += directions * (4 * hidden * (in_dim + out_dim) + (hidden * proj if proj > 0 else 0))
+    return 2 * macs * batch * frames
+
+
+@torch.no_grad()
+def encoder_flops_per_second(encoder: nn.Module, num_features: int = 80, seconds: float = 4.0,
+                             frames_per_second: int = 100) -> float:
+    """Encoder FLOPs (multiply-accumulates x2 of matmuls, convolutions, attention and LSTMs) per second of
+    audio, counted by ``torch.utils.flop_counter.FlopCounterMode`` on one utterance of ``seconds`` seconds
+    (elementwise work is not counted). A few seconds rather than one, so chunked attention runs whole chunks
+    and the figure is the steady-state cost."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    frames = int(round(seconds * frames_per_second))
+    x = torch.randn(1, frames, num_features, device=next(encoder.parameters()).device)
+    lstm_flops = []
+
+    def lstm_hook(module: nn.LSTM, inputs, _output) -> None:
+        x_in = inputs[0]
+        n, t = (x_in.size(0), x_in.size(1)) if module.batch_first else (x_in.size(1), x_in.size(0))
+        lstm_flops.append(_lstm_flops(module, n, t))
+
+    hooks = [m.register_forward_hook(lstm_hook) for m in encoder.modules() if isinstance(m, nn.LSTM)]
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            encoder(x, torch.tensor([frames], device=x.device))
+    finally:
+        encoder.train(was_training)
+        for h in hooks:
+            h.remove()
+    return (counter.get_total_flops() + sum(lstm_flops)) / seconds
+
+
+def _keep_last(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """The last ``n`` entries along ``dim`` (``n`` may be 0)."""
+    return x.narrow(dim, x.size(dim) - n, n)
+
+
+class CausalConv1d(nn.Module):
+    """1-D convolution over (N, C, T), padded only on the past side.
+
+    Output ``j`` sees input frames ``<= j*stride + stride - 1``. The cache holds the last
+    ``dilation*(kernel_size-1) + 1 - stride`` input frames; streamed chunks must be multiples of ``stride``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 dilation: int = 1, groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        span = dilation * (kernel_size - 1) + 1
+        if span < stride:
+            raise ValueError(f"kernel span {span} shorter than stride {stride} would skip input frames")
+        self.in_channels = in_channels
+        self.stride = stride
+        self.cache_frames = span - stride
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
+                              groups=groups, bias=bias)
+
+    def init_cache(self, batch_size: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.zeros(batch_size, self.in_channels, self.cache_frames, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if cache is None:
+            cache = self.init_cache(x.size(0), x.device, x.dtype)
+        x = torch.cat([cache, x], dim=2)
+        return self.conv(x), _keep_last(x, self.cache_frames, 2)
+
+
+class CausalConv2d(nn.Module):
+    """2-D convolution over (N, C, T, F): causal in time as :class:`CausalConv1d`, centred ("same" padding
+    before striding) in frequency. The cache holds the last ``kernel_t - stride_t`` input frames."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Tuple[int, int] = (3, 3),
+                 stride: Tuple[int, int] = (1, 1)) -> None:
+        super().__init__()
+        kernel_t, kernel_f = kernel_size
+        stride_t, _ = stride
+        if kernel_t < stride_t:
+            raise ValueError(f"time kernel {kernel_t} shorter than time stride {stride_t}")
+        self.in_channels = in_channels
+        self.stride_t = stride_t
+        self.cache_frames = kernel_t - stride_t
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=(0, (kernel_f - 1) // 2))
+
+    def output_freq(self, freq: int) -> int:
+        k, s, p = self.conv.kernel_size[1], self.conv.stride[1], self.conv.padding[1]
+        return (freq + 2 * p - k) // s + 1
+
+    def init_cache(self, batch_size: int, freq: int, device: torch.device,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.zeros(batch_size, self.in_channels, self.cache_frames, freq, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if cache is None:
+            cache = self.init_cache(x.size(0), x.size(3), x.device, x.dtype)
+        x = torch.cat([cache, x], dim=2)
+        return self.conv(x), _keep_last(x, self.cache_frames, 2)
+
+
+class CausalConv2dSubsampling(nn.Module):
+    """Two causal 3x3 convolutions with stride 2 in time and frequency (time / 4), ReLU, then a linear map
+    of the flattened (channels x frequency) map to ``output_dim``: the usual Conformer front end, made
+    causal. Output frame ``i`` sees input frames ``<= 4i+3``. State: one cache per convolution."""
+
+    def __init__(self, num_features: int, channels: int, output_dim: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.conv1 = CausalConv2d(1, channels, (3, 3), (2, 2))
+        self.conv2 = CausalConv2d(channels, channels, (3, 3), (2, 2))
+        self.mid_freq = self.conv1.output_freq(num_features)
+        self.out_freq = self.conv2.output_freq(self.mid_freq)
+        self.proj = nn.Linear(channels * self.out_freq, output_dim)
+
+    def init_state(self, batch_size: int, device: torch.device) -> State:
+        return {"conv1": self.conv1.init_cache(batch_size, self.num_features, device),
+                "conv2": self.conv2.init_cache(batch_size, self.mid_freq, device)}
+
+    def feature_maps(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+        """(N, T, F) -> (N, C, T/4, F') feature maps, before the flattening projection."""
+        h, conv1_cache = self.conv1(x.unsqueeze(1), state["conv1"])
+        h, conv2_cache = self.conv2(torch.relu(h), state["conv2"])
+        return torch.relu(h), {"conv1": conv1_cache, "conv2": conv2_cache}
+
+    def forward(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+        h, state = self.feature_maps(x, state)
+        n, c, t, f = h.shape
+        return self.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f)), state
+
+
+class RunningMeanSqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation over (N, T, C) whose summary at frame ``t`` is the mean of frames ``<= t``.
+
+    ContextNet pools over the whole utterance, which needs the future; the running mean keeps the
+    global-context idea and streams exactly with a carried (sum, count).
+    """
+
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        self.channels = channels
+        self.squeeze = nn.Linear(channels, max(1, channels // reduction))
+        self.excite = nn.Linear(max(1, channels // reduction), channels)
+
+    def init_state(self, batch_size: int, device: torch.device) -> State:
+        return {"sum": torch.zeros(batch_size, self.channels, device=device),
+                "count": torch.zeros(batch_size, 1, device=device)}
+
+    def forward(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+        t = x.size(1)
+        running_sum = state["sum"].unsqueeze(1) + torch.cumsum(x, dim=1)
+        running_count = state["count"].unsqueeze(1) + torch.arange(1, t + 1, device=x.device,
+                                                                   dtype=x.dtype).view(1, t, 1)
+        summary = running_sum / running_count
+        gate = torch.sigmoid(self.excite(nn.functional.silu(self.squeeze(summary))))
+        new_state = {"sum": running_sum[:, -1] if t > 0 else state["sum"], "count": state["count"] + t}
+        return x * gate, new_state
+
+
+class ChunkedSelfAttention(nn.Module):
+    """Multi-head self-attention over (N, T, D) in chunks of ``chunk_size`` frames: a frame attends to every
+    frame of its own chunk and to the ``left_context`` frames before the chunk start, never further.
+
+    Positions enter as a learned per-head bias indexed by the query-key distance inside the window, so the
+    module streams with nothing but the last ``left_context`` keys/values (and whether each cache slot holds
+    a real frame). Chunks are aligned to the stream start; streamed spans must be multiples of ``chunk_size``.
+    Cost is linear in T: every chunk scores ``chunk_size x (left_context + chunk_size)`` pairs.
+    """
+
+    def __init__(self, dim: int, num_heads: int, chunk_size: int, left_context: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} not divisible by num_heads {num_heads}")
+        if chunk_size < 1 or left_context < 0:
+            raise ValueError(f"need chunk_size >= 1 and left_context >= 0, got {chunk_size}, {left_context}")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.chunk_size, self.left_context = chunk_size, left_context
+        self.in_proj = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        window = left_context + chunk_size
+        # distance (query - key) ranges over [-(chunk_size-1), left_context+chunk_size-1]
+        self.relative_bias = nn.Parameter(torch.zeros(num_heads, left_context + 2 * chunk_size - 1))
+        query_pos = left_context + torch.arange(chunk_size).view(-1, 1)
+        key_pos = torch.arange(window).view(1, -1)
+        self.register_buffer("bias_index", query_pos - key_pos + chunk_size - 1, persistent=False)
+
+    def init_state(self, batch_size: int, device: torch.device) -> State:
+        return {"key": torch.zeros(batch_size, self.left_context, self.dim, device=device),
+                "value": torch.zeros(batch_size, self.left_context, self.dim, device=device),
+                "valid": torch.zeros(batch_size, self.left_context, dtype=torch.bool, device=device)}
+
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+        """``key_valid`` (N, T) marks real frames; padding is never attended to."""
+        n, t, _ = x.shape
+        c, left, h, dh = self.chunk_size, self.left_context, self.num_heads, self.head_dim
+        q, k, v = self.in_proj(x).chunk(3, dim=-1)
+        keys = torch.cat([state["key"], k], dim=1)
+        values = torch.cat([state["value"], v], dim=1)
+        valid = torch.cat([state["valid"], key_valid], dim=1)
+        new_state = {"key": _keep_last(keys, left, 1), "value": _keep_last(values, left, 1),
+                     "valid": _keep_last(valid, left, 1)}
+
+        # pad the last partial chunk (only in full-utterance mode) with invalid frames
+        pad = (-t) % c
+        if pad:
+            q = nn.functional.pad(q, (0, 0, 0, pad))
+            keys = nn.functional.pad(keys, (0, 0, 0, pad))
+            values = nn.functional.pad(values, (0, 0, 0, pad))
+            valid = nn.functional.pad(valid, (0, pad), value=False)
+        num_chunks = (t + pad) // c
+        window = left + c
+        # (N, chunks, window, D): keys of chunk j are frames [j*c, j*c + window) of the cache-prefixed sequence
+        key_windows = keys.unfold(1, window, c).transpose(2, 3)
+        value_windows = values.unfold(1, window, c).transpose(2, 3)
+        valid_windows = valid.unfold(1, window, c)  # (N, chunks, window)
+
+        q = q.reshape(n, num_chunks, c, h, dh).transpose(2, 3)  # (N, chunks, H, c, dh)
+        key_windows = key_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
+        value_windows = value_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
+        scores = torch.matmul(q, key_windows.transpose(-1, -2)) / math.sqrt(dh)  # (N, chunks, H, c, window)
+        scores = scores + self.relative_bias[:, self.bias_index]
+        # a finite minimum rather than -inf: a chunk with no valid key (padding only) stays finite, and a
+        # masked key still gets exactly zero weight next to any valid one
+        scores = scores.masked_fill(~valid_windows[:, :, None, None, :], torch.finfo(scores.dtype).min)
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        out = torch.matmul(weights, value_windows)  # (N, chunks, H, c, dh)
+        out = out.transpose(2, 3).reshape(n, num_chunks * c, self.dim)[:, :t]
+        return self.out_proj(out), new_state
+
+
+def check_chunk(x: torch.Tensor, chunk_multiple: int, name: str) -> None:
+    if x.size(1) % chunk_multiple:
+        raise ValueError(f"{name}.streaming_forward needs chunks of a multiple of {chunk_multiple} input frames, "
+                         f"got {x.size(1)}")

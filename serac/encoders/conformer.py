@@ -1,0 +1,150 @@
+"""Streaming Conformer encoder: causal convolutional subsampling, then Conformer blocks whose self-attention
+is chunked and whose convolution module is causal, so the whole encoder streams exactly.
+
+Architecture (defaults in brackets)::
+
+    fbank (N, T, 80) -> causal 2-D conv subsampling (time / 4, [144] channels) -> linear [144]
+      -> [9] x Conformer block:
+           x + 1/2 FFN(x)                          FFN: LayerNorm -> linear [576] -> Swish -> linear
+           x + ChunkedMHSA(LayerNorm(x))           [4] heads, chunk [4] frames, left context [64] frames
+           x + ConvModule(x)                       LayerNorm -> pointwise -> GLU -> causal depthwise
+                                                   conv (kernel [15]) -> LayerNorm -> Swish -> pointwise
+           x + 1/2 FFN(x) -> LayerNorm
+      -> linear (output_dim [256]) at 25 frames/s
+
+Chunked attention: output frames are cut into chunks of ``chunk_size`` frames aligned to the stream
+start; a frame attends to every frame of its own chunk (hence its look-ahead) and to the ``left_context``
+frames before its chunk. There is no absolute positional encoding (it would not stream past its table):
+the causal convolution modules carry order and a learned per-head relative-position bias inside the
+attention window gives attention its own sense of distance. LayerNorm replaces the Conformer's BatchNorm,
+whose training statistics would mix padding and future frames into every frame.
+
+Streaming: ``chunk_multiple = 4 * chunk_size`` input frames; ``look_ahead = 4 * chunk_size - 1`` input
+frames (the first frame of a chunk waits for the chunk's end). The state carries the two subsampling
+convolutions' caches, and per block the last ``left_context`` keys/values (with which slots hold real
+frames) and the depthwise convolution's last ``kernel-1`` frames. In ``forward`` keys beyond ``x_lens``
+are masked, so padding cannot reach the frames before it even inside their chunk.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import torch
+from torch import nn
+
+from serac.encoders import EncoderBase, register_encoder
+from serac.encoders._streaming import (CausalConv1d, CausalConv2dSubsampling, ChunkedSelfAttention, State,
+                                       check_chunk)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden_dim), nn.SiLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden_dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CausalConvModule(nn.Module):
+    """Conformer convolution module with a causal depthwise convolution (cache: last kernel-1 frames)."""
+
+    def __init__(self, dim: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_in = nn.LayerNorm(dim)
+        self.pointwise_in = nn.Linear(dim, 2 * dim)
+        self.depthwise = CausalConv1d(dim, dim, kernel_size, groups=dim)
+        self.norm_mid = nn.LayerNorm(dim)
+        self.pointwise_out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        h = nn.functional.glu(self.pointwise_in(self.norm_in(x)), dim=-1)
+        h, cache = self.depthwise(h.transpose(1, 2), cache)
+        h = self.pointwise_out(nn.functional.silu(self.norm_mid(h.transpose(1, 2))))
+        return self.dropout(h), cache
+
+
+class ConformerBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, conv_kernel_size: int, chunk_size: int,
+                 left_context: int, dropout: float) -> None:
+        super().__init__()
+        self.ffn1 = FeedForward(dim, ffn_dim, dropout)
+        self.norm_attn = nn.LayerNorm(dim)
+        self.attn = ChunkedSelfAttention(dim, num_heads, chunk_size, left_context, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv = CausalConvModule(dim, conv_kernel_size, dropout)
+        self.ffn2 = FeedForward(dim, ffn_dim, dropout)
+        self.norm_out = nn.LayerNorm(dim)
+
+    def init_state(self, batch_size: int, device: torch.device) -> State:
+        return {"attn": self.attn.init_state(batch_size, device),
+                "conv": self.conv.depthwise.init_cache(batch_size, device)}
+
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+        x = x + 0.5 * self.ffn1(x)
+        attn_out, attn_state = self.attn(self.norm_attn(x), key_valid, state["attn"])
+        x = x + self.dropout(attn_out)
+        conv_out, conv_cache = self.conv(x, state["conv"])
+        x = x + conv_out
+        x = self.norm_out(x + 0.5 * self.ffn2(x))
+        return x, {"attn": attn_state, "conv": conv_cache}
+
+
+@register_encoder("conformer")
+class ConformerEncoder(EncoderBase):
+    """Streaming Conformer with chunked attention (chunk_size / left_context in output frames)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        output_dim: int = 256,
+        dim: int = 144,
+        num_layers: int = 9,
+        num_heads: int = 4,
+        ffn_dim: int = 576,
+        conv_kernel_size: int = 15,
+        subsampling_channels: int = 144,
+        chunk_size: int = 4,
+        left_context: int = 64,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.subsampling_factor = 4
+        self.chunk_size, self.left_context = chunk_size, left_context
+        self.chunk_multiple = chunk_size * self.subsampling_factor
+        self.look_ahead = self.chunk_multiple - 1
+        self.output_dim = output_dim
+        self.subsampling = CausalConv2dSubsampling(num_features, subsampling_channels, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(dim, num_heads, ffn_dim, conv_kernel_size, chunk_size, left_context, dropout)
+            for _ in range(num_layers))
+        self.out = nn.Linear(dim, output_dim)
+
+    def init_state(self, batch_size: int, device: torch.device) -> Dict[str, Any]:
+        return {"subsampling": self.subsampling.init_state(batch_size, device),
+                "blocks": [b.init_state(batch_size, device) for b in self.blocks]}
+
+    def _encode(self, x: torch.Tensor, key_valid: torch.Tensor, state: Dict[str, Any]
+                ) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        h, sub_state = self.subsampling(x, state["subsampling"])
+        h = self.dropout(h)
+        block_states = []
+        for block, block_state in zip(self.blocks, state["blocks"]):
+            h, block_state = block(h, key_valid, block_state)
+            block_states.append(block_state)
+        return self.out(h), {"subsampling": sub_state, "blocks": block_states}
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x[:, : x.size(1) // self.subsampling_factor * self.subsampling_factor]
+        y_lens = torch.div(x_lens, self.subsampling_factor, rounding_mode="floor")
+        key_valid = torch.arange(x.size(1) // self.subsampling_factor, device=x.device)[None, :] < y_lens[:, None]
+        y, _ = self._encode(x, key_valid, self.init_state(x.size(0), x.device))
+        return y, y_lens
+
+    def streaming_forward(self, x: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        check_chunk(x, self.chunk_multiple, type(self).__name__)
+        key_valid = torch.ones(x.size(0), x.size(1) // self.subsampling_factor, dtype=torch.bool, device=x.device)
+        return self._encode(x, key_valid, state)
