@@ -25,8 +25,8 @@ corpus_dir=download/synth
 # model
 train_config=conf/lstm.yaml
 exp_dir=exp/lstm
-num_epochs=12
-avg=4
+num_epochs=30
+avg=5
 vocab_size=256
 decode_nj=2
 beam=4
