@@ -61,7 +61,7 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "Stage 4: train the streaming LSTM transducer"
   # yesno has no dev set: the test set is the validation set, as in icefall's yesno recipe
-  steps/train.sh --cmd "$train_cmd" --train-config $train_config --num-epochs $num_epochs --num-threads 1 \
+  steps/train.sh --cmd "$train_cmd" --train-config $train_config --num-epochs $num_epochs --num-threads 2 \
     data/lang_word data/fbank/yesno_cuts_train.jsonl.gz data/fbank/yesno_cuts_test.jsonl.gz $exp_dir
 fi
 
