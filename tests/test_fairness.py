@@ -499,7 +499,8 @@ def test_mitigation_table_by_hand(tmp_path: Path) -> None:
     write_cuts(tmp_path / "cuts.jsonl.gz", speakers, {f"{s}-0": s for s in speakers})
     # baseline: targeted R1 (4 + 2) / 20 = 30%, other R2 (1 + 1) / 20 = 10%, overall 20%, region var 100
     # method:   targeted (2 + 1) / 20 = 15% (-50%), other (1 + 2) / 20 = 15% (+50%), overall 15% (-25%), var 0
-    for name, errs in (("base", {"t1": 4, "t2": 2, "o1": 1, "o2": 1}), ("m", {"t1": 2, "t2": 1, "o1": 1, "o2": 2})):
+    for name, errs in (("base", {"t1": 4, "t2": 2, "o1": 1, "o2": 1}), ("m", {"t1": 2, "t2": 1, "o1": 1, "o2": 2}),
+                       ("m2", {"t1": 4, "t2": 1, "o1": 1, "o2": 2})):
         store_transcripts(tmp_path / f"{name}.txt", [(f"{s}-0", ref, hyp(e)) for s, e in errs.items()])
     out = tmp_path / "t.json"
     assert main(["mitigation", "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--key", "region", "--targets", "R1",
@@ -516,3 +517,12 @@ def test_mitigation_table_by_hand(tmp_path: Path) -> None:
     # every speaker resample of the targeted pair halves the errors (t1 4 -> 2, t2 2 -> 1): a point interval
     assert m["ci_targeted"] == pytest.approx([-50.0, -50.0])
     assert "not kept within +1%" in (tmp_path / "t.md").read_text()
+    # a method given twice (two seeds) is the mean of its runs: targeted (15 + 25) / 2, sd of (15, 25)
+    assert main(["mitigation", "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--key", "region", "--targets", "R1",
+                 "--method", "none", str(tmp_path / "base.txt"), "--method", "ft", str(tmp_path / "m.txt"),
+                 "--method", "ft", str(tmp_path / "m2.txt"), "--baseline", "none", "--out-md", str(tmp_path / "t.md"),
+                 "--out-json", str(out)]) == 0
+    m = {r["method"]: r for r in json.loads(out.read_text())["rows"]}["ft"]
+    assert m["num_runs"] == 2 and m["targeted"] == pytest.approx(20.0) and m["other"] == pytest.approx(15.0)
+    assert m["sd"]["targeted"] == pytest.approx(np.std([15.0, 25.0], ddof=1))
+    assert m["regions"] == pytest.approx({"R1": 20.0, "R2": 15.0})

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# synth_assistant/fairness: "Fairness I" of serac: cohort discovery (Dheram et al., Interspeech 2022) and
+# elastic weight consolidation for regional disparities (Trinh et al., Interspeech 2022), on the baseline of the
+# asr recipe next door (its data and exp are used read only).
+#
+#   (cd ../asr && ./run.sh)                  # first: the baseline, its dev/test decodes
+#   ./run.sh                                  # everything here (~9 min on 2 shared CPU cores; RESULTS.md has the timing)
+#   ./run.sh --stage 7                        # rewrite RESULTS.md
+#   ./run.sh --ewc-lambdas "100 1000 10000" --stage 5    # another lambda sweep (then stages 6, 7)
+#
+# Finished outputs are skipped on a re-run; after retraining the baseline start afresh: rm -rf exp data
+#
+# Stages: 0 data (absolute-path manifests of ../asr), 1 cohort discovery fitted on dev, applied to test,
+# 2 per-cohort scoring of the baseline with the discovered cohort maps + discovery table, 3 target regions and
+# training sets, 4 theta* and the Fisher, 5 fine-tune every variant, 6 decode test, 7 tables and RESULTS.md.
+set -euo pipefail
+echo "$0 $*"
+
+stage=0
+stop_stage=7
+asr_dir=../asr               # the baseline recipe (read only)
+baseline_exp=exp/lstm        # relative to asr_dir
+baseline_epoch=30            # as ../asr/run.sh (its num_epochs and avg)
+baseline_avg=5
+vocab_size=256
+prefix=synth
+# discovery (fitted on dev, evaluated on test)
+geo_max_leaves=8
+min_speakers=3               # smallest discovered cohort on dev (geo tree leaves, geodemographic sides)
+min_words=150
+embedding=auto               # auto | resemblyzer | fbank-stats
+num_clusters=6
+emb_max_utts=0               # utterances per speaker for the embedding (0: all)
+seed=0
+# mitigation
+target_key=region            # region (census division) or geo_region (the tree's leaves)
+num_targets=2                # the worst cohorts on dev are targeted
+oversample_factor=4
+ft_config=conf/finetune.yaml
+ft_epochs=4
+ft_seeds="7 8 9"             # every variant is trained once per seed; tables show the mean (and sd)
+ewc_lambdas="1000 10000 100000 1000000"   # the sweep (the Fisher is per frame: see RESULTS.md)
+fisher_batches=32
+fisher_max_duration=40
+# Torch threads per process. One: on 2 shared cores, 2-thread LSTM kernels ran 10-17x slower than 1 thread
+# whenever another job was busy (measured here), and the fine-tuning runs are tiny.
+fisher_threads=1
+train_threads=1
+emb_threads=1
+decode_nj=2
+results=RESULTS.md
+help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--baseline-exp DIR] [--baseline-epoch E]
+          [--baseline-avg A] [--target-key region|geo_region] [--num-targets N] [--ewc-lambdas \"L1 L2 L3\"]
+          [--ft-epochs N] [--embedding auto|resemblyzer|fbank-stats] [--num-clusters K] ..."
+
+cd "$(dirname "$(readlink -f "$0")")"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
+
+asr=$(readlink -f "$asr_dir")
+lang=$asr/data/lang_bpe_$vocab_size
+data=data/asr
+bsuffix=greedy_search-epoch-$baseline_epoch-avg-$baseline_avg
+disc=exp/discovery
+mkdir -p exp
+timing=exp/timing.tsv
+[ -f $timing ] || printf "stage\tname\tseconds\tfinished\n" > $timing
+t_stage=$(date +%s)
+stage_done() {  # stage_done N name: record the stage's wall time
+  local now; now=$(date +%s)
+  printf "%s\t%s\t%s\t%s\n" "$1" "$2" "$((now - t_stage))" "$(date '+%F %T')" >> $timing
+  echo "stage $1 ($2): $((now - t_stage)) s"
+  t_stage=$now
+}
+baseline_recogs() {  # baseline_recogs SET: the baseline's greedy decode of SET (the asr recipe's, else ours)
+  local f=$asr/$baseline_exp/decode/$1/recogs-$1-$bsuffix.txt
+  [ -f "$f" ] || f=exp/baseline/decode/$1/recogs-$1-$bsuffix.txt
+  echo "$f"
+}
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  echo "Stage 0: baseline and data from $asr (manifests with absolute paths in $data)"
+  for e in $(seq $((baseline_epoch - baseline_avg + 1)) $baseline_epoch); do
+    [ -f "$asr/$baseline_exp/epoch-$e.pt" ] || { echo "$0: $asr/$baseline_exp/epoch-$e.pt missing: run $asr/run.sh first" >&2; exit 1; }
+  done
+  python local/prepare_data.py --asr-dir "$asr" --prefix $prefix --splits train,dev,test,adapt --out-dir $data
+  for set in dev test; do
+    if [ ! -f "$(baseline_recogs $set)" ]; then
+      echo "no baseline decode of $set in $asr/$baseline_exp: decoding it into exp/baseline"
+      $decode_cmd --num-threads $train_threads exp/baseline/decode/$set/log/decode-$bsuffix.log \
+        python -m serac.bin.decode --exp-dir "$asr/$baseline_exp" --lang-dir "$lang" --epoch $baseline_epoch \
+        --avg $baseline_avg --cuts $data/${prefix}_cuts_$set.jsonl.gz --set-name $set --num-threads $train_threads \
+        --out-dir exp/baseline/decode/$set
+    fi
+  done
+  stage_done 0 data
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  echo "Stage 1: cohort discovery fitted on the baseline's dev decode, applied to test"
+  fit="$(baseline_recogs dev) $data/${prefix}_cuts_dev.jsonl.gz"
+  ev="--eval-recogs $(baseline_recogs test) --eval-cuts $data/${prefix}_cuts_test.jsonl.gz"
+  labels=$data/${prefix}_cuts_adapt.jsonl.gz,$data/${prefix}_cuts_train.jsonl.gz
+  steps/discover_cohorts.sh --cmd "$train_cmd" --method given $ev --label-cuts $labels \
+    --discover-opts "--given-key region" $fit $disc/region
+  steps/discover_cohorts.sh --cmd "$train_cmd" --method geo $ev --label-cuts $labels \
+    --discover-opts "--max-leaves $geo_max_leaves --min-speakers $min_speakers --min-words $min_words" $fit $disc/geo
+  steps/discover_cohorts.sh --cmd "$train_cmd" --method geodemo $ev --label-cuts $labels \
+    --discover-opts "--min-speakers $min_speakers --min-words $min_words" $fit $disc/geodemo
+  steps/discover_cohorts.sh --cmd "$train_cmd" --method auto $ev --num-threads $emb_threads \
+    --discover-opts "--embedding $embedding --num-clusters $num_clusters --seed $seed --max-utts-per-speaker $emb_max_utts" \
+    $fit $disc/auto
+  stage_done 1 discovery
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  echo "Stage 2: per-cohort WER of the baseline with the discovered cohort maps; discovery comparison table"
+  for set in dev test; do
+    steps/score_cohorts.sh --cmd "$decode_cmd" --n-bootstrap 1000 \
+      --cohort-map $disc/geo/cohort-map.tsv,$disc/geodemo/cohort-map.tsv,$disc/auto/cohort-map.tsv \
+      --keys region,geo_region,geodemo,auto_cohort "$(baseline_recogs $set)" $data/${prefix}_cuts_$set.jsonl.gz \
+      $disc/baseline-cohorts-$set
+  done
+  python -m serac.bin.compare_methods discovery --dir $disc/region --dir $disc/geo --dir $disc/geodemo \
+    --dir $disc/auto --out-md $disc/comparison.md --out-json $disc/comparison.json > /dev/null
+  cat $disc/comparison.md
+  stage_done 2 scoring
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  echo "Stage 3: the $num_targets worst $target_key cohorts on dev; adapt pool, continued-training and oversampled sets"
+  map_opt=""
+  [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
+  if [ -f data/sets/targets.json ] && python -c "import json,sys; d=json.load(open('data/sets/targets.json'));
+sys.exit(0 if (d['key'], d['num_targets'], d['oversample_factor']) == ('$target_key', $num_targets, $oversample_factor) else 1)"; then
+    echo "data/sets/targets.json is up to date: $(tr '\n' ' ' < data/sets/targets.txt)"
+  else
+    python local/make_adapt_sets.py --dev-recogs "$(baseline_recogs dev)" --dev-cuts $data/${prefix}_cuts_dev.jsonl.gz \
+      --key $target_key $map_opt --num-targets $num_targets --adapt-cuts $data/${prefix}_cuts_adapt.jsonl.gz \
+      --train-cuts $data/${prefix}_cuts_train.jsonl.gz --oversample-factor $oversample_factor --seed $seed \
+      --out-dir data/sets
+  fi
+  stage_done 3 sets
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  echo "Stage 4: theta* (the averaged baseline) and its diagonal Fisher on the training data"
+  $train_cmd --num-threads $fisher_threads exp/ewc/log/estimate_fisher.log \
+    python -m serac.bin.estimate_fisher --exp-dir "$asr/$baseline_exp" --epoch $baseline_epoch --avg $baseline_avg \
+    --lang-dir "$lang" --cuts $data/${prefix}_cuts_train.jsonl.gz --num-batches $fisher_batches \
+    --max-duration $fisher_max_duration --seed $seed --num-threads $fisher_threads --out-dir exp/ewc
+  python local/finetune_config.py exp/ewc/theta_star.pt $ft_config exp/ewc/finetune.yaml
+  grep -h "Fisher over" exp/ewc/log/estimate_fisher.log | tail -n 1
+  stage_done 4 fisher
+fi
+
+# variant name -> training manifest and EWC lambda; one experiment directory per variant and seed
+variants="finetune continue oversample"
+for l in $ewc_lambdas; do variants="$variants ewc-$l"; done
+variant_cuts() { case $1 in finetune|ewc-*) echo data/sets/adapt_pool.jsonl.gz ;; *) echo data/sets/$1.jsonl.gz ;; esac; }
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  echo "Stage 5: fine-tune from theta*: $variants ($ft_epochs epochs each, seeds $ft_seeds)"
+  for s in $ft_seeds; do
+    for v in $variants; do
+      opts="--init-from exp/ewc/theta_star.pt --seed $s"
+      case $v in ewc-*) opts="$opts --set ewc.fisher=exp/ewc/fisher.pt --set ewc.lambda=${v#ewc-}" ;; esac
+      steps/train.sh --cmd "$train_cmd" --train-config exp/ewc/finetune.yaml --num-epochs $ft_epochs \
+        --num-threads $train_threads --train-opts "$opts" \
+        "$lang" "$(variant_cuts $v)" $data/${prefix}_cuts_dev.jsonl.gz exp/ft/$v-seed$s
+      grep -h "epoch $ft_epochs:" exp/ft/$v-seed$s/log/train.log | tail -n 1 | cut -d ' ' -f 5- || true
+    done
+  done
+  stage_done 5 finetune
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  echo "Stage 6: decode test (greedy search) with every variant"
+  for s in $ft_seeds; do
+    for v in $variants; do
+      steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $ft_epochs --avg 1 --method greedy_search \
+        exp/ft/$v-seed$s "$lang" $data/${prefix}_cuts_test.jsonl.gz test
+    done
+  done
+  stage_done 6 decode
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  echo "Stage 7: mitigation table and $results"
+  map_opt=""
+  [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
+  fsuffix=greedy_search-epoch-$ft_epochs-avg-1
+  methods=(--method "no adaptation" "$(baseline_recogs test)")
+  add_method() {  # add_method NAME VARIANT: one --method per seed
+    for s in $ft_seeds; do
+      methods+=(--method "$1" exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt exp/ft/$2-seed$s)
+    done
+  }
+  add_method "fine-tuning" finetune
+  for l in $ewc_lambdas; do add_method "EWC lambda=$l" ewc-$l; done
+  add_method "continued training (all data)" continue
+  add_method "oversampling x$oversample_factor" oversample
+  python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key $target_key $map_opt \
+    --targets-file data/sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${methods[@]}" \
+    --fisher exp/ewc/fisher.pt --theta-star exp/ewc/theta_star.pt \
+    --out-md exp/mitigation.md --out-json exp/mitigation.json > /dev/null
+  stage_done 7 results
+  python local/write_results.py --asr-dir "$asr" --baseline "$asr/$baseline_exp epoch $baseline_epoch avg $baseline_avg" \
+    --discovery $disc --sets data/sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
+    --mitigation exp/mitigation.md --mitigation-json exp/mitigation.json --seeds "$ft_seeds" --timing $timing \
+    --command "cd egs/synth_assistant/fairness && ./run.sh" --out $results
+  echo "wrote $results"
+fi
+echo "$0: succeeded"
