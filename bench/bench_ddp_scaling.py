@@ -2,9 +2,9 @@
 """Data-parallel scaling on this machine: training samples/s with 1 and 2 processes (torchrun, gloo on CPU),
 each process with 1 thread, same per-process batch; reported as throughput and scaling efficiency.
 
-Usage:
-  python bench/bench_ddp_scaling.py --cuts egs/yesno/asr/data/fbank/yesno_cuts_train.jsonl.gz \
-      --lang-dir egs/yesno/asr/data/lang_word [--steps 30]
+Usage (from a recipe dir, since manifests hold paths relative to it; after its fbank and lang stages):
+  cd egs/yesno/asr && ../../../.venv/bin/python ../../../bench/bench_ddp_scaling.py \
+      --cuts data/fbank/yesno_cuts_train.jsonl.gz --lang-dir data/lang_word [--steps 30]
 """
 from __future__ import annotations
 
