@@ -24,16 +24,12 @@ sys.path.insert(0, str(ROOT))
 def sample_cuts(tmp: Path, num_speakers: int):
     from lhotse import CutSet, load_manifest
 
-    subprocess.run([sys.executable, "-m", "serac.bin.generate_synth_corpus", "--out-dir", str(tmp / "synth"),
-                    "--num-speakers", str(num_speakers), "--utts-per-speaker", "5", "--dev-speakers", "1",
-                    "--test-speakers", "1", "--min-test-speakers-per-accent", "0", "--adapt-speakers-per-region",
-                    "0", "--eval-utts-per-speaker", "1", "--nj", "1", "--job", "1"], check=True, cwd=ROOT,
-                   capture_output=True)
-    subprocess.run([sys.executable, "-m", "serac.bin.generate_synth_corpus", "--out-dir", str(tmp / "synth"),
-                    "--num-speakers", str(num_speakers), "--utts-per-speaker", "5", "--dev-speakers", "1",
-                    "--test-speakers", "1", "--min-test-speakers-per-accent", "0", "--adapt-speakers-per-region",
-                    "0", "--eval-utts-per-speaker", "1", "--nj", "1", "--merge", "--manifest-dir",
-                    str(tmp / "manifests")], check=True, cwd=ROOT, capture_output=True)
+    generate = [sys.executable, "-m", "serac.bin.generate_synth_corpus", "--out-dir", str(tmp / "synth"),
+                "--num-speakers", str(num_speakers), "--utts-per-speaker", "5", "--dev-speakers", "1",
+                "--test-speakers", "1", "--min-test-speakers-per-accent", "0", "--adapt-speakers-per-region", "0",
+                "--eval-utts-per-speaker", "1", "--nj", "1"]
+    for step in (["--job", "1"], ["--merge", "--manifest-dir", str(tmp / "manifests")]):
+        subprocess.run(generate + step, check=True, cwd=ROOT, capture_output=True)
     m = tmp / "manifests"
     return CutSet.from_manifests(recordings=load_manifest(m / "synth_recordings_train.jsonl.gz"),
                                  supervisions=load_manifest(m / "synth_supervisions_train.jsonl.gz")).to_eager()

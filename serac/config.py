@@ -33,11 +33,10 @@ DEFAULTS: Dict[str, Any] = {
 def deep_update(base: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in (new or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "encoder":
-            out[k] = deep_update(out[k], v)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict) and k == "encoder":
-            # an encoder section replaces the default one when it names another encoder
-            out[k] = copy.deepcopy(v) if v.get("name", out[k].get("name")) != out[k].get("name") else deep_update(out[k], v)
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            # an encoder section naming another encoder replaces the default one instead of merging into it
+            replaces = k == "encoder" and v.get("name", out[k].get("name")) != out[k].get("name")
+            out[k] = copy.deepcopy(v) if replaces else deep_update(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out

@@ -26,10 +26,14 @@ def recipe_copy(recipe: str, dest: Path) -> Path:
     return dest
 
 
+def recipe_env() -> dict:
+    """The caller's environment without the test runner's Python settings: the recipe's path.sh sets its own."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def run_recipe(recipe_dir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    proc = subprocess.run(["bash", "./run.sh", *args], cwd=recipe_dir, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(["bash", "./run.sh", *args], cwd=recipe_dir, env=recipe_env(), capture_output=True,
+                          text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n"
                              f"{proc.stderr[-6000:]}")

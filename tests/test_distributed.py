@@ -2,14 +2,13 @@
 size, and sharded decoding through a Slurm job array giving the same files as a single local job."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from recipe_utils import ROOT, SHARED_DATA, recipe_copy, run_recipe
+from recipe_utils import SHARED_DATA, recipe_copy, recipe_env, run_recipe
 
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 pytestmark = pytest.mark.skipif(not YESNO.is_dir(), reason=f"{YESNO} not present")
@@ -27,8 +26,7 @@ train: {num_epochs: 4, log_interval: 5, progress_bar: false, seed: 7}
 
 
 def sh(cwd: Path, *cmd: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    proc = subprocess.run(["bash", "-c", ". ./path.sh && " + " ".join(cmd)], cwd=cwd, env=env,
+    proc = subprocess.run(["bash", "-c", ". ./path.sh && " + " ".join(cmd)], cwd=cwd, env=recipe_env(),
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

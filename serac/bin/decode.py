@@ -61,10 +61,11 @@ def decode_suffix(method: str, epoch: int, avg: int, beam: int) -> str:
 def load_model(exp_dir: Path, lang_dir: Path, epoch: int, avg: int, num_features: int):
     tokenizer = Tokenizer(lang_dir)
     paths = epoch_checkpoints(exp_dir, epoch, avg)
-    cfg = load_checkpoint(paths[-1])["config"]
+    last = load_checkpoint(paths[-1])
+    cfg = last["config"]
     model = build_model(cfg["model"], num_features=num_features, vocab_size=tokenizer.vocab_size,
                         blank_id=tokenizer.blank_id)
-    model.load_state_dict(average_checkpoints(paths) if avg > 1 else load_checkpoint(paths[-1])["model"])
+    model.load_state_dict(average_checkpoints(paths) if avg > 1 else last["model"])
     return model.eval(), tokenizer, cfg
 
 

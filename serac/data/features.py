@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from lhotse import CutSet, LilcomChunkyWriter
+from lhotse import CutSet, LilcomChunkyWriter, combine
 
 
 def kaldifeat_available() -> bool:
@@ -44,7 +44,7 @@ def compute_fbank(cuts: CutSet, storage_path: str | Path, num_mel_bins: int = 80
     """Resample to ``sampling_rate`` if needed, optionally add speed-perturbed copies, compute and store fbank."""
     cuts = cuts.resample(sampling_rate)
     if speed_perturb:
-        cuts = cuts + CutSet.from_cuts([]).combine(*[cuts.perturb_speed(f) for f in speed_perturb])
+        cuts = combine(cuts, *[cuts.perturb_speed(f) for f in speed_perturb])
     extractor = make_fbank_extractor(num_mel_bins, sampling_rate, backend)
     logging.info(f"computing {type(extractor).__name__} ({num_mel_bins} bins, {sampling_rate} Hz) for "
                  f"{len(cuts)} cuts -> {storage_path}")

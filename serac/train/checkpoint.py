@@ -47,6 +47,7 @@ def epoch_checkpoints(exp_dir: str | Path, epoch: int, avg: int) -> List[Path]:
 def average_checkpoints(paths: List[Path]) -> Dict[str, torch.Tensor]:
     """Element-wise mean of the models in ``paths`` (integer buffers are taken from the last one)."""
     avg: Optional[Dict[str, torch.Tensor]] = None
+    state: Dict[str, torch.Tensor] = {}
     for p in paths:
         state = load_checkpoint(p)["model"]
         if avg is None:
@@ -55,6 +56,6 @@ def average_checkpoints(paths: List[Path]) -> Dict[str, torch.Tensor]:
             for k, v in state.items():
                 avg[k] = avg[k] + v.double() if v.is_floating_point() else v.clone()
     assert avg is not None
-    ref = load_checkpoint(paths[-1])["model"]
     logging.info(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}")
-    return {k: (v / len(paths)).to(ref[k].dtype) if ref[k].is_floating_point() else v for k, v in avg.items()}
+    # dtypes from the last checkpoint, still in `state`
+    return {k: (v / len(paths)).to(state[k].dtype) if state[k].is_floating_point() else v for k, v in avg.items()}

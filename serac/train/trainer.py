@@ -25,7 +25,7 @@ from serac.data.dataset import check_cuts, eval_dataloader, load_cuts, train_dat
 from serac.data.tokenizer import Tokenizer
 from serac.train.checkpoint import last_epoch, load_checkpoint, save_checkpoint
 from serac.transducer.loss import backend_name, loss_scales
-from serac.transducer.model import Transducer, build_model, count_parameters
+from serac.transducer.model import build_model, count_parameters
 from serac.utils import atomic_write_text, environment_info, setup_logging
 
 
@@ -168,7 +168,7 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
     tokenizer = Tokenizer(args.lang_dir)
     train_cuts = check_cuts(load_cuts(args.train_cuts), args.train_cuts, cfg["data"]["max_duration"])
     valid_cuts = load_cuts(args.valid_cuts)
-    first = next(iter(load_cuts(args.train_cuts)))
+    first = next(iter(train_cuts))
     num_features = first.num_features
     if num_features is None:
         raise ValueError(f"{args.train_cuts}: cut {first.id} has no features; run the fbank stage")

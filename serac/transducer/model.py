@@ -6,13 +6,14 @@ and hypotheses with the same recent tokens share decoder outputs.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from serac.encoders import EncoderBase, build_encoder
+from serac.encoders._streaming import count_parameters  # noqa: F401  (re-exported for the trainer)
 from serac.transducer.loss import pruned_rnnt_loss
 
 
@@ -140,6 +141,3 @@ def build_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, b
         raise ValueError(f"unknown model options {sorted(unknown)}; allowed: {sorted(allowed)} and 'encoder'")
     return Transducer(encoder, vocab_size=vocab_size, blank_id=blank_id, **cfg)
 
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -21,11 +21,13 @@ def _context(hyps: List[List[int]], context_size: int, blank_id: int, device: to
 
 @torch.no_grad()
 def greedy_search_batch(model: Transducer, encoder_out: torch.Tensor, encoder_lens: torch.Tensor,
-                        max_sym_per_frame: int = 1) -> List[List[int]]:
-    """Greedy search for a batch; at most ``max_sym_per_frame`` non-blank symbols per encoder frame."""
+                        max_sym_per_frame: int = 1, hyps: Optional[List[List[int]]] = None) -> List[List[int]]:
+    """Greedy search for a batch; at most ``max_sym_per_frame`` non-blank symbols per encoder frame.
+    ``hyps``: hypotheses to continue (extended in place), e.g. from the previous chunk of a stream."""
     n, t_max, _ = encoder_out.shape
     blank, ctx = model.blank_id, model.decoder.context_size
-    hyps: List[List[int]] = [[] for _ in range(n)]
+    if hyps is None:
+        hyps = [[] for _ in range(n)]
     enc_proj = model.joiner.encoder_proj(encoder_out)
     dec_proj = model.joiner.decoder_proj(model.decoder(_context(hyps, ctx, blank, encoder_out.device), need_pad=False))
     for t in range(t_max):
@@ -125,17 +127,5 @@ def streaming_greedy_search(model: Transducer, chunk: torch.Tensor, state: Optio
         state = StreamingGreedyState(model.encoder.init_state(n, chunk.device), [[] for _ in range(n)])
     enc, state.encoder_state = model.encoder.streaming_forward(model.normalize(chunk), state.encoder_state)
     lens = torch.full((n,), enc.size(1), dtype=torch.int64, device=chunk.device)
-    blank, ctx = model.blank_id, model.decoder.context_size
-    enc_proj = model.joiner.encoder_proj(enc)
-    dec_proj = model.joiner.decoder_proj(model.decoder(_context(state.hyps, ctx, blank, chunk.device), need_pad=False))
-    for t in range(enc.size(1)):
-        tokens = model.joiner(enc_proj[:, t].unsqueeze(1), dec_proj, project_input=False).squeeze(1).argmax(-1)
-        emitted = (tokens != blank).nonzero(as_tuple=True)[0].tolist()
-        for i in emitted:
-            state.hyps[i].append(int(tokens[i]))
-        if emitted:
-            idx = torch.tensor(emitted, device=chunk.device)
-            dec_proj[idx] = model.joiner.decoder_proj(
-                model.decoder(_context([state.hyps[i] for i in emitted], ctx, blank, chunk.device), need_pad=False))
-    del lens
+    greedy_search_batch(model, enc, lens, hyps=state.hyps)
     return state
