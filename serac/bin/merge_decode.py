@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Merge the shards written by ``serac.bin.decode --num-shards N`` into the same files a single job writes.
+"""Merge the shards written by ``serac.bin.decode --num-shards N`` (or ``serac.bin.decode_streaming``) into the
+same files a single job writes.
 
 Usage:
   python -m serac.bin.merge_decode --out-dir exp/lstm/decode/test --set-name test \
@@ -26,19 +27,25 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
     out_dir = Path(args.out_dir)
-    results, audio_s, dec_s = [], 0.0, 0.0
-    stats = {}
+    results, shard_stats = [], []
     for j in range(1, args.num_shards + 1):
         recogs = out_dir / f"recogs-{args.set_name}-{args.suffix}.shard-{j}.txt"
         if not recogs.is_file():
             raise SystemExit(f"shard {j} of {args.num_shards} missing: {recogs}")
         results.extend(load_transcripts(recogs))
-        stats = json.loads((out_dir / f"stats-{args.set_name}-{args.suffix}.shard-{j}.json").read_text())
-        audio_s += stats["audio_seconds"]
-        dec_s += stats["decode_seconds"]
-    stats.update({"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
-                  "num_shards": args.num_shards})
-    write_results(out_dir, args.set_name, args.suffix, results, stats)
+        shard_stats.append(json.loads((out_dir / f"stats-{args.set_name}-{args.suffix}.shard-{j}.json").read_text()))
+    if "chunk_compute_ms_all" in shard_stats[-1]:
+        # streaming shards carry their raw per-chunk times: percentiles cannot be merged from per-shard ones
+        from serac.bin.decode_streaming import merge_streaming_stats, write_streaming_results
+
+        write_streaming_results(out_dir, args.set_name, args.suffix, results, merge_streaming_stats(shard_stats))
+    else:
+        stats = dict(shard_stats[-1])
+        audio_s = sum(s["audio_seconds"] for s in shard_stats)
+        dec_s = sum(s["decode_seconds"] for s in shard_stats)
+        stats.update({"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
+                      "num_shards": args.num_shards})
+        write_results(out_dir, args.set_name, args.suffix, results, stats)
     for j in range(1, args.num_shards + 1):
         (out_dir / f"recogs-{args.set_name}-{args.suffix}.shard-{j}.txt").unlink()
         (out_dir / f"stats-{args.set_name}-{args.suffix}.shard-{j}.json").unlink()

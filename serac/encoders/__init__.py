@@ -14,6 +14,10 @@ The contract every encoder follows (see :class:`EncoderBase`):
   -> (y_chunk, new_state)`` consumes a chunk whose length is a multiple of ``chunk_multiple`` input frames
   (e.g. the subsampling factor, or the attention chunk size). Feeding an utterance chunk by chunk gives the same
   output as ``forward`` on the whole utterance (up to float tolerance).
+* End of stream: ``streaming_forward_final(x_chunk, state)`` consumes the last chunk, which may be any multiple
+  of ``subsampling_factor`` frames (what ``forward`` keeps of an utterance's tail). The default hands it to
+  ``streaming_forward`` when it is also a multiple of ``chunk_multiple``; encoders whose ``chunk_multiple`` is
+  larger (chunked attention) override it.
 """
 from __future__ import annotations
 
@@ -44,6 +48,17 @@ class EncoderBase(nn.Module):
 
     def streaming_forward(self, x: torch.Tensor, state: Any) -> Tuple[torch.Tensor, Any]:
         raise NotImplementedError(f"{type(self).__name__} does not implement streaming")
+
+    def streaming_forward_final(self, x: torch.Tensor, state: Any) -> Tuple[torch.Tensor, Any]:
+        """The last chunk of a stream: a positive multiple of ``subsampling_factor`` input frames."""
+        if x.size(1) % self.subsampling_factor:
+            raise ValueError(f"{type(self).__name__}.streaming_forward_final needs a multiple of "
+                             f"{self.subsampling_factor} input frames, got {x.size(1)}")
+        if x.size(1) % self.chunk_multiple:
+            raise NotImplementedError(f"{type(self).__name__} cannot end a stream on {x.size(1)} frames (not a "
+                                      f"multiple of chunk_multiple {self.chunk_multiple}): override "
+                                      f"streaming_forward_final")
+        return self.streaming_forward(x, state)
 
 
 def register_encoder(name: str) -> Callable[[Type[EncoderBase]], Type[EncoderBase]]:

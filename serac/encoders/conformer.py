@@ -148,3 +148,12 @@ class ConformerEncoder(EncoderBase):
         check_chunk(x, self.chunk_multiple, type(self).__name__)
         key_valid = torch.ones(x.size(0), x.size(1) // self.subsampling_factor, dtype=torch.bool, device=x.device)
         return self._encode(x, key_valid, state)
+
+    def streaming_forward_final(self, x: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        """The end of a stream may stop inside an attention chunk (any multiple of 4 frames): the attention
+        then pads the partial chunk with invalid keys, exactly as ``forward`` treats an utterance's tail."""
+        if x.size(1) % self.subsampling_factor:
+            raise ValueError(f"{type(self).__name__}.streaming_forward_final needs a multiple of "
+                             f"{self.subsampling_factor} input frames, got {x.size(1)}")
+        key_valid = torch.ones(x.size(0), x.size(1) // self.subsampling_factor, dtype=torch.bool, device=x.device)
+        return self._encode(x, key_valid, state)

@@ -112,20 +112,30 @@ def modified_beam_search(model: Transducer, encoder_out: torch.Tensor, encoder_l
 
 @dataclass
 class StreamingGreedyState:
-    """Carried between chunks: the encoder state and each stream's hypothesis."""
+    """Carried between chunks: the encoder state, each stream's hypothesis, and how many encoder frames the
+    streams have produced so far (what a latency measurement needs)."""
     encoder_state: object
     hyps: List[List[int]] = field(default_factory=list)
+    num_encoder_frames: int = 0
 
 
 @torch.no_grad()
-def streaming_greedy_search(model: Transducer, chunk: torch.Tensor, state: Optional[StreamingGreedyState]
-                            ) -> StreamingGreedyState:
+def streaming_greedy_search(model: Transducer, chunk: torch.Tensor, state: Optional[StreamingGreedyState],
+                            final: bool = False) -> StreamingGreedyState:
     """Feed one feature chunk (N, C, F) of a batch of streams through the streaming encoder and extend the
-    greedy hypotheses (one symbol per frame, as :func:`greedy_search_batch` with its default)."""
+    greedy hypotheses (one symbol per frame, as :func:`greedy_search_batch` with its default).
+
+    ``C`` must be a multiple of ``model.encoder.chunk_multiple``; with ``final=True`` (the end of the streams)
+    any multiple of ``model.encoder.subsampling_factor`` (``forward`` drops a shorter tail the same way).
+    """
     n = chunk.size(0)
     if state is None:
         state = StreamingGreedyState(model.encoder.init_state(n, chunk.device), [[] for _ in range(n)])
-    enc, state.encoder_state = model.encoder.streaming_forward(model.normalize(chunk), state.encoder_state)
+    if chunk.size(1) == 0:
+        return state
+    step = model.encoder.streaming_forward_final if final else model.encoder.streaming_forward
+    enc, state.encoder_state = step(model.normalize(chunk), state.encoder_state)
+    state.num_encoder_frames += enc.size(1)
     lens = torch.full((n,), enc.size(1), dtype=torch.int64, device=chunk.device)
     greedy_search_batch(model, enc, lens, hyps=state.hyps)
     return state
