@@ -1,9 +1,27 @@
-"""Experiment configs: YAML files plus ``--set key.sub=value`` overrides from the command line."""
+"""Experiment configs: YAML files plus ``--set key.sub=value`` overrides from the command line.
+
+A config may start from another one with a top-level ``base:`` key (a path relative to the config's own
+directory), so variants of a recipe's main config state only what differs::
+
+    # egs/synth_assistant/asr/conf/compare/conformer.yaml
+    base: ../lstm.yaml
+    model:
+      encoder: {name: conformer, dim: 144, num_layers: 6}
+
+Resolution order: :data:`DEFAULTS`, then the chain of bases (the farthest first), then the file, then the
+``--set`` overrides. An encoder section naming another encoder replaces the inherited one instead of
+merging into it (see :func:`deep_update`).
+
+Usage::
+
+    from serac.config import load_config
+    cfg = load_config("conf/compare/conformer.yaml", ["optim.lr=1e-3"])
+"""
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Tuple
 
 import yaml
 
@@ -62,20 +80,36 @@ def apply_override(cfg: Dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def _read_config_file(path: Path, chain: Tuple[Path, ...] = ()) -> Dict[str, Any]:
+    """One YAML config with its ``base:`` chain merged in (bases first), without DEFAULTS."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} not found" + (f" (the base of {chain[-1]})" if chain else ""))
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
+        raise ValueError(f"{path}: circular base: {cycle}")
+    with open(path) as f:
+        user = yaml.safe_load(f) or {}
+    if not isinstance(user, dict):
+        raise ValueError(f"{path}: top level must be a mapping")
+    unknown = set(user) - set(DEFAULTS) - {"base"}
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; known: {sorted(DEFAULTS)} and 'base'")
+    base = user.pop("base", None)
+    if base is None:
+        return user
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{path}: 'base' must be a path to another config, got {base!r}")
+    # relative to the file that names it (not the working directory), so a recipe can be run from anywhere
+    return deep_update(_read_config_file(path.parent / base, (*chain, resolved)), user)
+
+
 def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Dict[str, Any]:
+    """DEFAULTS, updated by the YAML at ``path`` (and its ``base:`` chain), then by ``section.key=value``
+    overrides."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config {path} not found")
-        with open(path) as f:
-            user = yaml.safe_load(f) or {}
-        if not isinstance(user, dict):
-            raise ValueError(f"{path}: top level must be a mapping")
-        unknown = set(user) - set(DEFAULTS)
-        if unknown:
-            raise ValueError(f"{path}: unknown sections {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        cfg = deep_update(cfg, user)
+        cfg = deep_update(cfg, _read_config_file(Path(path)))
     for item in overrides:
         apply_override(cfg, item)
     return cfg
