@@ -26,6 +26,9 @@ SMALL_CONFIGS: Dict[str, Dict[str, Any]] = {
     "conformer": dict(dim=16, num_layers=2, num_heads=2, ffn_dim=32, conv_kernel_size=5, subsampling_channels=4,
                       chunk_size=2, left_context=3, output_dim=8),
     "contextnet": dict(channels=16, num_blocks=4, layers_per_block=2, output_dim=8),
+    # gates start (mostly) on; tests/test_amortized.py checks streaming, look-ahead and padding with mixed gates
+    "amortized_transformer": dict(dim=16, num_layers=2, num_heads=2, ffn_dim=32, subsampling_channels=4,
+                                  chunk_size=2, left_context=3, output_dim=8, arbitrator_dim=8, cost_weight=0.5),
 }
 NAMES = list(SMALL_CONFIGS)
 PAPER_ENCODERS = ["conv_rnnt", "conformer", "contextnet"]

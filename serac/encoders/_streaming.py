@@ -244,9 +244,20 @@ class ChunkedSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
         """``key_valid`` (N, T) marks real frames; padding is never attended to."""
-        n, t, _ = x.shape
-        c, left, h, dh = self.chunk_size, self.left_context, self.num_heads, self.head_dim
         q, k, v = self.in_proj(x).chunk(3, dim=-1)
+        out, new_state = self.attend(q, k, v, key_valid, state)
+        return self.out_proj(out), new_state
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor, state: State,
+               chunk_index: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, State]:
+        """The attention core on projected (N, T, D) queries, keys and values, before ``out_proj``.
+
+        Keys with ``key_valid`` False are never attended to (their values may be anything, e.g. zeros). With
+        ``chunk_index`` (flat indices ``n * num_chunks + j`` into the batch's chunks) only those chunks' scores
+        are computed and the other chunks' outputs are zeros: the amortized Transformer runs the core only where
+        some query is active. The new state is the same either way."""
+        n, t, _ = q.shape
+        c, left, h, dh = self.chunk_size, self.left_context, self.num_heads, self.head_dim
         keys = torch.cat([state["key"], k], dim=1)
         values = torch.cat([state["value"], v], dim=1)
         valid = torch.cat([state["valid"], key_valid], dim=1)
@@ -266,19 +277,28 @@ class ChunkedSelfAttention(nn.Module):
         key_windows = keys.unfold(1, window, c).transpose(2, 3)
         value_windows = values.unfold(1, window, c).transpose(2, 3)
         valid_windows = valid.unfold(1, window, c)  # (N, chunks, window)
+        q = q.reshape(n, num_chunks, c, self.dim)
+        if chunk_index is not None:
+            # (1, selected chunks, ...): the batch and chunk dimensions flattened, then only the chosen chunks
+            q = q.reshape(1, n * num_chunks, c, self.dim)[:, chunk_index]
+            key_windows = key_windows.reshape(1, n * num_chunks, window, self.dim)[:, chunk_index]
+            value_windows = value_windows.reshape(1, n * num_chunks, window, self.dim)[:, chunk_index]
+            valid_windows = valid_windows.reshape(1, n * num_chunks, window)[:, chunk_index]
+        rows, cols = q.shape[:2]
 
-        q = q.reshape(n, num_chunks, c, h, dh).transpose(2, 3)  # (N, chunks, H, c, dh)
-        key_windows = key_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
-        value_windows = value_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
-        scores = torch.matmul(q, key_windows.transpose(-1, -2)) / math.sqrt(dh)  # (N, chunks, H, c, window)
+        q = q.reshape(rows, cols, c, h, dh).transpose(2, 3)  # (rows, cols, H, c, dh)
+        key_windows = key_windows.reshape(rows, cols, window, h, dh).transpose(2, 3)
+        value_windows = value_windows.reshape(rows, cols, window, h, dh).transpose(2, 3)
+        scores = torch.matmul(q, key_windows.transpose(-1, -2)) / math.sqrt(dh)  # (rows, cols, H, c, window)
         scores = scores + self.relative_bias[:, self.bias_index]
         # a finite minimum rather than -inf: a chunk with no valid key (padding only) stays finite, and a
         # masked key still gets exactly zero weight next to any valid one
         scores = scores.masked_fill(~valid_windows[:, :, None, None, :], torch.finfo(scores.dtype).min)
         weights = self.dropout(torch.softmax(scores, dim=-1))
-        out = torch.matmul(weights, value_windows)  # (N, chunks, H, c, dh)
-        out = out.transpose(2, 3).reshape(n, num_chunks * c, self.dim)[:, :t]
-        return self.out_proj(out), new_state
+        out = torch.matmul(weights, value_windows).transpose(2, 3).reshape(rows, cols, c, self.dim)
+        if chunk_index is not None:
+            out = out.new_zeros(n * num_chunks, c, self.dim).index_copy_(0, chunk_index, out[0])
+        return out.reshape(n, num_chunks * c, self.dim)[:, :t], new_state
 
 
 def check_chunk(x: torch.Tensor, chunk_multiple: int, name: str) -> None:
