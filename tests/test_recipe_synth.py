@@ -1,9 +1,19 @@
-"""A tiny end-to-end run of the main recipe (egs/synth_assistant/asr): every stage, few speakers, one epoch."""
+"""A tiny end-to-end run of the main recipe (egs/synth_assistant/asr): every stage, few speakers, one epoch.
+
+Then the encoder comparison stages (8 train, 9 decode offline + streaming, 10 RESULTS-encoders.md) with four tiny
+models on the same tiny corpus, features and BPE (built once for both tests): streaming decoding gives each model's
+offline greedy transcripts, sharded streaming decoding merges to the same files, a bad chunk size names the model,
+and the default run stops at stage 7.
+"""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
-from recipe_utils import recipe_copy, run_recipe, summary_wer
+import pytest
+
+from recipe_utils import recipe_copy, recipe_env, run_recipe, summary_wer
 
 TINY_CONFIG = """\
 model:
@@ -18,13 +28,22 @@ GEN_OPTS = ("--dev-speakers 4 --test-speakers 6 --min-test-speakers-per-accent 0
             "--eval-utts-per-speaker 3")
 
 
-def test_synth_recipe_tiny_end_to_end(tmp_path):
-    recipe = recipe_copy("synth_assistant/asr", tmp_path / "synth")
+CORPUS_ARGS = ["--num-speakers", "10", "--utts-per-speaker", "4", "--gen-opts", GEN_OPTS, "--vocab-size", "80"]
+ARGS = CORPUS_ARGS + ["--train-config", "conf/tiny.yaml", "--num-epochs", "1", "--avg", "1", "--n-bootstrap", "50",
+                      "--decode-nj", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_synth_run(tmp_path_factory):
+    """The whole main recipe on the tiny corpus, once per module: (recipe dir, stdout of run.sh)."""
+    recipe = recipe_copy("synth_assistant/asr", tmp_path_factory.mktemp("synth") / "synth")
     (recipe / "conf" / "tiny.yaml").write_text(TINY_CONFIG)
-    args = ["--num-speakers", "10", "--utts-per-speaker", "4", "--gen-opts", GEN_OPTS, "--train-config",
-            "conf/tiny.yaml", "--num-epochs", "1", "--avg", "1", "--vocab-size", "80", "--n-bootstrap", "50",
-            "--decode-nj", "2"]
-    proc = run_recipe(recipe, *args)
+    return recipe, run_recipe(recipe, *ARGS)
+
+
+def test_synth_recipe_tiny_end_to_end(tiny_synth_run):
+    recipe, proc = tiny_synth_run
+    args = ARGS
     for n in range(8):
         assert f"Stage {n}:" in proc.stdout
     dec = recipe / "exp/lstm/decode/test"
@@ -50,3 +69,76 @@ def test_synth_recipe_tiny_end_to_end(tmp_path):
     out = again.stdout + again.stderr
     assert "skipping" in out
     assert "nothing to do" in (recipe / "exp/lstm/log/train.log").read_text()
+
+
+MODELS = ["lstm", "conv_rnnt", "conformer", "contextnet"]
+TINY_ENCODERS = {
+    "lstm": "{name: lstm, hidden_dim: 32, num_layers: 1, output_dim: 32}",
+    "conv_rnnt": "{name: conv_rnnt, local_channels: 4, local_blocks: 1, local_dim: 16, global_channels: 16, "
+                 "global_dilations: [1, 2], lstm_hidden: 24, lstm_layers: 1, output_dim: 32}",
+    "conformer": "{name: conformer, dim: 16, num_layers: 1, num_heads: 2, ffn_dim: 32, conv_kernel_size: 5, "
+                 "subsampling_channels: 4, chunk_size: 4, left_context: 8, output_dim: 32}",
+    "contextnet": "{name: contextnet, channels: 16, num_blocks: 3, layers_per_block: 1, output_dim: 32}",
+}
+SUFFIX = "epoch-1-avg-1"
+
+
+def hyps(path):
+    """utterance id -> hypothesis line of a recogs file (order-free: offline decoding batches by duration)."""
+    lines = path.read_text().splitlines()
+    return {line.split(":")[0]: line.split("hyp=", 1)[1] for line in lines if "hyp=" in line}
+
+
+def check_comparison_stages(recipe: Path) -> None:
+    """Stages 8-10 in ``recipe``, a copy of the recipe whose stages 0-3 have run with CORPUS_ARGS."""
+    corpus = CORPUS_ARGS
+    compare = recipe / "conf" / "compare_tiny"
+    compare.mkdir()
+    for m, enc in TINY_ENCODERS.items():
+        # inherits everything but the encoder from conf/tiny.yaml, as conf/compare/*.yaml do from conf/lstm.yaml
+        (compare / f"{m}.yaml").write_text(f"base: ../tiny.yaml\nmodel:\n  encoder: {enc}\n")
+
+    # the default stop stage (7) never reaches the comparison
+    guarded = run_recipe(recipe, "--stage", "8")
+    assert "Stage 8" not in guarded.stdout and not (recipe / "exp" / "compare").exists()
+
+    proc = run_recipe(recipe, *corpus, "--stage", "8", "--stop-stage", "10", "--compare-config-dir",
+                      "conf/compare_tiny", "--compare-sets", "test", "--num-epochs", "1", "--avg", "1",
+                      "--decode-nj", "1", "--n-bootstrap", "20")
+    for n in (8, 9, 10):
+        assert f"Stage {n}:" in proc.stdout
+    for m in MODELS:
+        dec = recipe / "exp/compare" / m / "decode/test"
+        streaming = dec / f"recogs-test-streaming_greedy_search-chunk-160ms-{SUFFIX}.txt"
+        offline = hyps(dec / f"recogs-test-greedy_search-{SUFFIX}.txt")
+        assert offline and hyps(streaming) == offline, f"{m}: streaming transcripts differ from offline greedy"
+        summary = (dec / f"streaming-summary-test-streaming_greedy_search-chunk-160ms-{SUFFIX}.txt").read_text()
+        assert "chunk compute ms p99\t" in summary and "algorithmic latency ms (measured)\t160" in summary
+    table = (recipe / "RESULTS-encoders.md").read_text()
+    for m in MODELS:
+        assert f"| `{m}` |" in table
+    assert "worst accent on test (greedy)" in table and "streaming test (160 ms)" in table
+    assert ("**holds**" in table) != ("**does not hold**" in table)
+    assert "Lowest test WER with modified beam search:" in table
+
+    # sharded streaming decoding (job array + merge) writes the same transcripts; a bad chunk names the model
+    exp = "exp/compare/conformer"
+    args = ["--epoch", "1", exp, "data/lang_bpe_80", "data/fbank/synth_cuts_test.jsonl.gz", "test"]
+    sharded = subprocess.run(["bash", "steps/decode_streaming.sh", "--nj", "2", "--chunk-ms", "320", *args],
+                             cwd=recipe, env=recipe_env(), capture_output=True, text=True, timeout=300)
+    assert sharded.returncode == 0, sharded.stdout[-3000:] + sharded.stderr[-3000:]
+    dec = recipe / exp / "decode/test"
+    assert hyps(dec / f"recogs-test-streaming_greedy_search-chunk-320ms-{SUFFIX}.txt") == \
+        hyps(dec / f"recogs-test-greedy_search-{SUFFIX}.txt")
+    assert not list(dec.glob("*.shard-*"))
+    assert "full chunks\t" in (dec / f"streaming-summary-test-streaming_greedy_search-chunk-320ms-{SUFFIX}.txt").read_text()
+    bad = subprocess.run(["bash", "steps/decode_streaming.sh", "--chunk-ms", "40", *args], cwd=recipe,
+                         env=recipe_env(), capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0
+    log = (dec / f"log/decode-streaming_greedy_search-chunk-40ms-{SUFFIX}.log").read_text()
+    assert "exp/compare/conformer (ConformerEncoder)" in log and "chunk_multiple (16 frames = 160 ms)" in log
+
+
+def test_synth_encoder_comparison_on_the_tiny_corpus(tiny_synth_run):
+    """Stages 8-10 on the corpus, BPE and features of the run above."""
+    check_comparison_stages(tiny_synth_run[0])

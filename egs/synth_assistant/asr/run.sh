@@ -6,9 +6,13 @@
 #   ./run.sh                                  # everything, default size (~30 min on 2 CPU cores)
 #   ./run.sh --stage 5 --stop-stage 7         # re-decode, re-score, rewrite RESULTS.md
 #   ./run.sh --num-speakers 4000 --nj 64      # a large corpus (about 100 h: see ../README.md)
+#   ./run.sh --stage 8 --stop-stage 10        # the encoder comparison (after stages 0-3): RESULTS-encoders.md
 #
 # Stages: 0 generate, 1 check manifests, 2 fbank, 3 BPE, 4 train, 5 decode dev/test (greedy, modified beam
 # search), 6 per-cohort scoring, 7 write RESULTS.md.
+# Encoder comparison (not run by default: stop_stage is 7): 8 train the --compare-models (conf/compare/<model>.yaml,
+# matched encoder sizes), 9 decode them offline (greedy, beam) and streaming, score the worst accent cohort,
+# 10 write RESULTS-encoders.md.
 set -euo pipefail
 echo "$0 $*"
 
@@ -34,8 +38,18 @@ train_threads=2
 cohort_keys=accent,gender,age_band,state,region,condition
 n_bootstrap=1000
 results=RESULTS.md
+# encoder comparison (stages 8-10)
+compare_models="lstm conv_rnnt conformer contextnet"
+compare_config_dir=conf/compare   # <model>.yaml per model (each inherits the main config with `base:`)
+compare_exp_dir=exp/compare       # one <model>/ experiment directory per model
+compare_sets="dev test"           # decoded offline (greedy and beam)
+streaming_set=test                # decoded streaming
+chunk_ms=160                      # streaming chunk; a multiple of every compared encoder's chunk_multiple
+compare_cohort_key=accent         # the worst cohort of this attribute goes in the table
+compare_results=RESULTS-encoders.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-per-speaker N | --hours H]
-          [--seed S] [--gen-nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]"
+          [--seed S] [--gen-nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]
+          [--compare-models \"lstm conv_rnnt conformer contextnet\"] [--compare-config-dir DIR] [--chunk-ms MS]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
@@ -103,5 +117,42 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   python -m serac.bin.write_results --exp-dir $exp_dir --sets dev,test --cohort-set test --keys $cohort_keys \
     --cohort-suffix $suffix --title "synth_assistant / asr: streaming LSTM transducer" \
     --preamble data/manifests/summary.md --command "cd egs/synth_assistant/asr && ./run.sh" --out $results
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  echo "Stage 8: train the encoder comparison models ($compare_models)"
+  for m in $compare_models; do
+    [ -f $compare_config_dir/$m.yaml ] || { echo "$0: no config $compare_config_dir/$m.yaml for model $m" >&2; exit 1; }
+    steps/train.sh --cmd "$train_cmd" --train-config $compare_config_dir/$m.yaml --num-epochs $num_epochs \
+      --num-threads $train_threads $lang data/fbank/synth_cuts_train.jsonl.gz data/fbank/synth_cuts_dev.jsonl.gz \
+      $compare_exp_dir/$m
+  done
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  echo "Stage 9: decode the comparison models: offline greedy and beam ($compare_sets), streaming ($streaming_set, ${chunk_ms} ms chunks)"
+  for m in $compare_models; do
+    for set in $compare_sets; do
+      for method in greedy_search modified_beam_search; do
+        steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg --method $method \
+          --beam $beam $compare_exp_dir/$m $lang data/fbank/synth_cuts_$set.jsonl.gz $set
+      done
+    done
+    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg --chunk-ms $chunk_ms \
+      $compare_exp_dir/$m $lang data/fbank/synth_cuts_$streaming_set.jsonl.gz $streaming_set
+    steps/score_cohorts.sh --cmd "$decode_cmd" --keys $compare_cohort_key --n-bootstrap $n_bootstrap \
+      $compare_exp_dir/$m/decode/test/recogs-test-$suffix.txt data/fbank/synth_cuts_test.jsonl.gz \
+      $compare_exp_dir/$m/decode/test/cohorts-$suffix
+  done
+fi
+
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  echo "Stage 10: write $compare_results"
+  exp_dirs=$(for m in $compare_models; do printf "%s," $compare_exp_dir/$m; done)
+  python -m serac.bin.write_encoder_table --exp-dirs "${exp_dirs%,}" --sets "${compare_sets// /,}" \
+    --epoch $num_epochs --avg $avg --beam $beam --chunk-ms $chunk_ms --streaming-set $streaming_set \
+    --cohort-set test --cohort-key $compare_cohort_key --claim-sets test \
+    --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
+    --command "cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10" --out $compare_results
 fi
 echo "$0: succeeded"
