@@ -17,7 +17,8 @@ Options:
   --sampling-rate <hz>        # audio is resampled to this rate first (default: $sampling_rate)
   --backend <auto|kaldifeat|lhotse>
   --num-jobs <n>              # parallel feature jobs within each split
-  --speed-perturb-train <f,f> # e.g. 0.9,1.1: add speed-perturbed copies of the train split"
+  --speed-perturb-train <f,f> # e.g. 0.9,1.1: add speed-perturbed copies of the training splits
+                              # (train, and train-*/train_* such as LibriSpeech's train-clean-100)"
 
 . ./path.sh
 . utils/parse_options.sh
@@ -29,7 +30,10 @@ for split in ${splits//,/ }; do
   if [ -f "$fbank_dir/${prefix}_cuts_${split}.jsonl.gz" ]; then
     echo "$0: $fbank_dir/${prefix}_cuts_${split}.jsonl.gz exists, skipping"; continue
   fi
-  sp=""; [ "$split" = train ] && [ -n "$speed_perturb_train" ] && sp="--speed-perturb $speed_perturb_train"
+  sp=""
+  case $split in
+    train|train-*|train_*) [ -n "$speed_perturb_train" ] && sp="--speed-perturb $speed_perturb_train" ;;
+  esac
   $cmd --num-threads "$num_jobs" "$fbank_dir/log/fbank_${prefix}_${split}.log" \
     python -m serac.bin.compute_fbank --manifest-dir "$manifest_dir" --prefix "$prefix" --split "$split" \
       --out-dir "$fbank_dir" --num-mel-bins "$num_mel_bins" --sampling-rate "$sampling_rate" \

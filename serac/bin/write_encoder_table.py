@@ -16,7 +16,7 @@ A missing file is an error naming it (the stage that writes it has not run).
 
 Usage:
   python -m serac.bin.write_encoder_table --exp-dirs exp/compare/lstm,exp/compare/conv_rnnt,exp/compare/conformer \
-      --sets dev,test --epoch 30 --avg 5 --beam 4 --chunk-ms 160 --streaming-set test \
+      --sets dev,test --epoch 30 --avg 5 --beam 4 --chunk-ms 160 --streaming-sets test \
       --cohort-set test --cohort-key accent --claim-sets test --out RESULTS-encoders.md
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--avg", type=int, default=1)
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--chunk-ms", type=float, default=160.0)
-    p.add_argument("--streaming-set", default="test", help="the set decoded by steps/decode_streaming.sh")
+    p.add_argument("--streaming-sets", default="test", help="sets decoded by steps/decode_streaming.sh (comma-separated)")
     p.add_argument("--cohort-set", default="test")
     p.add_argument("--cohort-key", default="accent", help="cohort attribute for the worst-cohort column; '' for none")
     p.add_argument("--claim-sets", default="test", help="sets on which the lowest WER is named")
@@ -88,8 +88,10 @@ def collect(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
             path = exp_dir / "decode" / s / f"wer-summary-{s}-{suffix}.txt"
             row["wer"][(s, method)] = read_summary_wer(_require(path, f"{method} decode of {s}"))
     stream = streaming_suffix(args.chunk_ms, args.epoch, args.avg)
-    stats_path = exp_dir / "decode" / args.streaming_set / f"stats-{args.streaming_set}-{stream}.json"
-    row["streaming"] = json.loads(_require(stats_path, f"streaming decode of {args.streaming_set}").read_text())
+    row["streaming"] = {}
+    for s in args.streaming_sets:
+        stats_path = exp_dir / "decode" / s / f"stats-{s}-{stream}.json"
+        row["streaming"][s] = json.loads(_require(stats_path, f"streaming decode of {s}").read_text())
     if args.cohort_key:
         summary_path = (exp_dir / "decode" / args.cohort_set / f"cohorts-{greedy}" /
                         f"cohort-summary-{args.cohort_key}.json")
@@ -150,29 +152,35 @@ def render(rows: List[Dict[str, Any]], args: argparse.Namespace) -> str:
     head = ["model"] + [f"{s} {m}" for s in args.sets for m in ("greedy", "beam")]
     if args.cohort_key:
         head.append(f"worst {args.cohort_key} on {args.cohort_set} (greedy)")
-    head.append(f"streaming {args.streaming_set} ({format_ms(args.chunk_ms)} ms)")
+    head += [f"streaming {s} ({format_ms(args.chunk_ms)} ms)" for s in args.streaming_sets]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"`{r['model']}`"] + [f"{r['wer'][(s, m)]:.2f}" for s in args.sets for m in ("greedy", "beam")]
         if args.cohort_key:
             cells.append(f"{r['worst_cohort'][1]:.2f} ({r['worst_cohort'][0]})")
-        cells.append(f"{r['streaming']['wer']:.2f}")
+        cells += [f"{r['streaming'][s]['wer']:.2f}" for s in args.streaming_sets]
         lines.append("| " + " | ".join(cells) + " |")
+    first = args.streaming_sets[0]  # cost and latency from the first streaming set (the others run the same way)
+    threads = sorted({r["streaming"][first]["num_threads"] for r in rows})
+    within_chunk = ""
+    if all(r["streaming"][first]["algorithmic_latency_ms"] == r["streaming"][first]["chunk_ms"] for r in rows):
+        within_chunk = " (for every model here it equals the chunk: the look-ahead lies inside the chunk)"
     lines += ["", "## Size, compute and latency", "",
-              "| model | encoder params (M) | total params (M) | encoder GFLOPs / s of audio | streaming RTF "
-              "(1 thread) | compute ms per chunk: mean | p50 | p90 | p99 | look-ahead ms | algorithmic latency ms |",
+              "| model | encoder params (M) | total params (M) | encoder GFLOPs / s of audio | streaming RTF | "
+              "compute ms per chunk: mean | p50 | p90 | p99 | look-ahead ms | algorithmic latency ms |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        st, lat = r["streaming"], r["streaming"]["chunk_compute_ms"]
+        st = r["streaming"][first]
+        lat = st["chunk_compute_ms"]
         lines.append(f"| `{r['model']}` | {_m(r['encoder_params'])} | {_m(r['params'])} | {r['gflops']:.3f} | "
                      f"{fmt(st['rtf'], 4)} | {fmt(lat['mean'])} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | "
                      f"{fmt(lat['p99'])} | {format_ms(st['look_ahead_ms'])} | {format_ms(st['algorithmic_latency_ms'])} |")
     lines += ["",
               "GFLOPs: `encoder_flops_per_second` (matmuls, convolutions, attention and LSTMs; elementwise work not "
-              "counted). RTF and per-chunk compute time: the streaming decode's own timing on this machine, one "
-              "thread (full-size chunks for the percentiles). Algorithmic latency: measured, the longest a feature "
-              "frame waits for the input its encoder output needs (the look-ahead lies inside the chunk, so it is "
-              "the chunk).", "", "## Verdict", ""]
+              f"counted). RTF and compute time per chunk: the streaming decode of {first}, timed by itself with "
+              f"{' / '.join(map(str, threads))} thread(s), one utterance at a time (percentiles over full-size "
+              "chunks); timings depend on the machine and its load. Algorithmic latency: measured, the longest a "
+              "feature frame waits for the input its encoder output needs" + within_chunk + ".", "", "## Verdict", ""]
     lines += claim_sentences(rows, args.claim_sets)
     return "\n".join(lines) + "\n"
 
@@ -181,6 +189,9 @@ def main() -> None:
     args = get_parser().parse_args()
     args.sets = [s for s in args.sets.split(",") if s]
     args.claim_sets = [s for s in args.claim_sets.split(",") if s]
+    args.streaming_sets = [s for s in args.streaming_sets.split(",") if s]
+    if not args.streaming_sets:
+        raise SystemExit("--streaming-sets is empty")
     unknown = [s for s in args.claim_sets if s not in args.sets]
     if unknown:
         raise SystemExit(f"--claim-sets {unknown} are not among --sets {args.sets}")

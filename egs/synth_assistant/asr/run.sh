@@ -150,7 +150,7 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   echo "Stage 10: write $compare_results"
   exp_dirs=$(for m in $compare_models; do printf "%s," $compare_exp_dir/$m; done)
   python -m serac.bin.write_encoder_table --exp-dirs "${exp_dirs%,}" --sets "${compare_sets// /,}" \
-    --epoch $num_epochs --avg $avg --beam $beam --chunk-ms $chunk_ms --streaming-set $streaming_set \
+    --epoch $num_epochs --avg $avg --beam $beam --chunk-ms $chunk_ms --streaming-sets $streaming_set \
     --cohort-set test --cohort-key $compare_cohort_key --claim-sets test \
     --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
     --command "cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10" --out $compare_results
