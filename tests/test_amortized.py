@@ -250,3 +250,17 @@ def executed_fraction_after_training(cost_weight: float, steps: int = 40) -> flo
 def test_cost_weight_lowers_the_executed_fraction():
     free, costly = executed_fraction_after_training(0.0), executed_fraction_after_training(5.0)
     assert costly < free - 0.2, (free, costly)
+
+
+@torch.no_grad()
+def test_full_context_checkpoint_loads_into_a_sliding_window():
+    """The sliding-window baseline is fine-tuned from the full-context model: the relative-position bias table is
+    cropped to the nearer distances, so the first chunk (no left context to lose yet) encodes identically."""
+    torch.manual_seed(0)
+    full = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "left_context": 6}).eval()
+    window = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "left_context": 1}).eval()
+    window.load_state_dict(full.state_dict())
+    x = torch.randn(1, 64, NUM_FEATURES)
+    y_full, y_window = full(x, torch.tensor([64]))[0], window(x, torch.tensor([64]))[0]
+    torch.testing.assert_close(y_window[:, :2], y_full[:, :2], atol=1e-5, rtol=0)
+    assert not torch.allclose(y_window, y_full, atol=1e-3)

@@ -236,6 +236,17 @@ class ChunkedSelfAttention(nn.Module):
         query_pos = left_context + torch.arange(chunk_size).view(-1, 1)
         key_pos = torch.arange(window).view(1, -1)
         self.register_buffer("bias_index", query_pos - key_pos + chunk_size - 1, persistent=False)
+        self.register_load_state_dict_pre_hook(self._crop_relative_bias)
+
+    @staticmethod
+    def _crop_relative_bias(module: "ChunkedSelfAttention", state_dict: Dict[str, torch.Tensor], prefix: str,
+                            *_args) -> None:
+        # a checkpoint with a longer left context loads into a shorter one (the sliding-window baseline is
+        # fine-tuned from the full-context model): the bias table is ordered by distance, keep the nearest ones
+        key = prefix + "relative_bias"
+        bias = state_dict.get(key)
+        if bias is not None and bias.dim() == 2 and bias.size(1) > module.relative_bias.size(1):
+            state_dict[key] = bias[:, : module.relative_bias.size(1)]
 
     def init_state(self, batch_size: int, device: torch.device) -> State:
         return {"key": torch.zeros(batch_size, self.left_context, self.dim, device=device),
@@ -273,22 +284,35 @@ class ChunkedSelfAttention(nn.Module):
             valid = nn.functional.pad(valid, (0, pad), value=False)
         num_chunks = (t + pad) // c
         window = left + c
-        # (N, chunks, window, D): keys of chunk j are frames [j*c, j*c + window) of the cache-prefixed sequence
-        key_windows = keys.unfold(1, window, c).transpose(2, 3)
-        value_windows = values.unfold(1, window, c).transpose(2, 3)
-        valid_windows = valid.unfold(1, window, c)  # (N, chunks, window)
-        q = q.reshape(n, num_chunks, c, self.dim)
-        if chunk_index is not None:
-            # (1, selected chunks, ...): the batch and chunk dimensions flattened, then only the chosen chunks
-            q = q.reshape(1, n * num_chunks, c, self.dim)[:, chunk_index]
-            key_windows = key_windows.reshape(1, n * num_chunks, window, self.dim)[:, chunk_index]
-            value_windows = value_windows.reshape(1, n * num_chunks, window, self.dim)[:, chunk_index]
-            valid_windows = valid_windows.reshape(1, n * num_chunks, window)[:, chunk_index]
-        rows, cols = q.shape[:2]
+        if chunk_index is None:
+            # (N, chunks, window, D): keys of chunk j are frames [j*c, j*c + window) of the cache-prefixed sequence
+            key_windows = keys.unfold(1, window, c).transpose(2, 3)
+            value_windows = values.unfold(1, window, c).transpose(2, 3)
+            valid_windows = valid.unfold(1, window, c)  # (N, chunks, window)
+            q = q.reshape(n, num_chunks, c, h, dh).transpose(2, 3)  # (N, chunks, H, c, dh)
+            key_windows = key_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
+            value_windows = value_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
+        else:
+            # (1, selected chunks, H, rows, dh), gathered with index_select from head-major copies of the
+            # sequences: one row copy per (chunk, head, frame), already in the layout the batched matmuls take
+            # (advanced indexing of the unfolded views, then reshaping for matmul, copied every window twice)
+            length, padded = left + t + pad, t + pad
+            batch = torch.div(chunk_index, num_chunks, rounding_mode="floor")
+            first = (chunk_index % num_chunks) * c  # first frame of each selected chunk (= its window start)
+            heads = torch.arange(h, device=q.device)
+            stream = (batch[:, None] * h + heads)[:, :, None]  # (chunks, H, 1): which (utterance, head) row
+            key_rows = (stream * length + first[:, None, None] + torch.arange(window, device=q.device)).reshape(-1)
+            query_rows = (stream * padded + first[:, None, None] + torch.arange(c, device=q.device)).reshape(-1)
 
-        q = q.reshape(rows, cols, c, h, dh).transpose(2, 3)  # (rows, cols, H, c, dh)
-        key_windows = key_windows.reshape(rows, cols, window, h, dh).transpose(2, 3)
-        value_windows = value_windows.reshape(rows, cols, window, h, dh).transpose(2, 3)
+            def head_major(x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N*H*L, dh)
+                return x.reshape(n, x.size(1), h, dh).transpose(1, 2).reshape(-1, dh)
+
+            key_windows = head_major(keys).index_select(0, key_rows).view(1, -1, h, window, dh)
+            value_windows = head_major(values).index_select(0, key_rows).view(1, -1, h, window, dh)
+            q = head_major(q).index_select(0, query_rows).view(1, -1, h, c, dh)
+            valid_rows = (batch * length + first)[:, None] + torch.arange(window, device=q.device)
+            valid_windows = valid.reshape(-1)[valid_rows].unsqueeze(0)  # (1, chunks, window)
+        rows, cols = q.shape[:2]
         scores = torch.matmul(q, key_windows.transpose(-1, -2)) / math.sqrt(dh)  # (rows, cols, H, c, window)
         scores = scores + self.relative_bias[:, self.bias_index]
         # a finite minimum rather than -inf: a chunk with no valid key (padding only) stays finite, and a

@@ -12,7 +12,7 @@ Architecture (defaults in brackets)::
     fbank (N, T, 80) -> causal 2-D conv subsampling (time / 4, [16] channels) -> linear [192]
       -> [6] x block:
            (g_mha, g_ffn) = arbitrator(x) > 0    arbitrator: LayerNorm -> linear [32] -> ReLU -> linear 2
-           x = x + g_mha * ChunkedMHSA(LayerNorm(x))   [4] heads, chunk [4] frames, left context [64] frames
+           x = x + g_mha * ChunkedMHSA(LayerNorm(x))   [4] heads, chunk [4] frames, left context [32] frames
            x = x + g_ffn * FFN(x)                      FFN: LayerNorm -> linear [768] -> Swish -> linear
       -> LayerNorm -> linear (output_dim [256]) at 25 frames/s
 
@@ -73,6 +73,12 @@ from serac.encoders._streaming import CausalConv2dSubsampling, ChunkedSelfAttent
 from serac.encoders.conformer import FeedForward
 
 
+def pad_to_chunks(mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """(..., T) bool -> (..., chunks, chunk_size), the last chunk padded with False."""
+    pad = (-mask.size(-1)) % chunk_size
+    return nn.functional.pad(mask, (0, pad), value=False).unflatten(-1, (-1, chunk_size))
+
+
 class Arbitrator(nn.Module):
     """Per-frame gate logits (MHA, FFN) from the block input: LayerNorm -> linear -> ReLU -> linear 2 (or a
     single linear map when ``hidden_dim`` is 0). The output bias starts at ``init_bias`` > 0 so that a model
@@ -122,14 +128,13 @@ class AmortizedBlock(nn.Module):
         return self.attn.init_state(batch_size, device)
 
     def forward(self, x: torch.Tensor, key_valid: torch.Tensor, state: State
-                ) -> Tuple[torch.Tensor, State, torch.Tensor, Optional[torch.Tensor]]:
-        """Returns (output, new state, FLOPs per utterance (N,), gates (N, T, 2) bool or None). In training the
-        FLOPs are the expectation under the gate distribution (differentiable), in eval what was executed."""
+                ) -> Tuple[torch.Tensor, State, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Returns (output, new state, gates (N, T, 2) bool, P(gate on) (N, T, 2) in training). Without an
+        arbitrator both are None. The encoder counts the FLOPs from them for all blocks at once."""
         if self.arbitrator is None:
             attn_out, state = self.attn(self.norm_attn(x), key_valid, state)
             x = x + self.dropout(attn_out)
-            x = x + self.ffn(x)
-            return x, state, key_valid.sum(1).to(torch.float64) * (self.mha_flops + self.ffn_flops), None
+            return x + self.ffn(x), state, None, None
         logits = self.arbitrator(x)
         if self.training:
             return self._forward_train(x, key_valid, state, logits)
@@ -140,7 +145,7 @@ class AmortizedBlock(nn.Module):
             attn_out, state = self.attn(self.norm_attn(x), on[..., 0], state)
             x = x + attn_out * on[..., 0:1]
             x = x + self.ffn(x) * on[..., 1:2]
-        return x, state, self._executed_flops(on, key_valid), on
+        return x, state, on, None
 
     def _forward_train(self, x: torch.Tensor, key_valid: torch.Tensor, state: State, logits: torch.Tensor
                        ) -> Tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]:
@@ -155,44 +160,38 @@ class AmortizedBlock(nn.Module):
         x = x + self.dropout(attn_out) * gates[..., 0:1]
         x = x + self.ffn(x) * gates[..., 1:2]
         # exact expectation of the hard gate under logistic noise: P(logit + noise > 0) = sigmoid(logit)
-        prob = torch.sigmoid(logits)
-        per_frame = self.arbitrator_flops + prob[..., 0] * self.mha_flops + prob[..., 1] * self.ffn_flops
-        return x, state, (per_frame * key_valid.to(x.dtype)).sum(1), on
+        return x, state, on, torch.sigmoid(logits)
 
     def _forward_gathered(self, x: torch.Tensor, on: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
-        """Eval: each module runs on the rows of its active frames only; results are added back in place."""
+        """Eval: each module runs on the rows of its active frames only; results are added back in place.
+        (Where every frame is active the gathers are skipped: the same computation without the copies.)"""
         n, t, d = x.shape
-        flat = x.reshape(n * t, d)
         attn = self.attn
         att_on = on[..., 0]
         rows = att_on.reshape(-1).nonzero().squeeze(1)
-        qkv = flat.new_zeros(n * t, 3 * d)
-        if rows.numel():
-            qkv.index_copy_(0, rows, attn.in_proj(self.norm_attn(flat.index_select(0, rows))))
-        q, k, v = qkv.reshape(n, t, 3 * d).chunk(3, dim=-1)
-        # the score computation runs per chunk: only chunks with at least one active query
-        chunks = self._pad_to_chunks(att_on).any(-1).reshape(-1).nonzero().squeeze(1)
-        out, state = attn.attend(q, k, v, att_on, state, chunk_index=chunks)
-        if rows.numel():
-            flat = flat.index_add(0, rows, attn.out_proj(out.reshape(n * t, d).index_select(0, rows)))
+        if rows.numel() == n * t:
+            q, k, v = attn.in_proj(self.norm_attn(x)).chunk(3, dim=-1)
+            out, state = attn.attend(q, k, v, att_on, state)
+            x = x + attn.out_proj(out)
+        else:
+            flat = x.reshape(n * t, d)
+            qkv = flat.new_zeros(n * t, 3 * d)
+            if rows.numel():
+                qkv.index_copy_(0, rows, attn.in_proj(self.norm_attn(flat.index_select(0, rows))))
+            q, k, v = qkv.reshape(n, t, 3 * d).chunk(3, dim=-1)
+            # the score computation runs per chunk: only chunks with at least one active query
+            chunks = pad_to_chunks(att_on, self.chunk_size).any(-1).reshape(-1).nonzero().squeeze(1)
+            out, state = attn.attend(q, k, v, att_on, state, chunk_index=chunks)
+            if rows.numel():
+                flat = flat.index_add(0, rows, attn.out_proj(out.reshape(n * t, d).index_select(0, rows)))
+            x = flat.reshape(n, t, d)
         rows = on[..., 1].reshape(-1).nonzero().squeeze(1)
+        if rows.numel() == n * t:
+            return x + self.ffn(x), state
+        flat = x.reshape(n * t, d)
         if rows.numel():
             flat = flat.index_add(0, rows, self.ffn(flat.index_select(0, rows)))
         return flat.reshape(n, t, d), state
-
-    def _pad_to_chunks(self, mask: torch.Tensor) -> torch.Tensor:
-        """(N, T) bool -> (N, chunks, chunk_size), the last chunk padded with False."""
-        pad = (-mask.size(1)) % self.chunk_size
-        return nn.functional.pad(mask, (0, pad), value=False).reshape(mask.size(0), -1, self.chunk_size)
-
-    def _executed_flops(self, on: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
-        """FLOPs the gathered forward runs per utterance: projections and FFN on the active frames, the
-        attention core on every valid query of a chunk with an active query, the arbitrator on every frame."""
-        count = on.sum(1).to(torch.float64)  # (N, 2)
-        chunk_active = self._pad_to_chunks(on[..., 0]).any(-1)
-        core_queries = (self._pad_to_chunks(key_valid).sum(-1) * chunk_active).sum(1).to(torch.float64)
-        return (key_valid.sum(1).to(torch.float64) * self.arbitrator_flops + count[:, 0] * self.mha_proj_flops
-                + core_queries * self.attn_core_flops + count[:, 1] * self.ffn_flops)
 
 
 @register_encoder("amortized_transformer")
@@ -211,7 +210,7 @@ class AmortizedTransformerEncoder(EncoderBase):
         ffn_dim: int = 768,
         subsampling_channels: int = 16,
         chunk_size: int = 4,
-        left_context: int = 64,
+        left_context: int = 32,
         dropout: float = 0.1,
         arbitrators: bool = True,
         arbitrator_dim: int = 32,
@@ -274,16 +273,14 @@ class AmortizedTransformerEncoder(EncoderBase):
                 ) -> Tuple[torch.Tensor, Dict[str, Any]]:
         h, sub_state = self.subsampling(x, state["subsampling"])
         h = self.dropout(h)
-        frames = key_valid.sum(1).to(torch.float64 if not self.training else h.dtype)
-        flops = frames * (self.front_flops + self.out_flops)
-        block_states, gates = [], []
+        block_states, gates, probs = [], [], []
         for block, block_state in zip(self.blocks, state["blocks"]):
-            h, block_state, block_flops, block_gates = block(h, key_valid, block_state)
-            flops = flops + block_flops.to(flops.dtype)
+            h, block_state, block_gates, block_probs = block(h, key_valid, block_state)
             block_states.append(block_state)
             if block_gates is not None:
                 gates.append(block_gates)
-        dense = frames * self.dense_flops_per_frame
+                probs.append(block_probs)
+        flops, dense = self._count_flops(key_valid, gates, probs)
         self.last_flops, self.last_dense_flops = flops.detach(), dense.detach()
         self.last_flop_fraction = (flops.detach() / dense.clamp(min=1)).float()
         self.last_gates = gates
@@ -293,6 +290,29 @@ class AmortizedTransformerEncoder(EncoderBase):
             fraction = flops.sum() / dense.sum().clamp(min=1)
             self.aux_loss = self.cost_weight * fraction.to(h.dtype)
         return self.out(self.norm_out(h)), {"subsampling": sub_state, "blocks": block_states}
+
+    def _count_flops(self, key_valid: torch.Tensor, gates: List[torch.Tensor], probs: List[Optional[torch.Tensor]]
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(FLOPs per utterance, dense FLOPs per utterance) over the valid frames, all blocks at once. Eval: what
+        the gathered forward runs (projections and FFN on active frames, the attention core on every valid query
+        of a chunk holding an active query, arbitrators and front end on every frame). Training: the expectation
+        under the gate distribution, per frame (differentiable in the arbitrator logits)."""
+        frames = key_valid.sum(1).to(torch.float64)
+        dense = frames * self.dense_flops_per_frame
+        if not gates:
+            return dense, dense
+        b = self.blocks[0]  # every block has the same sizes
+        always = frames * (self.front_flops + self.out_flops + len(gates) * b.arbitrator_flops)
+        if self.training:
+            p = torch.stack(probs)  # (blocks, N, T, 2)
+            per_frame = p[..., 0] * b.mha_flops + p[..., 1] * b.ffn_flops
+            return always.to(p.dtype) + (per_frame * key_valid.to(p.dtype)).sum((0, 2)), dense.to(p.dtype)
+        on = torch.stack(gates)  # (blocks, N, T, 2)
+        counts = on.sum((0, 2)).to(torch.float64)  # (N, 2)
+        chunk_active = pad_to_chunks(on[..., 0], self.chunk_size).any(-1)  # (blocks, N, chunks)
+        core_queries = (pad_to_chunks(key_valid, self.chunk_size).sum(-1) * chunk_active).sum((0, 2)).to(torch.float64)
+        return (always + counts[:, 0] * b.mha_proj_flops + core_queries * b.attn_core_flops
+                + counts[:, 1] * b.ffn_flops), dense
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = x[:, : x.size(1) // self.subsampling_factor * self.subsampling_factor]
