@@ -12,6 +12,9 @@ Writes to <exp-dir>/decode/<set-name>/ (or --out-dir):
   recogs-<set>-<suffix>.txt, errs-<set>-<suffix>.txt, wer-summary-<set>-<suffix>.txt, stats-<set>-<suffix>.json
 where <suffix> is e.g. greedy_search-epoch-10-avg-3 (modified_beam_search adds -beam-4).
 With --num-shards > 1 only recogs-<set>-<suffix>.shard-J.txt is written; serac.bin.merge_decode finishes.
+An encoder that counts its executed FLOPs (``last_flops``, e.g. amortized_transformer) also gets
+compute-<set>-<suffix>.tsv (per utterance: cut_id, frames, flops, dense_flops, flop_fraction; .shard-J.tsv per
+shard) and the set's flop_fraction in the stats; the stats always hold encoder_seconds (encoder CPU time).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -70,14 +73,26 @@ def load_model(exp_dir: Path, lang_dir: Path, epoch: int, avg: int, num_features
 
 
 @torch.no_grad()
-def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_duration: float
-                ) -> Tuple[List[Tuple[str, List[str], List[str]]], float, float]:
-    """Returns (results, audio seconds, decoding seconds)."""
+def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_duration: float,
+                compute: Optional[Dict[str, Any]] = None) -> Tuple[List[Tuple[str, List[str], List[str]]], float, float]:
+    """Returns (results, audio seconds, decoding seconds). With a ``compute`` dict, also fills in
+    ``encoder_seconds`` (process CPU time in the encoder) and, when the encoder counts its FLOPs
+    (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops)."""
     results, audio_s, t0 = [], 0.0, time.time()
+    compute = {} if compute is None else compute
+    compute.setdefault("encoder_seconds", 0.0)
     for batch in eval_dataloader(cuts, max_duration):
         feats = batch["inputs"]
         x_lens = batch["supervisions"]["num_frames"]
+        c0 = time.process_time()
         enc, enc_lens = model.encode(feats, x_lens)
+        compute["encoder_seconds"] += time.process_time() - c0
+        flops = getattr(model.encoder, "last_flops", None)
+        if flops is not None:
+            dense = model.encoder.last_dense_flops
+            compute.setdefault("rows", []).extend(
+                (cut.id, int(n), float(f), float(d))
+                for cut, n, f, d in zip(batch["supervisions"]["cut"], enc_lens.tolist(), flops.tolist(), dense.tolist()))
         if method == "greedy_search":
             hyps = greedy_search_batch(model, enc, enc_lens)
         else:
@@ -100,6 +115,16 @@ def write_results(out_dir: Path, set_name: str, suffix: str, results, stats: dic
     return stats
 
 
+def write_compute(path: Path, rows: List[Tuple[str, int, float, float]]) -> Dict[str, float]:
+    """Per-utterance executed encoder FLOPs (TSV, sorted by cut id); returns the set's totals and fraction."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["cut_id\tframes\tflops\tdense_flops\tflop_fraction"]
+    lines += [f"{c}\t{n}\t{f:.0f}\t{d:.0f}\t{f / max(d, 1.0):.4f}" for c, n, f, d in sorted(rows)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    flops, dense = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    return {"encoder_flops": flops, "encoder_dense_flops": dense, "flop_fraction": flops / max(dense, 1.0)}
+
+
 def main() -> None:
     args = get_parser().parse_args()
     setup_logging()
@@ -118,9 +143,15 @@ def main() -> None:
         ids = sorted(c.id for c in cuts)
         mine = set(ids[args.shard - 1 :: args.num_shards])
         cuts = cuts.filter(lambda c: c.id in mine).to_eager()
-    results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, args.method, args.beam, args.max_duration)
+    compute: Dict[str, Any] = {}
+    results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, args.method, args.beam, args.max_duration,
+                                          compute)
     stats = {"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
-             "num_threads": args.num_threads, "method": args.method, "epoch": args.epoch, "avg": args.avg}
+             "num_threads": args.num_threads, "method": args.method, "epoch": args.epoch, "avg": args.avg,
+             "encoder_seconds": compute["encoder_seconds"]}
+    if compute.get("rows"):
+        shard = f".shard-{args.shard}" if args.num_shards > 1 else ""
+        stats.update(write_compute(out_dir / f"compute-{args.set_name}-{suffix}{shard}.tsv", compute["rows"]))
     if args.num_shards > 1:
         out_dir.mkdir(parents=True, exist_ok=True)
         store_transcripts(out_dir / f"recogs-{args.set_name}-{suffix}.shard-{args.shard}.txt", results)
