@@ -1,0 +1,74 @@
+"""A tiny end-to-end run of egs/synth_assistant/amortized on the tiny corpus of tests/test_recipe_synth.py:
+the asr recipe's data stages, then every stage here with a tiny model, one epoch and two cost weights."""
+from __future__ import annotations
+
+import csv
+import json
+
+from recipe_utils import recipe_copy, run_recipe
+from test_recipe_synth import GEN_OPTS
+
+# replaces the recipe's conf/dense.yaml in the private copy: every fine-tune config inherits it
+TINY_DENSE = """\
+model:
+  encoder: {name: amortized_transformer, output_dim: 32, dim: 32, num_layers: 2, num_heads: 2, ffn_dim: 64,
+            subsampling_channels: 4, chunk_size: 4, left_context: 8, arbitrators: false}
+  decoder_dim: 32
+  joiner_dim: 32
+  ctc_head: true
+loss: {ctc_scale: 1.0}
+data: {max_duration: 60.0, num_buckets: 2}
+train: {num_epochs: 1, log_interval: 5, progress_bar: false, tensorboard: false}
+"""
+
+
+def test_amortized_recipe_tiny_end_to_end(tmp_path):
+    root = tmp_path / "synth_assistant"
+    asr = recipe_copy("synth_assistant/asr", root / "asr")
+    run_recipe(asr, "--stage", "0", "--stop-stage", "3", "--num-speakers", "10", "--utts-per-speaker", "4",
+               "--gen-opts", GEN_OPTS, "--vocab-size", "80")
+    recipe = recipe_copy("synth_assistant/amortized", root / "amortized")
+    (recipe / "conf" / "dense.yaml").write_text(TINY_DENSE)
+    args = ["--vocab-size", "80", "--dense-epochs", "1", "--ft-epochs", "1", "--sw-left-contexts", "0",
+            "--cost-weights", "0.5 20", "--n-bootstrap", "20", "--timing-repeats", "1", "--dense-threads", "1"]
+    proc = run_recipe(recipe, *args)
+    for n in range(8):
+        assert f"Stage {n}:" in proc.stdout
+    models = ["dense-ft", "sw-lc0", "amortized-cw0.5", "amortized-cw20"]
+    suffix = "greedy_search-epoch-1-avg-1"
+    from lhotse import load_manifest
+
+    test_ids = {c.id for c in load_manifest(recipe / "data/fbank/synth_cuts_test.jsonl.gz")}
+    for m in models:
+        dec = recipe / "exp" / m / "decode" / "test"
+        with open(dec / f"compute-test-{suffix}.tsv", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        assert {r["cut_id"] for r in rows} == test_ids
+        fractions = [float(r["flop_fraction"]) for r in rows]
+        if m.startswith("amortized"):
+            assert all(0.0 < x < 1.2 for x in fractions)
+        else:
+            assert all(x == 1.0 for x in fractions)
+        stats = json.loads((dec / f"stats-test-{suffix}.json").read_text())
+        assert stats["encoder_seconds"] > 0 and "flop_fraction" in stats
+        assert (dec / f"cohorts-{suffix}" / "cohort-summary-accent.json").is_file()
+    timing = json.loads((recipe / "exp/encoder-time.json").read_text())
+    assert set(timing["models"]) == set(models) and timing["reference"] == "dense-ft"
+    assert timing["models"]["dense-ft"]["time_vs_reference"] == 1.0
+
+    results = (recipe / "RESULTS.md").read_text()
+    for m in models:
+        assert f"| {m} |" in results
+    assert "The paper reports 60% less compute" in results
+    assert "Executed encoder FLOPs per accent" in results
+    assert (recipe / "results/wer-vs-compute.png").stat().st_size > 1000
+    # the sliding-window model costs less than dense (4 attention keys instead of 12), on every utterance
+    flops = {}
+    for m in ("dense-ft", "sw-lc0"):
+        with open(recipe / "exp" / m / "decode/test" / f"compute-test-{suffix}.tsv", newline="") as f:
+            flops[m] = {r["cut_id"]: float(r["flops"]) for r in csv.DictReader(f, delimiter="\t")}
+    assert all(flops["sw-lc0"][i] < flops["dense-ft"][i] for i in test_ids)
+
+    again = run_recipe(recipe, *args, "--stage", "3", "--stop-stage", "4")
+    assert "skipping" in again.stdout + again.stderr
+    assert "nothing to do" in (recipe / "exp/amortized-cw20/log/train.log").read_text()
