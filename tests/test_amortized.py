@@ -81,9 +81,11 @@ def test_skipped_frames_never_reach_the_modules():
     assert all(int(g[1, 111 // 4:].sum()) == 0 for g in encoder.last_gates)
 
 
+# left_context 3 is not a multiple of chunk_size 2 (frame-row gathers), 4 is (chunk-block gathers)
+@pytest.mark.parametrize("left_context", [3, 4])
 @torch.no_grad()
-def test_gathered_equals_masked_dense_computation():
-    encoder = mixed_gate_encoder()
+def test_gathered_equals_masked_dense_computation(left_context):
+    encoder = mixed_gate_encoder(left_context=left_context)
     x = torch.randn(3, 130, NUM_FEATURES, generator=torch.Generator().manual_seed(2))
     lens = torch.tensor([130, 77, 40])
     y, _ = encoder(x, lens)
@@ -138,13 +140,14 @@ def test_straight_through_gate_gradient_reaches_the_arbitrators():
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("left_context", [3, 4])
 @torch.no_grad()
-def test_flop_count_is_what_runs():
+def test_flop_count_is_what_runs(left_context):
     """The per-utterance count equals torch's FlopCounterMode on the gathered forward (mixed gates); without
     arbitrators it equals encoder_flops_per_second; the fraction is executed / dense."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    encoder = mixed_gate_encoder()
+    encoder = mixed_gate_encoder(left_context=left_context)
     x = torch.randn(1, 128, NUM_FEATURES, generator=torch.Generator().manual_seed(4))
     with FlopCounterMode(display=False) as counter:
         encoder(x, torch.tensor([128]))
@@ -152,15 +155,16 @@ def test_flop_count_is_what_runs():
     assert float(encoder.last_flop_fraction[0]) == pytest.approx(float(encoder.last_flops[0]) / (32 * encoder.dense_flops_per_frame))
     assert 0.2 < float(encoder.last_flop_fraction[0]) < 0.9
     torch.manual_seed(0)
-    dense = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False})
+    dense = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "left_context": left_context})
     assert encoder_flops_per_second(dense) == pytest.approx(25 * dense.dense_flops_per_frame)
     dense.eval()(x, torch.tensor([128]))
     assert float(dense.last_flop_fraction[0]) == 1.0 and dense.aux_loss is None
 
 
+@pytest.mark.parametrize("left_context", [3, 4])
 @torch.no_grad()
-def test_streaming_equals_full_with_mixed_gates():
-    encoder = mixed_gate_encoder()
+def test_streaming_equals_full_with_mixed_gates(left_context):
+    encoder = mixed_gate_encoder(left_context=left_context)
     m = encoder.chunk_multiple
     x = torch.randn(2, 20 * m, NUM_FEATURES, generator=torch.Generator().manual_seed(5))
     y_full, _ = encoder(x, torch.tensor([20 * m, 20 * m]))
@@ -198,7 +202,7 @@ def test_dense_checkpoint_loads_for_fine_tuning():
     """A checkpoint without arbitrators loads strictly into the amortized model; with every gate on it computes
     exactly the dense model."""
     torch.manual_seed(0)
-    dense = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False}).eval()
+    dense = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "left_context": left_context}).eval()
     amortized = build_encoder(NUM_FEATURES, {**SMALL, "gate_init_bias": 50.0}).eval()
     amortized.load_state_dict(dense.state_dict())
     x = torch.randn(2, 64, NUM_FEATURES)

@@ -294,18 +294,22 @@ class ChunkedSelfAttention(nn.Module):
             value_windows = value_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
         else:
             # (1, selected chunks, H, rows, dh), gathered with index_select from head-major copies of the
-            # sequences: one row copy per (chunk, head, frame), already in the layout the batched matmuls take
-            # (advanced indexing of the unfolded views, then reshaping for matmul, copied every window twice)
+            # sequences, already in the layout the batched matmuls take (advanced indexing of the unfolded views,
+            # then reshaping for matmul, copied every window twice). Windows start at multiples of chunk_size, so
+            # when left_context is one too, whole chunk-sized blocks are gathered (c times fewer, longer rows).
+            unit = c if left % c == 0 else 1
             length, padded = left + t + pad, t + pad
             batch = torch.div(chunk_index, num_chunks, rounding_mode="floor")
             first = (chunk_index % num_chunks) * c  # first frame of each selected chunk (= its window start)
             heads = torch.arange(h, device=q.device)
             stream = (batch[:, None] * h + heads)[:, :, None]  # (chunks, H, 1): which (utterance, head) row
-            key_rows = (stream * length + first[:, None, None] + torch.arange(window, device=q.device)).reshape(-1)
-            query_rows = (stream * padded + first[:, None, None] + torch.arange(c, device=q.device)).reshape(-1)
+            key_rows = (stream * (length // unit) + (first // unit)[:, None, None]
+                        + torch.arange(window // unit, device=q.device)).reshape(-1)
+            query_rows = (stream * (padded // unit) + (first // unit)[:, None, None]
+                          + torch.arange(c // unit, device=q.device)).reshape(-1)
 
-            def head_major(x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N*H*L, dh)
-                return x.reshape(n, x.size(1), h, dh).transpose(1, 2).reshape(-1, dh)
+            def head_major(x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N*H*L/unit, unit*dh)
+                return x.reshape(n, x.size(1), h, dh).transpose(1, 2).reshape(-1, unit * dh)
 
             key_windows = head_major(keys).index_select(0, key_rows).view(1, -1, h, window, dh)
             value_windows = head_major(values).index_select(0, key_rows).view(1, -1, h, window, dh)
