@@ -202,7 +202,7 @@ def test_dense_checkpoint_loads_for_fine_tuning():
     """A checkpoint without arbitrators loads strictly into the amortized model; with every gate on it computes
     exactly the dense model."""
     torch.manual_seed(0)
-    dense = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "left_context": left_context}).eval()
+    dense = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False}).eval()
     amortized = build_encoder(NUM_FEATURES, {**SMALL, "gate_init_bias": 50.0}).eval()
     amortized.load_state_dict(dense.state_dict())
     x = torch.randn(2, 64, NUM_FEATURES)
