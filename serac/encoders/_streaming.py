@@ -317,7 +317,12 @@ class ChunkedSelfAttention(nn.Module):
             valid_rows = (batch * length + first)[:, None] + torch.arange(window, device=q.device)
             valid_windows = valid.reshape(-1)[valid_rows].unsqueeze(0)  # (1, chunks, window)
         rows, cols = q.shape[:2]
-        scores = torch.matmul(q, key_windows.transpose(-1, -2)) / math.sqrt(dh)  # (rows, cols, H, c, window)
+        if chunk_index is None:
+            scores = torch.matmul(q, key_windows.transpose(-1, -2))  # (rows, cols, H, c, window)
+        else:
+            # the gathered keys are contiguous: (K q^T)^T is about 2x faster on CPU than q K^T with K^T a view
+            scores = torch.matmul(key_windows, q.transpose(-1, -2)).transpose(-1, -2).contiguous()
+        scores = scores / math.sqrt(dh)
         scores = scores + self.relative_bias[:, self.bias_index]
         # a finite minimum rather than -inf: a chunk with no valid key (padding only) stays finite, and a
         # masked key still gets exactly zero weight next to any valid one
