@@ -147,8 +147,12 @@ def validate(model, loader, tokenizer, cfg, device, world_size: int) -> Dict[str
     model.train()
     tot = _reduce(tot, world_size)
     frames = max(tot.get("frames", 0.0), 1.0)
-    return {"loss": tot.get("loss", 0.0) / frames, "simple_loss": tot.get("simple_loss", 0.0) / frames,
-            "pruned_loss": tot.get("pruned_loss", 0.0) / frames, "frames": tot.get("frames", 0.0)}
+    out = {"loss": tot.get("loss", 0.0) / frames, "simple_loss": tot.get("simple_loss", 0.0) / frames,
+           "pruned_loss": tot.get("pruned_loss", 0.0) / frames, "frames": tot.get("frames", 0.0)}
+    for k in ("ctc_loss", "aux_loss"):  # only where the model has them
+        if k in tot:
+            out[k] = tot[k] / frames
+    return out
 
 
 def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) -> Dict[str, Any]:
@@ -266,6 +270,8 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
             tot["loss"] += stats["loss"]
             tot["frames"] += stats["frames"]
             tot["utts"] += stats["utts"]
+            if "aux_loss" in stats:
+                tot["aux_loss"] = tot.get("aux_loss", 0.0) + stats["aux_loss"]
             tot["audio_s"] += float(sum(c.duration for c in batch["supervisions"]["cut"]))
             if rank == 0 and batch_idx_train % tc["log_interval"] == 0:
                 per_frame = stats["loss"] / max(stats["frames"], 1.0)
@@ -281,9 +287,14 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
         tot = _reduce(tot, world_size)
         valid = validate(ddp_model, valid_dl, tokenizer, cfg, device, world_size)
         if rank == 0:
+            # the auxiliary terms are shown per frame: for the amortized encoder, aux = cost_weight x expected
+            # fraction of encoder FLOPs executed, the number to watch while tuning the cost weight
+            extra = "".join(f", {k.replace('_loss', '')} {valid[k]:.4f}" for k in ("ctc_loss", "aux_loss") if k in valid)
+            if "aux_loss" in tot:
+                extra += f"; train aux {tot['aux_loss'] / max(tot['frames'], 1):.4f}"
             logging.info(
                 f"epoch {epoch}: train loss {tot['loss'] / max(tot['frames'], 1):.4f}, valid loss {valid['loss']:.4f} "
-                f"(simple {valid['simple_loss']:.4f}, pruned {valid['pruned_loss']:.4f}), {elapsed:.0f}s, "
+                f"(simple {valid['simple_loss']:.4f}, pruned {valid['pruned_loss']:.4f}{extra}), {elapsed:.0f}s, "
                 f"{tot['audio_s'] / max(elapsed, 1e-9):.1f}s audio/s, step {batch_idx_train}, "
                 f"lr {optimizer.param_groups[0]['lr']:.2e}, non-finite skipped {num_nonfinite}")
             if tb is not None:
