@@ -156,6 +156,42 @@ def test_model_loss_is_finite_and_trains():
     assert losses[-1] < losses[0] * 0.7
 
 
+def test_ctc_warmup_trains_only_the_encoder_and_ctc_head_then_everything():
+    """During loss.ctc_warmup_steps the loss is the CTC loss alone (decoder and joiner get zero gradients);
+    afterwards the transducer losses join with their own warm-up ramp starting from that step."""
+    from serac.config import load_config
+    from serac.train.trainer import compute_loss
+
+    class Tok:
+        def encode(self, text):
+            return [int(c) for c in text.split()]
+
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
+                         "decoder_dim": 16, "joiner_dim": 16, "ctc_head": True}, num_features=10, vocab_size=7)
+    cfg = load_config(None, ["loss.ctc_scale=1.0", "loss.ctc_warmup_steps=10", "loss.warm_step=4"])
+    batch = {"inputs": torch.randn(2, 40, 10),
+             "supervisions": {"num_frames": torch.tensor([40, 32]), "text": ["1 2 3", "4 5"]}}
+    dev = torch.device("cpu")
+    for step, transducer_on in ((3, False), (10, True), (14, True)):
+        model.zero_grad()
+        loss, stats = compute_loss(model, batch, Tok(), cfg, step=step, device=dev, train=True)
+        loss.backward()
+        joiner_grad = sum(p.grad.abs().sum() for p in model.joiner.parameters() if p.grad is not None)
+        encoder_grad = sum(p.grad.abs().sum() for p in model.encoder.parameters() if p.grad is not None)
+        assert encoder_grad > 0
+        assert (joiner_grad > 0) == transducer_on, (step, float(joiner_grad))
+        if not transducer_on:
+            assert loss.item() == pytest.approx(stats["ctc_loss"], rel=1e-6)
+    # the pruned-loss ramp restarts at the end of the CTC warm-up: at step 10 the simple loss dominates
+    _, s10 = compute_loss(model, batch, Tok(), cfg, step=10, device=dev, train=True)
+    expected = 1.0 * s10["simple_loss"] + 0.1 * s10["pruned_loss"] + s10["ctc_loss"]
+    assert s10["loss"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="ctc_warmup_steps"):
+        compute_loss(model, batch, Tok(), load_config(None, ["loss.ctc_warmup_steps=5"]), step=0, device=dev,
+                     train=True)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_greedy_equals_beam_search_with_beam_1(seed):
     model = _tiny_model(seed)

@@ -105,14 +105,23 @@ def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[s
     x_lens = sup["num_frames"].to(device)
     y = [tokenizer.encode(t) for t in sup["text"]]
     lc = cfg["loss"]
+    ctc_scale = float(lc.get("ctc_scale", 0.0))
+    # CTC-only warm-up: the transducer losses start once the encoder has learned to align (see DEFAULTS)
+    ctc_warmup = int(lc.get("ctc_warmup_steps", 0)) if train else 0
+    if ctc_warmup > 0 and ctc_scale <= 0:
+        raise ValueError("loss.ctc_warmup_steps > 0 needs loss.ctc_scale > 0 and model.ctc_head: true")
+    warming = step < ctc_warmup
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
-                rnnt_type=lc.get("rnnt_type", "modified"))
-    simple_scale, pruned_scale = loss_scales(step, lc["simple_loss_scale"], lc["warm_step"] if train else 0)
+                rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming)
+    if warming:
+        simple_scale = pruned_scale = 0.0
+    else:
+        simple_scale, pruned_scale = loss_scales(step - ctc_warmup, lc["simple_loss_scale"],
+                                                 lc["warm_step"] if train else 0)
     loss = simple_scale * out["simple_loss"] + pruned_scale * out["pruned_loss"]
     frames = out["num_frames"].float()
     stats = {"simple_loss": out["simple_loss"].detach().item(), "pruned_loss": out["pruned_loss"].detach().item(),
              "frames": frames.item(), "utts": len(y)}
-    ctc_scale = float(lc.get("ctc_scale", 0.0))
     if ctc_scale > 0:
         if "ctc_loss" not in out:
             raise ValueError("loss.ctc_scale > 0 needs model.ctc_head: true")

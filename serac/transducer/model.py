@@ -96,9 +96,11 @@ class Transducer(nn.Module):
         lm_scale: float = 0.25,
         am_scale: float = 0.0,
         rnnt_type: str = "modified",
+        transducer: bool = True,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, and
-        any auxiliary loss the encoder set (e.g. a compute-cost term)."""
+        any auxiliary loss the encoder set (e.g. a compute-cost term). ``transducer=False`` skips the
+        transducer losses (returned as zeros): the CTC-only warm-up."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -108,14 +110,14 @@ class Transducer(nn.Module):
             if toks:
                 symbols[i, : len(toks)] = torch.tensor(toks, dtype=torch.int64, device=device)
         symbols = symbols[:, :s_max] if s_max > 0 else symbols[:, :0]
-        sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
-        decoder_out = self.decoder(sos_y)
-        simple_loss, pruned_loss = pruned_rnnt_loss(
-            am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out),
-            simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
-            joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
-            prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum",
-            rnnt_type=rnnt_type)
+        if not transducer:
+            # zeros still connected to every transducer-only parameter, so DDP sees them all used
+            zero = encoder_out.sum() * 0.0 + sum(p.sum() for m in (self.decoder, self.joiner, self.simple_am_proj,
+                                                                   self.simple_lm_proj) for p in m.parameters()) * 0.0
+            simple_loss = pruned_loss = zero
+        else:
+            simple_loss, pruned_loss = self._transducer_losses(encoder_out, enc_lens, symbols, y_lens, prune_range,
+                                                               lm_scale, am_scale, rnnt_type)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum()}
         if self.ctc_output is not None:
             log_probs = self.ctc_output(encoder_out).log_softmax(-1).float()
@@ -125,6 +127,18 @@ class Transducer(nn.Module):
         if aux is not None:
             out["aux_loss"] = aux
         return out
+
+    def _transducer_losses(self, encoder_out: torch.Tensor, enc_lens: torch.Tensor, symbols: torch.Tensor,
+                           y_lens: torch.Tensor, prune_range: int, lm_scale: float, am_scale: float,
+                           rnnt_type: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
+        decoder_out = self.decoder(sos_y)
+        return pruned_rnnt_loss(
+            am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out),
+            simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
+            joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
+            prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum",
+            rnnt_type=rnnt_type)
 
 
 def encoder_num_features(encoder: EncoderBase) -> int:
