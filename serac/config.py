@@ -39,10 +39,12 @@ DEFAULTS: Dict[str, Any] = {
     # ctc_warmup_steps: train with the CTC loss alone for this many steps before the transducer losses start
     # (needs ctc_scale > 0). A transducer trained from scratch on a corpus whose first words are predictable
     # learns to emit the likeliest first token at frame 0, before any speech, and never learns to recognise
-    # first words (measured on the synth corpus: every test hypothesis began with the same token); an encoder
-    # that already aligns from the CTC warm-up gives the joiner acoustic evidence before that habit forms.
+    # first words (measured on the synth corpus: every test hypothesis began with the same token). The warm-up
+    # alone did not stop it (measured); ctc_align_margin does: with an integer m, a token may not be emitted more
+    # than m encoder frames before its first frame in the CTC head's Viterbi alignment (alignment-restricted
+    # RNN-T, left side only; serac/transducer/loss.py). null: unrestricted.
     "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500,
-             "ctc_scale": 0.0, "ctc_warmup_steps": 0},
+             "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_align_margin": None},
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},
     "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},

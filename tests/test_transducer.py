@@ -156,6 +156,70 @@ def test_model_loss_is_finite_and_trains():
     assert losses[-1] < losses[0] * 0.7
 
 
+def test_ctc_forced_alignment_by_hand():
+    """Posteriors that clearly put symbol 1 on frames 1-2 and symbol 2 on frame 4 (blank elsewhere); a repeated
+    symbol needs a blank between; padding and impossible utterances give -1."""
+    t_max, vocab = 6, 4
+    lp = torch.full((3, t_max, vocab), -10.0)
+    lp[:, :, 0] = -0.01
+    for t, sym in ((1, 1), (2, 1), (4, 2)):
+        lp[0, t, sym], lp[0, t, 0] = -0.01, -10.0
+    for t, sym in ((0, 3), (2, 3)):          # utterance 1: "3 3" with a blank on frame 1
+        lp[1, t, sym], lp[1, t, 0] = -0.01, -10.0
+    symbols = torch.tensor([[1, 2, 0], [3, 3, 0], [1, 1, 1]])
+    first = rnnt.ctc_forced_alignment(lp, torch.tensor([6, 4, 2]), symbols, torch.tensor([2, 2, 3]))
+    assert first.tolist() == [[1, 4, -1], [0, 2, -1], [-1, -1, -1]]  # "1 1 1" cannot fit in 2 frames
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_emission_restriction_removes_exactly_the_early_paths(seed):
+    """The restricted loss equals the full loss computed on logits where those emissions are impossible,
+    while the symbol keeps its probability in the normaliser (so the loss pushes it down there)."""
+    logits, symbols, x_lens, y_lens = random_batch(seed, n=2, t_max=7, s_max=3)
+    y = [symbols[i, : int(y_lens[i])].tolist() for i in range(2)]
+    earliest = torch.tensor([[2, 3, 5], [1, 4, 0]])
+    k = rnnt.require_backend()
+    boundary = rnnt._boundary(x_lens, y_lens)
+    px, py = k.get_rnnt_logprobs_joint(logits=logits, symbols=symbols, termination_symbol=0, boundary=boundary,
+                                       rnnt_type="modified")
+    restricted = -k.mutual_information_recursion(px=rnnt.restrict_emissions(px, earliest), py=py,
+                                                  boundary=boundary)
+    # brute force: enumerate modified-RNN-T alignments (one symbol or blank per frame) and drop early ones
+    import itertools
+    logp = logits.log_softmax(-1)
+    for b in range(2):
+        tb, sb = int(x_lens[b]), int(y_lens[b])
+        total = []
+        for frames in itertools.combinations(range(tb), sb):
+            if any(f < int(earliest[b, i]) for i, f in enumerate(frames)):
+                continue
+            score, s_pos = 0.0, 0
+            for t in range(tb):
+                if s_pos < sb and frames[s_pos] == t:
+                    score += logp[b, t, s_pos, y[b][s_pos]]
+                    s_pos += 1
+                else:
+                    score += logp[b, t, s_pos, 0]
+            total.append(score)
+        assert restricted[b].item() == pytest.approx(-torch.logsumexp(torch.stack(total), 0).item(), rel=1e-4)
+    unrestricted = -k.mutual_information_recursion(px=px, py=py, boundary=boundary)
+    assert (restricted >= unrestricted - 1e-5).all()
+
+
+def test_pruned_loss_with_restriction_is_finite_and_differs():
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
+                         "decoder_dim": 16, "joiner_dim": 16, "ctc_head": True}, num_features=10, vocab_size=7)
+    x, x_lens, y = torch.randn(2, 40, 10), torch.tensor([40, 32]), [[1, 2, 3], [4, 5]]
+    free = model(x, x_lens, y, prune_range=3)
+    tied = model(x, x_lens, y, prune_range=3, ctc_align_margin=0)
+    for k in ("simple_loss", "pruned_loss"):
+        assert torch.isfinite(tied[k])
+    assert tied["pruned_loss"].item() >= free["pruned_loss"].item() - 1e-3
+    (tied["simple_loss"] + tied["pruned_loss"]).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_ctc_warmup_trains_only_the_encoder_and_ctc_head_then_everything():
     """During loss.ctc_warmup_steps the loss is the CTC loss alone (decoder and joiner get zero gradients);
     afterwards the transducer losses join with their own warm-up ramp starting from that step."""

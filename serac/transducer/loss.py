@@ -13,7 +13,8 @@ from typing import Optional, Tuple
 
 import torch
 
-_FUNCTIONS = ("rnnt_loss_smoothed", "get_rnnt_prune_ranges", "do_rnnt_pruning", "rnnt_loss_pruned", "rnnt_loss")
+_FUNCTIONS = ("rnnt_loss_smoothed", "get_rnnt_prune_ranges", "do_rnnt_pruning", "rnnt_loss_pruned", "rnnt_loss",
+              "get_rnnt_logprobs_smoothed", "get_rnnt_logprobs_pruned", "mutual_information_recursion")
 
 
 def _load_backend() -> Tuple[Optional[ModuleType], str]:
@@ -65,6 +66,7 @@ def pruned_rnnt_loss(
     am_scale: float = 0.0,
     reduction: str = "sum",
     rnnt_type: str = "modified",
+    earliest: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The smoothed "simple" loss, prune ranges from its gradients, and the pruned loss.
 
@@ -73,21 +75,106 @@ def pruned_rnnt_loss(
     joiner: called as ``joiner(am_pruned, lm_pruned, project_input=False)`` on (N, T, R, J) inputs.
     rnnt_type: "modified" (at most one symbol per frame: emitting advances time, as greedy search and modified
     beam search decode) or "regular" (Graves; a frame may emit many symbols).
+    earliest: optional (B, S) first frame at which each symbol may be emitted (alignment-restricted RNN-T,
+    Mahadeokar et al. 2021, left side only); applied to both losses, so the prune ranges respect it too.
     Returns (simple_loss, pruned_loss).
     """
     k = require_backend()
     boundary = _boundary(x_lens, y_lens)
-    simple_loss, (px_grad, py_grad) = k.rnnt_loss_smoothed(
-        lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
-        lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, reduction=reduction,
-        return_grad=True, rnnt_type=rnnt_type)
+    if earliest is None:
+        simple_loss, (px_grad, py_grad) = k.rnnt_loss_smoothed(
+            lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
+            lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, reduction=reduction,
+            return_grad=True, rnnt_type=rnnt_type)
+    else:
+        if rnnt_type == "regular":
+            raise ValueError("emission restriction (earliest) is implemented for modified/constrained RNN-T only")
+        px, py = k.get_rnnt_logprobs_smoothed(
+            lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
+            lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, rnnt_type=rnnt_type)
+        scores, (px_grad, py_grad) = k.mutual_information_recursion(
+            px=restrict_emissions(px, earliest), py=py, boundary=boundary, return_grad=True)
+        simple_loss = _reduce(-scores, reduction)
     ranges = k.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
     am_pruned, lm_pruned = k.do_rnnt_pruning(am=am, lm=lm, ranges=ranges)
     logits = joiner(am_pruned, lm_pruned, project_input=False)
-    pruned_loss = k.rnnt_loss_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
-                                     termination_symbol=blank_id, boundary=boundary, reduction=reduction,
-                                     rnnt_type=rnnt_type)
+    if earliest is None:
+        pruned_loss = k.rnnt_loss_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
+                                         termination_symbol=blank_id, boundary=boundary, reduction=reduction,
+                                         rnnt_type=rnnt_type)
+    else:
+        px, py = k.get_rnnt_logprobs_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
+                                            termination_symbol=blank_id, boundary=boundary, rnnt_type=rnnt_type)
+        pruned_loss = _reduce(-k.mutual_information_recursion(px=restrict_emissions(px, earliest), py=py,
+                                                               boundary=boundary), reduction)
     return simple_loss, pruned_loss
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be sum, mean or none, got {reduction!r}")
+
+
+def restrict_emissions(px: torch.Tensor, earliest: torch.Tensor) -> torch.Tensor:
+    """Remove from the lattice every emission of symbol ``s`` at a frame ``t < earliest[b, s]``.
+
+    px: (B, S, T) log-probs of emitting symbol s at frame t (modified RNN-T layout). Only the transition goes:
+    the symbol's probability stays in the softmax normaliser, so the loss still pushes it down on those frames
+    (the blank there has to win), which is what teaches the model not to emit before the evidence."""
+    t = torch.arange(px.size(2), device=px.device).view(1, 1, -1)
+    return px.masked_fill(t < earliest.unsqueeze(2), float("-inf"))
+
+
+@torch.no_grad()
+def ctc_forced_alignment(log_probs: torch.Tensor, x_lens: torch.Tensor, symbols: torch.Tensor,
+                         y_lens: torch.Tensor, blank_id: int = 0) -> torch.Tensor:
+    """Viterbi CTC alignment. log_probs (B, T, V), symbols (B, S) padded. Returns (B, S) long: the first
+    frame of each symbol on the best path; -1 for padding and for utterances with no valid alignment."""
+    b_size, t_max, _ = log_probs.shape
+    s_max = symbols.size(1)
+    n_ext = 2 * s_max + 1
+    ext = torch.full((b_size, n_ext), blank_id, dtype=torch.long, device=log_probs.device)
+    ext[:, 1::2] = symbols
+    skip = torch.zeros((b_size, n_ext), dtype=torch.bool, device=log_probs.device)
+    skip[:, 2:] = (ext[:, 2:] != blank_id) & (ext[:, 2:] != ext[:, :-2])
+    emit = log_probs.float().gather(2, ext.unsqueeze(1).expand(b_size, t_max, n_ext))
+    neg = torch.tensor(float("-inf"), device=log_probs.device)
+    alpha = torch.full((b_size, n_ext), float("-inf"), device=log_probs.device)
+    alpha[:, 0] = emit[:, 0, 0]
+    if n_ext > 1:
+        alpha[:, 1] = emit[:, 0, 1]
+    back = torch.zeros((b_size, t_max, n_ext), dtype=torch.long, device=log_probs.device)
+    pad1 = torch.full((b_size, 1), float("-inf"), device=log_probs.device)
+    pad2 = torch.full((b_size, 2), float("-inf"), device=log_probs.device)
+    for t in range(1, t_max):
+        from1 = torch.cat([pad1, alpha[:, :-1]], dim=1)
+        from2 = torch.where(skip, torch.cat([pad2, alpha[:, :-2]], dim=1), neg)
+        best, arg = torch.stack([alpha, from1, from2], dim=-1).max(dim=-1)
+        active = (t < x_lens).unsqueeze(1)
+        alpha = torch.where(active, best + emit[:, t], alpha)
+        back[:, t] = torch.where(active, arg, torch.zeros_like(arg))
+    end_blank = (2 * y_lens).unsqueeze(1)
+    end_sym = (2 * y_lens - 1).clamp(min=0).unsqueeze(1)
+    a_blank, a_sym = alpha.gather(1, end_blank).squeeze(1), alpha.gather(1, end_sym).squeeze(1)
+    a_sym = torch.where(y_lens > 0, a_sym, neg)
+    pos = torch.where(a_sym > a_blank, end_sym.squeeze(1), end_blank.squeeze(1))
+    valid = torch.isfinite(torch.maximum(a_sym, a_blank))
+    first = torch.full((b_size, max(s_max, 1)), -1, dtype=torch.long, device=log_probs.device)
+    for t in range(t_max - 1, -1, -1):
+        on_symbol = (pos % 2 == 1) & (t < x_lens)
+        s_idx = ((pos - 1) // 2).clamp(min=0, max=max(s_max - 1, 0)).unsqueeze(1)
+        current = first.gather(1, s_idx)
+        first.scatter_(1, s_idx, torch.where(on_symbol.unsqueeze(1), torch.full_like(current, t), current))
+        if t > 0:
+            pos = pos - back[:, t].gather(1, pos.unsqueeze(1)).squeeze(1)
+    first = first[:, :s_max]
+    keep = valid.unsqueeze(1) & (torch.arange(s_max, device=first.device).unsqueeze(0) < y_lens.unsqueeze(1))
+    return torch.where(keep, first, torch.full_like(first, -1))
 
 
 def full_rnnt_loss(logits: torch.Tensor, symbols: torch.Tensor, x_lens: torch.Tensor, y_lens: torch.Tensor,

@@ -6,7 +6,7 @@ and hypotheses with the same recent tokens share decoder outputs.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from torch import nn
 
 from serac.encoders import EncoderBase, build_encoder
 from serac.encoders._streaming import count_parameters  # noqa: F401  (re-exported for the trainer)
-from serac.transducer.loss import pruned_rnnt_loss
+from serac.transducer.loss import ctc_forced_alignment, pruned_rnnt_loss
 
 
 class StatelessDecoder(nn.Module):
@@ -97,10 +97,13 @@ class Transducer(nn.Module):
         am_scale: float = 0.0,
         rnnt_type: str = "modified",
         transducer: bool = True,
+        ctc_align_margin: Optional[int] = None,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, and
         any auxiliary loss the encoder set (e.g. a compute-cost term). ``transducer=False`` skips the
-        transducer losses (returned as zeros): the CTC-only warm-up."""
+        transducer losses (returned as zeros): the CTC-only warm-up. ``ctc_align_margin=m`` (needs the CTC
+        head) forbids the transducer to emit a token more than ``m`` frames before the token's first frame in
+        the CTC head's Viterbi alignment (alignment-restricted RNN-T, left side only)."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -110,6 +113,14 @@ class Transducer(nn.Module):
             if toks:
                 symbols[i, : len(toks)] = torch.tensor(toks, dtype=torch.int64, device=device)
         symbols = symbols[:, :s_max] if s_max > 0 else symbols[:, :0]
+        log_probs = (self.ctc_output(encoder_out).log_softmax(-1).float() if self.ctc_output is not None
+                     else None)
+        earliest = None
+        if transducer and ctc_align_margin is not None:
+            if log_probs is None:
+                raise ValueError("loss.ctc_align_margin needs model.ctc_head: true")
+            first = ctc_forced_alignment(log_probs.detach(), enc_lens, symbols, y_lens, self.blank_id)
+            earliest = (first - int(ctc_align_margin)).clamp(min=0)  # -1 (no alignment) -> 0: unrestricted
         if not transducer:
             # zeros still connected to every transducer-only parameter, so DDP sees them all used
             zero = encoder_out.sum() * 0.0 + sum(p.sum() for m in (self.decoder, self.joiner, self.simple_am_proj,
@@ -117,10 +128,9 @@ class Transducer(nn.Module):
             simple_loss = pruned_loss = zero
         else:
             simple_loss, pruned_loss = self._transducer_losses(encoder_out, enc_lens, symbols, y_lens, prune_range,
-                                                               lm_scale, am_scale, rnnt_type)
+                                                               lm_scale, am_scale, rnnt_type, earliest)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum()}
-        if self.ctc_output is not None:
-            log_probs = self.ctc_output(encoder_out).log_softmax(-1).float()
+        if log_probs is not None:
             out["ctc_loss"] = F.ctc_loss(log_probs.transpose(0, 1), symbols, enc_lens, y_lens, blank=self.blank_id,
                                          reduction="sum", zero_infinity=True)
         aux = getattr(self.encoder, "aux_loss", None)
@@ -130,7 +140,7 @@ class Transducer(nn.Module):
 
     def _transducer_losses(self, encoder_out: torch.Tensor, enc_lens: torch.Tensor, symbols: torch.Tensor,
                            y_lens: torch.Tensor, prune_range: int, lm_scale: float, am_scale: float,
-                           rnnt_type: str) -> Tuple[torch.Tensor, torch.Tensor]:
+                           rnnt_type: str, earliest: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
         decoder_out = self.decoder(sos_y)
         return pruned_rnnt_loss(
@@ -138,7 +148,7 @@ class Transducer(nn.Module):
             simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
             joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
             prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum",
-            rnnt_type=rnnt_type)
+            rnnt_type=rnnt_type, earliest=earliest)
 
 
 def encoder_num_features(encoder: EncoderBase) -> int:

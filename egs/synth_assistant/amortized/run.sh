@@ -20,7 +20,7 @@ echo "$0 $*"
 stage=0
 stop_stage=7
 asr_dir=../asr                 # the recipe whose data is used (read only)
-vocab_size=256                 # its BPE inventory (data/lang_bpe_<vocab_size>)
+vocab_size=64                  # its BPE inventory (data/lang_bpe_<vocab_size>)
 prefix=synth
 dense_config=conf/dense.yaml
 dense_epochs=12

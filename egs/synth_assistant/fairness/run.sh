@@ -22,7 +22,7 @@ asr_dir=../asr               # the baseline recipe (read only)
 baseline_exp=exp/lstm        # relative to asr_dir
 baseline_epoch=30            # as ../asr/run.sh (its num_epochs and avg)
 baseline_avg=5
-vocab_size=256
+vocab_size=64
 prefix=synth
 # discovery (fitted on dev, evaluated on test)
 geo_max_leaves=8
