@@ -56,3 +56,14 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     yield cluster
     if started_here:
         subprocess.run(["bash", str(TESTS_DIR / "slurm" / "stop_slurm.sh")], capture_output=True)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops on a busy shared machine run many times slower with an intra-op thread pool: one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

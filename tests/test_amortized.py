@@ -22,12 +22,7 @@ SMALL = dict(name="amortized_transformer", dim=16, num_layers=3, num_heads=2, ff
              chunk_size=2, left_context=3, output_dim=8, arbitrator_dim=8, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def mixed_gate_encoder(seed: int = 0, **kwargs) -> nn.Module:

@@ -34,13 +34,7 @@ NAMES = list(SMALL_CONFIGS)
 PAPER_ENCODERS = ["conv_rnnt", "conformer", "contextnet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a busy shared machine run many times slower with an intra-op thread pool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def small_encoder(name: str, seed: int = 0) -> torch.nn.Module:
