@@ -42,9 +42,13 @@ DEFAULTS: Dict[str, Any] = {
     # first words (measured on the synth corpus: every test hypothesis began with the same token). The warm-up
     # alone did not stop it (measured); ctc_align_margin does: with an integer m, a token may not be emitted more
     # than m encoder frames before its first frame in the CTC head's Viterbi alignment (alignment-restricted
-    # RNN-T, left side only; serac/transducer/loss.py). null: unrestricted.
+    # RNN-T, left side only; serac/transducer/loss.py). null: unrestricted. But a causal CTC head learns the same
+    # habit (measured: its greedy output put the commonest first piece on frame 0 of every utterance), so its
+    # alignment cannot place first tokens. onset_margin (integer m) bounds every emission to at most m encoder
+    # frames before the speech onset found by an energy detector on the features: during the leading silence
+    # nothing may be emitted, so first words have to be heard.
     "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500,
-             "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_align_margin": None},
+             "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_align_margin": None, "onset_margin": None},
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},
     "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},

@@ -206,6 +206,34 @@ def test_emission_restriction_removes_exactly_the_early_paths(seed):
     assert (restricted >= unrestricted - 1e-5).all()
 
 
+def test_speech_onset_and_feasibility():
+    x = torch.full((3, 30, 8), -10.0)
+    x[0, 12:20] = -2.0           # speech from frame 12
+    x[1, 7:9] = -9.0             # never 10 dB above its floor: no onset, no restriction
+    x[2, 25:] = 0.0              # speech only in the padding (length 20): none
+    onset = rnnt.speech_onset(x, torch.tensor([30, 30, 20]))
+    assert onset.tolist() == [12, 0, 0]
+    earliest = torch.tensor([[3, 3, 3], [5, 5, 5], [0, 6, 0]])
+    kept = rnnt.feasible_earliest(earliest, x_lens=torch.tensor([6, 7, 8]), y_lens=torch.tensor([3, 3, 2]))
+    # 3 symbols from frame 3 need frames 3, 4, 5 (fits 6); from frame 5 need 5, 6, 7 (not in 7); 0 then 6 fits 8
+    assert kept.tolist() == [[3, 3, 3], [0, 0, 0], [0, 6, 0]]
+
+
+def test_onset_margin_blocks_emissions_in_the_leading_silence():
+    """With speech starting at input frame 40 (encoder frame 10), paths emitting before frame 10 - margin are
+    gone: the loss rises, and the gradient lowers every non-blank symbol's score on those silent frames."""
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
+                         "decoder_dim": 16, "joiner_dim": 16}, num_features=10, vocab_size=7)
+    x = torch.full((1, 80, 10), -10.0)
+    x[0, 40:] = torch.randn(40, 10)
+    x_lens, y = torch.tensor([80]), [[1, 2, 3]]
+    free = model(x, x_lens, y, prune_range=3)
+    tied = model(x, x_lens, y, prune_range=3, onset_margin=1)
+    assert tied["pruned_loss"].item() > free["pruned_loss"].item()
+    assert torch.isfinite(tied["simple_loss"]) and torch.isfinite(tied["pruned_loss"])
+
+
 def test_pruned_loss_with_restriction_is_finite_and_differs():
     torch.manual_seed(0)
     model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},

@@ -113,7 +113,7 @@ def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[s
     warming = step < ctc_warmup
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
-                ctc_align_margin=lc.get("ctc_align_margin"))
+                ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"))
     if warming:
         simple_scale = pruned_scale = 0.0
     else:

@@ -131,6 +131,31 @@ def restrict_emissions(px: torch.Tensor, earliest: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
+def speech_onset(x: torch.Tensor, x_lens: torch.Tensor, head_frames: int = 5, delta: float = 2.3) -> torch.Tensor:
+    """First input frame whose mean log-mel energy exceeds the utterance's noise floor (the mean over its first
+    ``head_frames`` frames) by ``delta`` nats (2.3 = 10 dB); 0 where no frame does (no restriction follows).
+    x: (B, T, F) log-mel features, unnormalised."""
+    energy = x.float().mean(-1)
+    floor = energy[:, :head_frames].mean(1, keepdim=True)
+    t = torch.arange(x.size(1), device=x.device).unsqueeze(0)
+    above = (energy > floor + delta) & (t < x_lens.unsqueeze(1))
+    return torch.where(above.any(1), above.float().argmax(1), torch.zeros_like(x_lens))
+
+
+def feasible_earliest(earliest: torch.Tensor, x_lens: torch.Tensor, y_lens: torch.Tensor) -> torch.Tensor:
+    """Drop (set to 0) the restriction of any utterance whose symbols could not all be emitted, one per frame,
+    at or after their earliest frames within its length: the lattice would have no path left."""
+    if earliest.size(1) == 0:
+        return earliest
+    s_idx = torch.arange(earliest.size(1), device=earliest.device).unsqueeze(0)
+    # the earliest frame symbol s can really take: max over s' <= s of earliest[s'] + (s - s')
+    needed = torch.cummax(earliest - s_idx, dim=1).values + s_idx
+    last = needed.gather(1, (y_lens - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    ok = (y_lens == 0) | (last <= x_lens - 1)
+    return torch.where(ok.unsqueeze(1), earliest, torch.zeros_like(earliest))
+
+
+@torch.no_grad()
 def ctc_forced_alignment(log_probs: torch.Tensor, x_lens: torch.Tensor, symbols: torch.Tensor,
                          y_lens: torch.Tensor, blank_id: int = 0) -> torch.Tensor:
     """Viterbi CTC alignment. log_probs (B, T, V), symbols (B, S) padded. Returns (B, S) long: the first

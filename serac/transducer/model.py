@@ -14,7 +14,7 @@ from torch import nn
 
 from serac.encoders import EncoderBase, build_encoder
 from serac.encoders._streaming import count_parameters  # noqa: F401  (re-exported for the trainer)
-from serac.transducer.loss import ctc_forced_alignment, pruned_rnnt_loss
+from serac.transducer.loss import ctc_forced_alignment, feasible_earliest, pruned_rnnt_loss, speech_onset
 
 
 class StatelessDecoder(nn.Module):
@@ -98,12 +98,15 @@ class Transducer(nn.Module):
         rnnt_type: str = "modified",
         transducer: bool = True,
         ctc_align_margin: Optional[int] = None,
+        onset_margin: Optional[int] = None,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, and
         any auxiliary loss the encoder set (e.g. a compute-cost term). ``transducer=False`` skips the
         transducer losses (returned as zeros): the CTC-only warm-up. ``ctc_align_margin=m`` (needs the CTC
         head) forbids the transducer to emit a token more than ``m`` frames before the token's first frame in
-        the CTC head's Viterbi alignment (alignment-restricted RNN-T, left side only)."""
+        the CTC head's Viterbi alignment (alignment-restricted RNN-T, left side only). ``onset_margin=m`` forbids
+        any emission more than ``m`` encoder frames before the speech onset (an energy detector on the raw
+        features, :func:`serac.transducer.loss.speech_onset`)."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -121,6 +124,13 @@ class Transducer(nn.Module):
                 raise ValueError("loss.ctc_align_margin needs model.ctc_head: true")
             first = ctc_forced_alignment(log_probs.detach(), enc_lens, symbols, y_lens, self.blank_id)
             earliest = (first - int(ctc_align_margin)).clamp(min=0)  # -1 (no alignment) -> 0: unrestricted
+        if transducer and onset_margin is not None:
+            factor = int(getattr(self.encoder, "subsampling_factor"))
+            onset = (speech_onset(x, x_lens) // factor - int(onset_margin)).clamp(min=0)
+            by_onset = onset.unsqueeze(1).expand(symbols.shape)
+            earliest = by_onset if earliest is None else torch.maximum(earliest, by_onset)
+        if earliest is not None:
+            earliest = feasible_earliest(earliest, enc_lens, y_lens)
         if not transducer:
             # zeros still connected to every transducer-only parameter, so DDP sees them all used
             zero = encoder_out.sum() * 0.0 + sum(p.sum() for m in (self.decoder, self.joiner, self.simple_am_proj,
