@@ -20,6 +20,7 @@ model:
   encoder: {name: lstm, hidden_dim: 64, num_layers: 1, output_dim: 64}
   decoder_dim: 32
   joiner_dim: 32
+loss: {onset_margin: 2}
 data: {max_duration: 60.0, num_buckets: 2}
 train: {num_epochs: 1, log_interval: 5}
 """
