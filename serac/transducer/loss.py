@@ -1,7 +1,8 @@
 """Pruned RNN-T loss backend: k2 when importable, otherwise fast_rnnt (k2's RNN-T loss as its own package).
 
-Both expose the same functions (``rnnt_loss_smoothed``, ``get_rnnt_prune_ranges``, ``do_rnnt_pruning``,
-``rnnt_loss_pruned``, ``rnnt_loss``), so the rest of serac calls :data:`backend` and never imports either.
+Both expose the same functions (``get_rnnt_logprobs_smoothed``, ``get_rnnt_logprobs_pruned``,
+``mutual_information_recursion``, ``get_rnnt_prune_ranges``, ``do_rnnt_pruning``, ``rnnt_loss``), so the rest of
+serac calls :data:`backend` and never imports either.
 Set ``SERAC_RNNT_BACKEND=fast_rnnt`` (or ``k2``) to force one.
 """
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Optional, Tuple
 
 import torch
 
-_FUNCTIONS = ("rnnt_loss_smoothed", "get_rnnt_prune_ranges", "do_rnnt_pruning", "rnnt_loss_pruned", "rnnt_loss",
-              "get_rnnt_logprobs_smoothed", "get_rnnt_logprobs_pruned", "mutual_information_recursion")
+_FUNCTIONS = ("get_rnnt_logprobs_smoothed", "get_rnnt_logprobs_pruned", "mutual_information_recursion",
+              "get_rnnt_prune_ranges", "do_rnnt_pruning", "rnnt_loss")
 
 
 def _load_backend() -> Tuple[Optional[ModuleType], str]:
@@ -81,32 +82,25 @@ def pruned_rnnt_loss(
     """
     k = require_backend()
     boundary = _boundary(x_lens, y_lens)
-    if earliest is None:
-        simple_loss, (px_grad, py_grad) = k.rnnt_loss_smoothed(
-            lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
-            lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, reduction=reduction,
-            return_grad=True, rnnt_type=rnnt_type)
-    else:
-        if rnnt_type == "regular":
-            raise ValueError("emission restriction (earliest) is implemented for modified/constrained RNN-T only")
-        px, py = k.get_rnnt_logprobs_smoothed(
-            lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
-            lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, rnnt_type=rnnt_type)
-        scores, (px_grad, py_grad) = k.mutual_information_recursion(
-            px=restrict_emissions(px, earliest), py=py, boundary=boundary, return_grad=True)
-        simple_loss = _reduce(-scores, reduction)
+    if earliest is not None and rnnt_type == "regular":
+        raise ValueError("emission restriction (earliest) is implemented for modified/constrained RNN-T only")
+    # the same two steps as the backend's rnnt_loss_smoothed / rnnt_loss_pruned (no delay penalty), with the
+    # optional restriction applied to px in between
+    px, py = k.get_rnnt_logprobs_smoothed(
+        lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
+        lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, rnnt_type=rnnt_type)
+    if earliest is not None:
+        px = restrict_emissions(px, earliest)
+    scores, (px_grad, py_grad) = k.mutual_information_recursion(px=px, py=py, boundary=boundary, return_grad=True)
+    simple_loss = _reduce(-scores, reduction)
     ranges = k.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
     am_pruned, lm_pruned = k.do_rnnt_pruning(am=am, lm=lm, ranges=ranges)
     logits = joiner(am_pruned, lm_pruned, project_input=False)
-    if earliest is None:
-        pruned_loss = k.rnnt_loss_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
-                                         termination_symbol=blank_id, boundary=boundary, reduction=reduction,
-                                         rnnt_type=rnnt_type)
-    else:
-        px, py = k.get_rnnt_logprobs_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
-                                            termination_symbol=blank_id, boundary=boundary, rnnt_type=rnnt_type)
-        pruned_loss = _reduce(-k.mutual_information_recursion(px=restrict_emissions(px, earliest), py=py,
-                                                               boundary=boundary), reduction)
+    px, py = k.get_rnnt_logprobs_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
+                                        termination_symbol=blank_id, boundary=boundary, rnnt_type=rnnt_type)
+    if earliest is not None:
+        px = restrict_emissions(px, earliest)
+    pruned_loss = _reduce(-k.mutual_information_recursion(px=px, py=py, boundary=boundary), reduction)
     return simple_loss, pruned_loss
 
 
