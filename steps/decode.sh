@@ -10,6 +10,9 @@ epoch=
 avg=1
 method=greedy_search
 beam=4
+lm=                  # token n-gram ARPA for shallow fusion (modified_beam_search), e.g. data/lang_bpe_64/lm-6gram.arpa
+lm_scale=0.3
+blank_penalty=0      # subtracted from the blank logit in modified_beam_search (counters an LM's deletions)
 num_threads=1
 max_duration=300
 help_message="Usage: $0 [options] <exp-dir> <lang-dir> <cuts.jsonl.gz> <set-name>
@@ -20,6 +23,8 @@ Options:
   --epoch <e> --avg <n># average epochs e-n+1..e (default avg: $avg)
   --method <greedy_search|modified_beam_search>
   --beam <n>           # for modified_beam_search (default: $beam)
+  --lm <arpa> --lm-scale <s>  # shallow fusion with a token n-gram LM (modified_beam_search; serac.bin.train_lm)
+  --blank-penalty <p>  # modified_beam_search: subtract p from the blank logit (default: $blank_penalty)
 Results go to <exp-dir>/decode/<set-name>/; an existing wer-summary for the same setting is not redone."
 
 . ./path.sh
@@ -30,6 +35,10 @@ exp_dir=$1; lang_dir=$2; cuts=$3; set_name=$4
 [ -z "$epoch" ] && { echo "$0: --epoch is required" >&2; exit 1; }
 suffix=$method-epoch-$epoch-avg-$avg
 [ "$method" = modified_beam_search ] && suffix=$suffix-beam-$beam
+if [ "$method" = modified_beam_search ]; then   # as serac.bin.decode.decode_suffix
+  [ -n "$lm" ] && suffix=$suffix-lm-$(printf '%g' "$lm_scale")
+  [ "$(printf '%g' "$blank_penalty")" != 0 ] && suffix=$suffix-bp-$(printf '%g' "$blank_penalty")
+fi
 out_dir=$exp_dir/decode/$set_name
 if [ -f "$out_dir/wer-summary-$set_name-$suffix.txt" ]; then
   echo "$0: $out_dir/wer-summary-$set_name-$suffix.txt exists, skipping"; exit 0
@@ -37,6 +46,8 @@ fi
 mkdir -p "$out_dir/log"
 opts="--exp-dir $exp_dir --lang-dir $lang_dir --epoch $epoch --avg $avg --cuts $cuts --set-name $set_name \
   --method $method --beam $beam --num-threads $num_threads --max-duration $max_duration"
+[ -n "$lm" ] && opts="$opts --lm $lm --lm-scale $lm_scale"
+[ "$(printf '%g' "$blank_penalty")" != 0 ] && opts="$opts --blank-penalty $blank_penalty"
 if [ "$nj" -gt 1 ]; then
   $cmd --num-threads "$num_threads" JOB=1:$nj "$out_dir/log/decode-$suffix.JOB.log" \
     python -m serac.bin.decode $opts --num-shards "$nj" --shard JOB

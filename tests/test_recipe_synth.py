@@ -31,7 +31,8 @@ GEN_OPTS = ("--dev-speakers 4 --test-speakers 6 --min-test-speakers-per-accent 0
 
 CORPUS_ARGS = ["--num-speakers", "10", "--utts-per-speaker", "4", "--gen-opts", GEN_OPTS, "--vocab-size", "80"]
 ARGS = CORPUS_ARGS + ["--train-config", "conf/tiny.yaml", "--num-epochs", "1", "--avg", "1", "--n-bootstrap", "50",
-                      "--decode-nj", "2"]
+                      "--decode-nj", "2", "--lm-order", "3", "--lm-beam", "4", "--lm-scales", "0.5 1",
+                      "--blank-penalties", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,16 @@ def test_synth_recipe_tiny_end_to_end(tiny_synth_run):
 
     num_test = len(load_manifest(recipe / "data/fbank/synth_cuts_test.jsonl.gz"))
     assert num_test > 0 and len(recogs) == 2 * num_test  # a ref and a hyp line per utterance
-    cohorts = dec / "cohorts-greedy_search-epoch-1-avg-1"
+    # the LM: trained on the training transcripts, its weight picked on dev from the grid, applied to test
+    assert (recipe / "data/lang_bpe_80/lm-3gram.arpa").read_text().startswith("\\data\\\nngram 1=80\n")
+    grid = (recipe / "exp/lstm/decode/lm-tuning-dev.tsv").read_text().splitlines()
+    lm_suffixes = {f"modified_beam_search-epoch-1-avg-1-beam-4-lm-{s}-bp-1" for s in ("0.5", "1")}
+    assert grid[0] == "suffix\tWER" and {row.split("\t")[0] for row in grid[1:]} == lm_suffixes
+    best = (recipe / "exp/lstm/decode/lm-best.txt").read_text().strip()
+    assert best == grid[1].split("\t")[0]
+    assert (dec / f"wer-summary-test-{best}.txt").is_file()
+    assert json.loads((dec / f"stats-test-{best}.json").read_text())["lm_order"] == 3
+    cohorts = dec / f"cohorts-{best}"
     for key in ("accent", "gender", "age_band", "state", "region"):
         summary = json.loads((cohorts / f"cohort-summary-{key}.json").read_text())
         assert summary["key"] == key and summary["summary"]["num_cohorts"] >= 1

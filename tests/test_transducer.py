@@ -1,6 +1,8 @@
 """The RNN-T loss backend against an independent float64 forward computation, pruning, and decoding."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -284,6 +286,38 @@ def test_ctc_warmup_trains_only_the_encoder_and_ctc_head_then_everything():
                      train=True)
 
 
+def test_spec_augment_sees_the_onsets_of_the_clean_features():
+    """The trainer finds the speech onsets (loss.onset_margin) before SpecAugment masks or warps the features,
+    and the model is given the augmented features with the clean onsets."""
+    from serac.config import load_config
+    from serac.train.trainer import compute_loss
+    from serac.transducer.loss import speech_onset
+
+    class Tok:
+        def encode(self, text):
+            return [int(t) for t in text.split()]
+
+    model = _tiny_model(0)
+    seen = {}
+    real_forward = model.forward
+
+    def spy(x, x_lens, y, **kw):
+        seen.update(x=x, onset=kw.get("onset"))
+        return real_forward(x, x_lens, y, **kw)
+
+    model.forward = spy
+    feats = torch.full((2, 40, 10), -5.0)
+    feats[0, 12:], feats[1, 20:] = 3.0, 3.0  # speech starts at frames 12 and 20
+    batch = {"inputs": feats, "supervisions": {"num_frames": torch.tensor([40, 32]), "text": ["1 2 3", "4 5"]}}
+    cfg = load_config(None, ["loss.onset_margin=1"])
+    masked = lambda f: torch.zeros_like(f)  # a "SpecAugment" that masks everything: no onset left to find
+    compute_loss(model, batch, Tok(), cfg, step=100, device=torch.device("cpu"), train=True, spec_augment=masked)
+    assert seen["onset"].tolist() == [12, 20] and seen["x"].abs().sum() == 0
+    assert speech_onset(seen["x"], torch.tensor([40, 32])).tolist() == [0, 0]
+    compute_loss(model, batch, Tok(), cfg, step=100, device=torch.device("cpu"), train=False, spec_augment=masked)
+    assert seen["onset"] is None and torch.equal(seen["x"], feats)  # validation: never augmented
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_greedy_equals_beam_search_with_beam_1(seed):
     model = _tiny_model(seed)
@@ -305,3 +339,65 @@ def test_streaming_greedy_equals_offline_greedy():
         state = streaming_greedy_search(model, x[:, start : start + 16], state)
     assert sum(len(h) for h in offline) > 0
     assert state.hyps == offline
+
+
+def _brute_force_search(model, enc, lm, lm_scale, blank_penalty):
+    """argmax over token sequences of log sum_{alignments, one symbol per frame} p_am + lm_scale * log p_lm
+    (with </s>), by enumerating every alignment of a short utterance."""
+    import itertools
+
+    blank, ctx, vocab = model.blank_id, model.decoder.context_size, model.joiner.output_linear.out_features
+    totals = {}
+    for ali in itertools.product(range(vocab), repeat=enc.size(0)):
+        tokens, am = [], 0.0
+        for t, a in enumerate(ali):
+            context = torch.tensor([([blank] * ctx + tokens)[-ctx:]])
+            d = model.decoder(context, need_pad=False)
+            logits = model.joiner(enc[t].view(1, 1, -1), d).squeeze()
+            logits[blank] -= blank_penalty
+            am += float(logits.log_softmax(-1)[a])
+            if a != blank:
+                tokens = tokens + [a]
+        totals[tuple(tokens)] = torch.logaddexp(torch.tensor(totals.get(tuple(tokens), -math.inf)),
+                                                torch.tensor(am)).item()
+    best = max(totals, key=lambda s: totals[s] + lm_scale * lm.sentence_logprob(list(s)))
+    return list(best)
+
+
+@pytest.mark.parametrize("seed,lm_scale,blank_penalty", [(0, 0.0, 0.0), (1, 0.7, 0.0), (2, 1.5, 1.0), (3, 3.0, 2.0)])
+def test_beam_search_with_lm_fusion_equals_brute_force(seed, lm_scale, blank_penalty):
+    """With a beam wide enough to keep every hypothesis, modified beam search with shallow fusion and a blank
+    penalty finds the sequence a brute-force enumeration of all alignments finds."""
+    from serac.lm.ngram import NgramLm
+
+    torch.manual_seed(seed)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 16, "num_layers": 1, "output_dim": 8},
+                         "decoder_dim": 8, "joiner_dim": 8}, num_features=6, vocab_size=4).eval()
+    # an LM that strongly prefers "3 1" and "2 2 3"
+    lm = NgramLm.train([[3, 1]] * 5 + [[2, 2, 3]] * 3 + [[1]], order=3, vocab_size=4)
+    x, x_lens = torch.randn(1, 12, 6) * 3, torch.tensor([12])
+    with torch.no_grad():
+        enc, enc_lens = model.encoder(x, x_lens)
+        assert enc.size(1) == 3
+        got = modified_beam_search(model, enc, enc_lens, beam=64, lm=lm, lm_scale=lm_scale,
+                                   blank_penalty=blank_penalty)[0]
+        want = _brute_force_search(model, enc[0], lm, lm_scale, blank_penalty)
+    assert got == want
+
+
+def test_lm_fusion_changes_the_output_toward_the_lm():
+    from serac.lm.ngram import NgramLm
+
+    torch.manual_seed(5)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 16, "num_layers": 1, "output_dim": 8},
+                         "decoder_dim": 8, "joiner_dim": 8}, num_features=6, vocab_size=4).eval()
+    lm = NgramLm.train([[3, 1, 2]] * 10, order=4, vocab_size=4)
+    x, x_lens = torch.randn(2, 40, 6), torch.tensor([40, 32])
+    with torch.no_grad():
+        enc, enc_lens = model.encoder(x, x_lens)
+        plain = modified_beam_search(model, enc, enc_lens, beam=4)
+        fused = modified_beam_search(model, enc, enc_lens, beam=4, lm=lm, lm_scale=20.0, blank_penalty=5.0)
+    lp = [lm.sentence_logprob(h) for h in fused]
+    assert fused != plain and all(a > lm.sentence_logprob(b) for a, b in zip(lp, plain))
+    with pytest.raises(ValueError, match="the LM has 5 tokens, the model 4"):
+        modified_beam_search(model, enc, enc_lens, lm=NgramLm.train([[1]], 2, 5), lm_scale=1.0)

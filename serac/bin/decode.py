@@ -5,12 +5,15 @@ Usage:
   python -m serac.bin.decode --exp-dir exp/lstm --lang-dir data/lang_word --epoch 10 --avg 3 \
       --cuts data/fbank/yesno_cuts_test.jsonl.gz --set-name test --method greedy_search
   python -m serac.bin.decode ... --method modified_beam_search --beam 4
+  # shallow fusion with a token n-gram LM (serac.bin.train_lm):
+  python -m serac.bin.decode ... --method modified_beam_search --lm data/lang_bpe_64/lm-6gram.arpa --lm-scale 0.3
   # one shard of N (steps/decode.sh --nj N runs these as a job array, then merges):
   python -m serac.bin.decode ... --num-shards 3 --shard 2
 
 Writes to <exp-dir>/decode/<set-name>/ (or --out-dir):
   recogs-<set>-<suffix>.txt, errs-<set>-<suffix>.txt, wer-summary-<set>-<suffix>.txt, stats-<set>-<suffix>.json
-where <suffix> is e.g. greedy_search-epoch-10-avg-3 (modified_beam_search adds -beam-4).
+where <suffix> is e.g. greedy_search-epoch-10-avg-3 (modified_beam_search adds -beam-4, and with an LM
+-lm-<scale>).
 With --num-shards > 1 only recogs-<set>-<suffix>.shard-J.txt is written; serac.bin.merge_decode finishes.
 An encoder that counts its executed FLOPs (``last_flops``, e.g. amortized_transformer) also gets
 compute-<set>-<suffix>.tsv (per utterance: cut_id, frames, flops, dense_flops, flop_fraction; .shard-J.tsv per
@@ -29,6 +32,7 @@ import torch
 
 from serac.data.dataset import eval_dataloader, load_cuts
 from serac.data.tokenizer import Tokenizer
+from serac.lm.ngram import NgramLm, load_lm
 from serac.scoring.wer import store_transcripts, write_error_stats, write_wer_summary
 from serac.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint
 from serac.transducer.model import build_model
@@ -48,6 +52,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--set-name", required=True)
     p.add_argument("--method", choices=METHODS, default="greedy_search")
     p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--lm", help="token n-gram LM in ARPA format for shallow fusion (modified_beam_search only)")
+    p.add_argument("--lm-scale", type=float, default=0.3, help="weight of the LM log-probabilities (with --lm)")
+    p.add_argument("--blank-penalty", type=float, default=0.0,
+                   help="subtracted from the blank logit in modified_beam_search (counters LM deletions)")
     p.add_argument("--max-duration", type=float, default=300.0)
     p.add_argument("--out-dir", help="default: <exp-dir>/decode/<set-name>")
     p.add_argument("--num-shards", type=int, default=1)
@@ -56,9 +64,14 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def decode_suffix(method: str, epoch: int, avg: int, beam: int) -> str:
+def decode_suffix(method: str, epoch: int, avg: int, beam: int, lm_scale: Optional[float] = None,
+                  blank_penalty: float = 0.0) -> str:
+    """lm_scale: given when decoding with an LM. Must match steps/decode.sh's suffix."""
     suffix = f"{method}-epoch-{epoch}-avg-{avg}"
-    return suffix + (f"-beam-{beam}" if method == "modified_beam_search" else "")
+    if method == "modified_beam_search":
+        suffix += f"-beam-{beam}" + (f"-lm-{lm_scale:g}" if lm_scale is not None else "")
+        suffix += f"-bp-{blank_penalty:g}" if blank_penalty else ""
+    return suffix
 
 
 def load_model(exp_dir: Path, lang_dir: Path, epoch: int, avg: int, num_features: int):
@@ -74,7 +87,8 @@ def load_model(exp_dir: Path, lang_dir: Path, epoch: int, avg: int, num_features
 
 @torch.no_grad()
 def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_duration: float,
-                compute: Optional[Dict[str, Any]] = None) -> Tuple[List[Tuple[str, List[str], List[str]]], float, float]:
+                compute: Optional[Dict[str, Any]] = None, lm: Optional[NgramLm] = None, lm_scale: float = 0.0,
+                blank_penalty: float = 0.0) -> Tuple[List[Tuple[str, List[str], List[str]]], float, float]:
     """Returns (results, audio seconds, decoding seconds). With a ``compute`` dict, also fills in
     ``encoder_seconds`` (process CPU time in the encoder) and, when the encoder counts its FLOPs
     (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops)."""
@@ -96,7 +110,8 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
         if method == "greedy_search":
             hyps = greedy_search_batch(model, enc, enc_lens)
         else:
-            hyps = modified_beam_search(model, enc, enc_lens, beam=beam)
+            hyps = modified_beam_search(model, enc, enc_lens, beam=beam, lm=lm, lm_scale=lm_scale,
+                                        blank_penalty=blank_penalty)
         for cut, text, hyp in zip(batch["supervisions"]["cut"], batch["supervisions"]["text"], hyps):
             results.append((cut.id, text.split(), tokenizer.decode(hyp).split()))
             audio_s += cut.duration
@@ -138,17 +153,29 @@ def main() -> None:
     if first.num_features is None:
         raise SystemExit(f"{args.cuts}: cut {first.id} has no features")
     model, tokenizer, _ = load_model(exp_dir, Path(args.lang_dir), args.epoch, args.avg, first.num_features)
-    suffix = decode_suffix(args.method, args.epoch, args.avg, args.beam)
+    lm = None
+    if args.lm:
+        if args.method != "modified_beam_search":
+            raise SystemExit(f"--lm needs --method modified_beam_search, not {args.method}")
+        lm = load_lm(args.lm, tokenizer.id2token)
+    if args.blank_penalty and args.method != "modified_beam_search":
+        raise SystemExit(f"--blank-penalty needs --method modified_beam_search, not {args.method}")
+    suffix = decode_suffix(args.method, args.epoch, args.avg, args.beam, args.lm_scale if lm else None,
+                           args.blank_penalty)
     if args.num_shards > 1:
         ids = sorted(c.id for c in cuts)
         mine = set(ids[args.shard - 1 :: args.num_shards])
         cuts = cuts.filter(lambda c: c.id in mine).to_eager()
     compute: Dict[str, Any] = {}
     results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, args.method, args.beam, args.max_duration,
-                                          compute)
+                                          compute, lm=lm, lm_scale=args.lm_scale, blank_penalty=args.blank_penalty)
     stats = {"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
              "num_threads": args.num_threads, "method": args.method, "epoch": args.epoch, "avg": args.avg,
              "encoder_seconds": compute["encoder_seconds"]}
+    if lm is not None:
+        stats.update(lm=str(args.lm), lm_order=lm.order, lm_scale=args.lm_scale)
+    if args.blank_penalty:
+        stats["blank_penalty"] = args.blank_penalty
     if compute.get("rows"):
         shard = f".shard-{args.shard}" if args.num_shards > 1 else ""
         stats.update(write_compute(out_dir / f"compute-{args.set_name}-{suffix}{shard}.tsv", compute["rows"]))

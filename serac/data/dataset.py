@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 
 import torch
 from lhotse import CutSet, load_manifest_lazy
-from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, SimpleCutSampler, SpecAugment
+from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, SimpleCutSampler
 
 
 def load_cuts(path: str | Path) -> CutSet:
@@ -38,13 +38,10 @@ def check_cuts(cuts: CutSet, path: str | Path, max_duration: float) -> CutSet:
 
 
 def train_dataloader(cuts: CutSet, max_duration: float, num_buckets: int = 10, shuffle: bool = True,
-                     seed: int = 0, num_workers: int = 0, spec_augment: Optional[Dict[str, Any]] = None,
-                     sampler_state: Optional[Dict[str, Any]] = None, world_size: Optional[int] = None,
-                     rank: Optional[int] = None) -> torch.utils.data.DataLoader:
-    transforms = []
-    if spec_augment:
-        transforms.append(SpecAugment(**spec_augment))
-    dataset = K2SpeechRecognitionDataset(input_transforms=transforms, return_cuts=True)
+                     seed: int = 0, num_workers: int = 0, sampler_state: Optional[Dict[str, Any]] = None,
+                     world_size: Optional[int] = None, rank: Optional[int] = None) -> torch.utils.data.DataLoader:
+    # SpecAugment (data.spec_augment) is applied by the trainer, after the speech onsets are found
+    dataset = K2SpeechRecognitionDataset(return_cuts=True)
     sampler = DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle, num_buckets=num_buckets,
                                       seed=seed, drop_last=False, world_size=world_size, rank=rank,
                                       buffer_size=max(2000, num_buckets * 200), shuffle_buffer_size=5000)

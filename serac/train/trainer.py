@@ -18,13 +18,14 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
+from lhotse.dataset import SpecAugment
 from torch.nn.parallel import DistributedDataParallel
 
 from serac.config import dump_config
 from serac.data.dataset import check_cuts, eval_dataloader, load_cuts, train_dataloader
 from serac.data.tokenizer import Tokenizer
 from serac.train.checkpoint import last_epoch, load_checkpoint, save_checkpoint
-from serac.transducer.loss import backend_name, loss_scales
+from serac.transducer.loss import backend_name, loss_scales, speech_onset
 from serac.transducer.model import build_model, count_parameters
 from serac.utils import atomic_write_text, environment_info, setup_logging
 
@@ -97,12 +98,19 @@ def setup_distributed() -> tuple:
 
 
 def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[str, Any], step: int,
-                 device: torch.device, train: bool) -> tuple:
-    """Returns (loss to back-propagate (sum over the batch), stats dict of summed values)."""
+                 device: torch.device, train: bool, spec_augment=None) -> tuple:
+    """Returns (loss to back-propagate (sum over the batch), stats dict of summed values). ``spec_augment``
+    (a callable on (B, T, F) features, training only) is applied here rather than in the data loader, after the
+    speech onsets for ``loss.onset_margin`` were found on the clean features (masks and time warping would
+    move them)."""
     feats = batch["inputs"].to(device)
     sup = batch["supervisions"]
     # K2SpeechRecognitionDataset gives one supervision per cut in cut order; lengths in feature frames
     x_lens = sup["num_frames"].to(device)
+    onset = None
+    if train and spec_augment is not None:
+        onset = speech_onset(feats, x_lens)
+        feats = spec_augment(feats)
     y = [tokenizer.encode(t) for t in sup["text"]]
     lc = cfg["loss"]
     ctc_scale = float(lc.get("ctc_scale", 0.0))
@@ -113,7 +121,7 @@ def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[s
     warming = step < ctc_warmup
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
-                ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"))
+                ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"), onset=onset)
     if warming:
         simple_scale = pruned_scale = 0.0
     else:
@@ -244,7 +252,8 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
     dc = cfg["data"]
     wsr = {"world_size": world_size, "rank": rank} if world_size > 1 else {}
     train_dl = train_dataloader(train_cuts, dc["max_duration"], dc["num_buckets"], shuffle=True, seed=seed,
-                                num_workers=dc["num_workers"], spec_augment=dc.get("spec_augment"), **wsr)
+                                num_workers=dc["num_workers"], **wsr)
+    spec_augment = SpecAugment(**dc["spec_augment"]) if dc.get("spec_augment") else None
     valid_dl = eval_dataloader(valid_cuts, dc["max_duration"], **wsr)
     result: Dict[str, Any] = {"valid": []}
     from tqdm import tqdm
@@ -257,7 +266,8 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
         bar = tqdm(train_dl, desc=f"epoch {epoch}", disable=rank != 0 or not tc.get("progress_bar", True),
                    mininterval=5.0, dynamic_ncols=True)
         for batch in bar:
-            loss, stats = compute_loss(ddp_model, batch, tokenizer, cfg, batch_idx_train, device, train=True)
+            loss, stats = compute_loss(ddp_model, batch, tokenizer, cfg, batch_idx_train, device, train=True,
+                                       spec_augment=spec_augment)
             if not math.isfinite(loss.item()):
                 # skip the update but keep DDP ranks in step: back-propagate a zero through every parameter
                 num_nonfinite += 1

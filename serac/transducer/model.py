@@ -99,6 +99,7 @@ class Transducer(nn.Module):
         transducer: bool = True,
         ctc_align_margin: Optional[int] = None,
         onset_margin: Optional[int] = None,
+        onset: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, and
         any auxiliary loss the encoder set (e.g. a compute-cost term). ``transducer=False`` skips the
@@ -106,7 +107,8 @@ class Transducer(nn.Module):
         head) forbids the transducer to emit a token more than ``m`` frames before the token's first frame in
         the CTC head's Viterbi alignment (alignment-restricted RNN-T, left side only). ``onset_margin=m`` forbids
         any emission more than ``m`` encoder frames before the speech onset (an energy detector on the raw
-        features, :func:`serac.transducer.loss.speech_onset`)."""
+        features, :func:`serac.transducer.loss.speech_onset`); ``onset`` (B,) gives those onsets in input frames
+        instead, e.g. found on the features before SpecAugment masked or warped them."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -126,7 +128,8 @@ class Transducer(nn.Module):
             earliest = (first - int(ctc_align_margin)).clamp(min=0)  # -1 (no alignment) -> 0: unrestricted
         if transducer and onset_margin is not None:
             factor = int(getattr(self.encoder, "subsampling_factor"))
-            onset = (speech_onset(x, x_lens) // factor - int(onset_margin)).clamp(min=0)
+            onset = speech_onset(x, x_lens) if onset is None else onset.to(device)
+            onset = (onset // factor - int(onset_margin)).clamp(min=0)
             by_onset = onset.unsqueeze(1).expand(symbols.shape)
             earliest = by_onset if earliest is None else torch.maximum(earliest, by_onset)
         if earliest is not None:

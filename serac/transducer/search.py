@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from serac.lm.ngram import NgramLm
 from serac.transducer.model import Transducer
 
 
@@ -59,9 +60,19 @@ class Hypothesis:
 
 @torch.no_grad()
 def modified_beam_search(model: Transducer, encoder_out: torch.Tensor, encoder_lens: torch.Tensor,
-                         beam: int = 4) -> List[List[int]]:
+                         beam: int = 4, lm: Optional[NgramLm] = None, lm_scale: float = 0.0,
+                         blank_penalty: float = 0.0) -> List[List[int]]:
     """Beam search with at most one symbol per frame; hypotheses with the same token sequence are merged
-    (log-add of their probabilities). All hypotheses of all utterances are scored in one joiner call per frame."""
+    (log-add of their probabilities). All hypotheses of all utterances are scored in one joiner call per frame.
+
+    Shallow fusion with a token n-gram ``lm`` (over the model's tokens): each emitted token adds
+    ``lm_scale * log p_lm(token | history)`` to its hypothesis' score, and the final choice adds
+    ``lm_scale * log p_lm(</s> | history)``. Merged hypotheses share a token sequence, hence an LM score.
+    ``blank_penalty`` is subtracted from the blank logit before the softmax (as icefall's ``--blank-penalty``):
+    it counters the deletions an LM's per-token cost brings."""
+    if lm is not None and lm.vocab_size != model.joiner.output_linear.out_features:
+        raise ValueError(f"the LM has {lm.vocab_size} tokens, the model {model.joiner.output_linear.out_features}")
+    fuse = lm is not None and lm_scale != 0.0
     n, t_max, _ = encoder_out.shape
     device = encoder_out.device
     blank, ctx = model.blank_id, model.decoder.context_size
@@ -86,7 +97,14 @@ def modified_beam_search(model: Transducer, encoder_out: torch.Tensor, encoder_l
         flat = [(i, h) for i in active for h in beams[i]]
         d = dec_out([h.tokens for _, h in flat])
         e = enc_proj[[i for i, _ in flat], t]
-        log_probs = model.joiner(e, d, project_input=False).log_softmax(dim=-1)
+        logits = model.joiner(e, d, project_input=False)
+        if blank_penalty:
+            logits[:, blank] -= blank_penalty
+        log_probs = logits.log_softmax(dim=-1)
+        if fuse:
+            lm_lp = torch.stack([lm.log_probs([lm.bos] + h.tokens)[:-1] for _, h in flat]).to(log_probs)
+            lm_lp[:, blank] = 0.0
+            log_probs = log_probs + lm_scale * lm_lp
         log_probs = log_probs + torch.tensor([h.log_prob for _, h in flat], device=device).unsqueeze(1)
         vocab = log_probs.size(1)
         start = 0
@@ -107,6 +125,10 @@ def modified_beam_search(model: Transducer, encoder_out: torch.Tensor, encoder_l
                 else:
                     merged[key] = Hypothesis(tokens, val)
             beams[i] = list(merged.values())
+    if fuse:
+        def final(h: Hypothesis) -> float:
+            return h.log_prob + lm_scale * lm.score([lm.bos] + h.tokens, lm.eos)
+        return [max(b, key=final).tokens for b in beams]
     return [max(b, key=lambda h: h.log_prob).tokens for b in beams]
 
 

@@ -8,8 +8,9 @@
 #   ./run.sh --num-speakers 4000 --nj 64      # a large corpus (about 100 h: see ../README.md)
 #   ./run.sh --stage 8 --stop-stage 10        # the encoder comparison (after stages 0-3): RESULTS-encoders.md
 #
-# Stages: 0 generate, 1 check manifests, 2 fbank, 3 BPE, 4 train, 5 decode dev/test (greedy, modified beam
-# search), 6 per-cohort scoring, 7 write RESULTS.md.
+# Stages: 0 generate, 1 check manifests, 2 fbank, 3 BPE and a token n-gram LM on the training transcripts,
+# 4 train, 5 decode dev/test (greedy, modified beam search, and beam search with LM shallow fusion whose weight
+# and blank penalty are tuned on dev), 6 per-cohort scoring (of the LM-fused decode), 7 write RESULTS.md.
 # Encoder comparison (not run by default: stop_stage is 7): 8 train the --compare-models (conf/compare/<model>.yaml,
 # matched encoder sizes), 9 decode them offline (greedy, beam) and streaming, score the worst accent cohort,
 # 10 write RESULTS-encoders.md.
@@ -34,6 +35,10 @@ avg=5
 vocab_size=64
 decode_nj=2
 beam=4
+lm_order=6             # token n-gram LM on the training transcripts, for shallow fusion in beam search
+lm_beam=8
+lm_scales="0.6 0.8 1.0"      # tuned on dev (with blank_penalties), the best applied to test; empty: no LM
+blank_penalties="1 2 3"
 train_threads=2
 cohort_keys=accent,gender,age_band,state,region,condition
 n_bootstrap=1000
@@ -84,6 +89,7 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "Stage 3: BPE ($vocab_size)"
   steps/prepare_lang.sh --kind bpe --vocab-size $vocab_size data/fbank/synth_cuts_train.jsonl.gz $lang
+  python -m serac.bin.train_lm --lang-dir $lang --order $lm_order --out $lang/lm-${lm_order}gram.arpa
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -100,9 +106,33 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
         --beam $beam $exp_dir $lang data/fbank/synth_cuts_$set.jsonl.gz $set
     done
   done
+  if [ -n "$lm_scales" ]; then
+    # shallow fusion: the grid on dev, then the best dev setting on test
+    for s in $lm_scales; do
+      for bp in $blank_penalties; do
+        steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg \
+          --method modified_beam_search --beam $lm_beam --lm $lang/lm-${lm_order}gram.arpa --lm-scale $s \
+          --blank-penalty $bp $exp_dir $lang data/fbank/synth_cuts_dev.jsonl.gz dev
+      done
+    done
+    best=$(python -m serac.bin.pick_decode --decode-dir $exp_dir/decode/dev --set-name dev \
+      --pattern "modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$lm_beam-lm-*" --out $exp_dir/decode/lm-tuning-dev.tsv)
+    echo "$0: best LM setting on dev: $best"
+    s=$(echo "$best" | sed -E 's/.*-lm-([^-]+).*/\1/'); bp=$(echo "$best" | sed -nE 's/.*-bp-([^-]+)$/\1/p')
+    steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg \
+      --method modified_beam_search --beam $lm_beam --lm $lang/lm-${lm_order}gram.arpa --lm-scale $s \
+      --blank-penalty ${bp:-0} $exp_dir $lang data/fbank/synth_cuts_test.jsonl.gz test
+    echo "$best" > $exp_dir/decode/lm-best.txt
+  fi
 fi
 
-suffix=greedy_search-epoch-$num_epochs-avg-$avg
+# per-cohort scoring is of the LM-fused decode chosen on dev (or of plain beam search without an LM)
+if [ -n "$lm_scales" ] && [ $stop_stage -ge 6 ] && [ $stage -le 7 ]; then
+  [ -f $exp_dir/decode/lm-best.txt ] || { echo "$0: $exp_dir/decode/lm-best.txt missing: run stage 5" >&2; exit 1; }
+  suffix=$(cat $exp_dir/decode/lm-best.txt)
+else
+  suffix=modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$beam
+fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "Stage 6: per-cohort scoring ($cohort_keys)"
   for set in dev test; do
