@@ -40,6 +40,29 @@ def decode_rows(exp_dir: Path, set_name: str) -> List[Dict]:
     return rows
 
 
+def seen_section(exp_dir: Path, set_name: str, text_path: Path) -> List[str]:
+    """WER of each decode of ``set_name`` on the sentences that occur verbatim in the training transcripts and on
+    the novel ones: an LM trained on those transcripts helps the first kind most."""
+    from serac.scoring.wer import load_transcripts, wer_stats
+
+    seen = {ln.strip() for ln in text_path.read_text(encoding="utf-8").splitlines() if ln.strip()}
+    out = [f"### {set_name}: sentences seen in the training transcripts vs novel ones", "",
+           f"A command grammar repeats itself: some {set_name} sentences occur verbatim in `{text_path.name}` (the "
+           f"training transcripts the LM is trained on). WER on each part:", "",
+           "| decoding | seen: utts | seen: WER % | novel: utts | novel: WER % |", "|---|---|---|---|---|"]
+    for recogs in sorted((exp_dir / "decode" / set_name).glob(f"recogs-{set_name}-*.txt")):
+        suffix = recogs.name[len(f"recogs-{set_name}-"): -len(".txt")]
+        parts = {True: [], False: []}
+        for r in load_transcripts(recogs):
+            parts[" ".join(r[1]) in seen].append(r)
+        cells = []
+        for k in (True, False):
+            st = wer_stats(parts[k]) if parts[k] else None
+            cells += [str(len(parts[k])), fmt(st["wer"] if st else None)]
+        out.append(f"| {suffix} | " + " | ".join(cells) + " |")
+    return out
+
+
 def fmt(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -121,6 +144,8 @@ def main() -> None:
     p.add_argument("--title", default="Results")
     p.add_argument("--command", default="./run.sh", help="the command that reproduces the table")
     p.add_argument("--preamble", default="", help="a file whose text goes under the title")
+    p.add_argument("--seen-text", help="training transcripts (one per line, e.g. <lang>/transcript_words.txt): "
+                   "WER is also split by whether each test sentence occurs there (what an LM on them memorised)")
     p.add_argument("--out", required=True)
     p.add_argument("--figures-dir", help="where plots are copied (default: results/ next to --out)")
     args = p.parse_args()
@@ -140,6 +165,8 @@ def main() -> None:
                          f"{r.get('sub', '-')} | {r.get('words', '-')} | {fmt(r.get('rtf'), 3)} |")
             if first_greedy is None and s == args.cohort_set and r["suffix"].startswith("greedy_search"):
                 first_greedy = r["suffix"]
+    if args.seen_text:
+        lines += [""] + seen_section(exp_dir, args.cohort_set, Path(args.seen_text))
     keys = [k for k in args.keys.split(",") if k]
     if keys:
         suffix = args.cohort_suffix or first_greedy
