@@ -114,7 +114,7 @@ def check_comparison_stages(recipe: Path) -> None:
     assert "Stage 8" not in guarded.stdout and not (recipe / "exp" / "compare").exists()
 
     proc = run_recipe(recipe, *corpus, "--stage", "8", "--stop-stage", "10", "--compare-config-dir",
-                      "conf/compare_tiny", "--compare-sets", "test", "--num-epochs", "1", "--avg", "1",
+                      "conf/compare_tiny", "--compare-sets", "test", "--compare-epochs", "1", "--compare-avg", "1",
                       "--decode-nj", "1", "--n-bootstrap", "20")
     for n in (8, 9, 10):
         assert f"Stage {n}:" in proc.stdout

@@ -20,7 +20,7 @@ echo "$0 $*"
 stage=0
 stop_stage=7
 # corpus
-num_speakers=          # training speakers (empty: generator default)
+num_speakers=300       # training speakers (empty: the generator default, 150)
 utts_per_speaker=      # utterances per training speaker (empty: generator default)
 hours=                 # alternatively: hours of training audio
 seed=1
@@ -30,7 +30,7 @@ corpus_dir=download/synth
 # model
 train_config=conf/lstm.yaml
 exp_dir=exp/lstm
-num_epochs=30
+num_epochs=15
 avg=5
 vocab_size=64
 decode_nj=2
@@ -47,6 +47,8 @@ results=RESULTS.md
 compare_models="lstm conv_rnnt conformer contextnet"
 compare_config_dir=conf/compare   # <model>.yaml per model (each inherits the main config with `base:`)
 compare_exp_dir=exp/compare       # one <model>/ experiment directory per model
+compare_epochs=8                  # epochs per compared model: four models in about an hour on 2 cores (two
+compare_avg=3                     # --compare-models lists run side by side, --train-threads 1 each); GPU: more
 compare_sets="dev test"           # decoded offline (greedy and beam)
 streaming_set=test                # decoded streaming
 chunk_ms=160                      # streaming chunk; a multiple of every compared encoder's chunk_multiple
@@ -145,15 +147,17 @@ fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "Stage 7: write $results"
   python -m serac.bin.write_results --exp-dir $exp_dir --sets dev,test --cohort-set test --keys $cohort_keys \
-    --cohort-suffix $suffix --title "synth_assistant / asr: streaming LSTM transducer" \
+    --cohort-suffix $suffix --seen-text $lang/transcript_words.txt \
+    --title "synth_assistant / asr: streaming LSTM transducer" \
     --preamble data/manifests/summary.md --command "cd egs/synth_assistant/asr && ./run.sh" --out $results
 fi
 
+compare_suffix=greedy_search-epoch-$compare_epochs-avg-$compare_avg
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   echo "Stage 8: train the encoder comparison models ($compare_models)"
   for m in $compare_models; do
     [ -f $compare_config_dir/$m.yaml ] || { echo "$0: no config $compare_config_dir/$m.yaml for model $m" >&2; exit 1; }
-    steps/train.sh --cmd "$train_cmd" --train-config $compare_config_dir/$m.yaml --num-epochs $num_epochs \
+    steps/train.sh --cmd "$train_cmd" --train-config $compare_config_dir/$m.yaml --num-epochs $compare_epochs \
       --num-threads $train_threads $lang data/fbank/synth_cuts_train.jsonl.gz data/fbank/synth_cuts_dev.jsonl.gz \
       $compare_exp_dir/$m
   done
@@ -164,15 +168,16 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   for m in $compare_models; do
     for set in $compare_sets; do
       for method in greedy_search modified_beam_search; do
-        steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg --method $method \
+        steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $compare_epochs --avg $compare_avg --method $method \
           --beam $beam $compare_exp_dir/$m $lang data/fbank/synth_cuts_$set.jsonl.gz $set
       done
     done
-    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg --chunk-ms $chunk_ms \
+    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $compare_epochs --avg $compare_avg \
+      --chunk-ms $chunk_ms \
       $compare_exp_dir/$m $lang data/fbank/synth_cuts_$streaming_set.jsonl.gz $streaming_set
     steps/score_cohorts.sh --cmd "$decode_cmd" --keys $compare_cohort_key --n-bootstrap $n_bootstrap \
-      $compare_exp_dir/$m/decode/test/recogs-test-$suffix.txt data/fbank/synth_cuts_test.jsonl.gz \
-      $compare_exp_dir/$m/decode/test/cohorts-$suffix
+      $compare_exp_dir/$m/decode/test/recogs-test-$compare_suffix.txt data/fbank/synth_cuts_test.jsonl.gz \
+      $compare_exp_dir/$m/decode/test/cohorts-$compare_suffix
   done
 fi
 
@@ -180,7 +185,7 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   echo "Stage 10: write $compare_results"
   exp_dirs=$(for m in $compare_models; do printf "%s," $compare_exp_dir/$m; done)
   python -m serac.bin.write_encoder_table --exp-dirs "${exp_dirs%,}" --sets "${compare_sets// /,}" \
-    --epoch $num_epochs --avg $avg --beam $beam --chunk-ms $chunk_ms --streaming-sets $streaming_set \
+    --epoch $compare_epochs --avg $compare_avg --beam $beam --chunk-ms $chunk_ms --streaming-sets $streaming_set \
     --cohort-set test --cohort-key $compare_cohort_key --claim-sets test \
     --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
     --command "cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10" --out $compare_results
