@@ -40,10 +40,12 @@ logger = logging.getLogger(__name__)
 def utterance_loss(model, x: torch.Tensor, x_lens: torch.Tensor, y: Sequence[Sequence[int]],
                    loss_cfg: Mapping[str, Any]) -> torch.Tensor:
     """The per-frame transducer training loss of a batch: (simple_scale * simple + pruned_scale * pruned) /
-    encoder frames, with the loss scales reached after warm-up. For one utterance this is l_u."""
+    encoder frames, with the loss scales reached after warm-up and the same emission restrictions
+    (``onset_margin``, ``ctc_align_margin``) as training. For one utterance this is l_u."""
     out = model(x, x_lens, [list(t) for t in y], prune_range=loss_cfg.get("prune_range", 5),
                 lm_scale=loss_cfg.get("lm_scale", 0.25), am_scale=loss_cfg.get("am_scale", 0.0),
-                rnnt_type=loss_cfg.get("rnnt_type", "modified"))
+                rnnt_type=loss_cfg.get("rnnt_type", "modified"), ctc_align_margin=loss_cfg.get("ctc_align_margin"),
+                onset_margin=loss_cfg.get("onset_margin"))
     simple_scale, pruned_scale = loss_scales(10**9, loss_cfg.get("simple_loss_scale", 0.5), 0)
     loss = simple_scale * out["simple_loss"] + pruned_scale * out["pruned_loss"]
     ctc_scale = float(loss_cfg.get("ctc_scale", 0.0) or 0.0)
