@@ -140,18 +140,36 @@ def write_compute(path: Path, rows: List[Tuple[str, int, float, float]]) -> Dict
     return {"encoder_flops": flops, "encoder_dense_flops": dense, "flop_fraction": flops / max(dense, 1.0)}
 
 
-def main() -> None:
-    args = get_parser().parse_args()
-    setup_logging()
+def start_job(args) -> Tuple[Path, Path, Any, Any]:
+    """The common start of a (possibly sharded) decoding job: threads, shard check, and the cuts with their first
+    cut checked for features. Returns (exp dir, out dir, cuts, first cut)."""
     torch.set_num_threads(args.num_threads)
     if not 1 <= args.shard <= args.num_shards:
         raise SystemExit(f"--shard {args.shard} must be in 1..{args.num_shards}")
     exp_dir = Path(args.exp_dir)
     out_dir = Path(args.out_dir) if args.out_dir else exp_dir / "decode" / args.set_name
     cuts = load_cuts(args.cuts)
-    first = next(iter(cuts))
+    first = next(iter(cuts), None)
+    if first is None:
+        raise SystemExit(f"{args.cuts}: no cuts")
     if first.num_features is None:
-        raise SystemExit(f"{args.cuts}: cut {first.id} has no features")
+        raise SystemExit(f"{args.cuts}: cut {first.id} has no features (did the fbank stage run?)")
+    return exp_dir, out_dir, cuts, first
+
+
+def shard_of(cuts, shard: int, num_shards: int):
+    """Shard ``shard`` (1-based) of ``num_shards``: every num_shards-th cut in id order."""
+    if num_shards <= 1:
+        return cuts
+    ids = sorted(c.id for c in cuts)
+    mine = set(ids[shard - 1 :: num_shards])
+    return cuts.filter(lambda c: c.id in mine).to_eager()
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_logging()
+    exp_dir, out_dir, cuts, first = start_job(args)
     model, tokenizer, _ = load_model(exp_dir, Path(args.lang_dir), args.epoch, args.avg, first.num_features)
     lm = None
     if args.lm:
@@ -162,10 +180,7 @@ def main() -> None:
         raise SystemExit(f"--blank-penalty needs --method modified_beam_search, not {args.method}")
     suffix = decode_suffix(args.method, args.epoch, args.avg, args.beam, args.lm_scale if lm else None,
                            args.blank_penalty)
-    if args.num_shards > 1:
-        ids = sorted(c.id for c in cuts)
-        mine = set(ids[args.shard - 1 :: args.num_shards])
-        cuts = cuts.filter(lambda c: c.id in mine).to_eager()
+    cuts = shard_of(cuts, args.shard, args.num_shards)
     compute: Dict[str, Any] = {}
     results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, args.method, args.beam, args.max_duration,
                                           compute, lm=lm, lm_scale=args.lm_scale, blank_penalty=args.blank_penalty)

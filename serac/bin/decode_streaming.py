@@ -43,8 +43,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from serac.bin.decode import load_model, write_results
-from serac.data.dataset import load_cuts
+from serac.bin.decode import load_model, shard_of, start_job, write_results
 from serac.data.tokenizer import Tokenizer
 from serac.scoring.wer import store_transcripts
 from serac.transducer.model import Transducer
@@ -220,17 +219,7 @@ def decode_cuts_streaming(model: Transducer, tokenizer: Tokenizer, cuts, cuts_pa
 def main() -> None:
     args = get_parser().parse_args()
     setup_logging()
-    torch.set_num_threads(args.num_threads)
-    if not 1 <= args.shard <= args.num_shards:
-        raise SystemExit(f"--shard {args.shard} must be in 1..{args.num_shards}")
-    exp_dir = Path(args.exp_dir)
-    out_dir = Path(args.out_dir) if args.out_dir else exp_dir / "decode" / args.set_name
-    cuts = load_cuts(args.cuts)
-    first = next(iter(cuts), None)
-    if first is None:
-        raise SystemExit(f"{args.cuts}: no cuts")
-    if first.num_features is None:
-        raise SystemExit(f"{args.cuts}: cut {first.id} has no features (did the fbank stage run?)")
+    exp_dir, out_dir, cuts, first = start_job(args)
     model, tokenizer, _ = load_model(exp_dir, Path(args.lang_dir), args.epoch, args.avg, first.num_features)
     encoder = model.encoder
     frame_shift = float(first.frame_shift)
@@ -241,10 +230,7 @@ def main() -> None:
         raise SystemExit(str(e))
     chunk_ms = chunk_frames * frame_shift * 1000.0
     suffix = streaming_suffix(chunk_ms, args.epoch, args.avg)
-    if args.num_shards > 1:
-        ids = sorted(c.id for c in cuts)
-        mine = set(ids[args.shard - 1:: args.num_shards])
-        cuts = cuts.filter(lambda c: c.id in mine).to_eager()
+    cuts = shard_of(cuts, args.shard, args.num_shards)
     logging.info(f"streaming {args.cuts} through {type(encoder).__name__} in chunks of {chunk_frames} frames "
                  f"({format_ms(chunk_ms)} ms; chunk_multiple {encoder.chunk_multiple}, look_ahead "
                  f"{encoder.look_ahead} frames), {args.num_threads} thread(s)")
