@@ -335,11 +335,12 @@ def test_fisher_loss_has_the_training_emission_restrictions() -> None:
     x = torch.full((1, 24, 6), -4.0)
     x[0, 10:] = torch.randn(14, 6) + 2.0  # silence, then "speech" from frame 10
     lens, y = torch.tensor([24]), [[3, 4]]
-    free = utterance_loss(model, x, lens, y, LOSS_CFG)
-    restricted = utterance_loss(model, x, lens, y, {**LOSS_CFG, "onset_margin": 0})
+    free = utterance_loss(model, x, lens, y, LOSS_CFG).item()
+    restricted = utterance_loss(model, x, lens, y, {**LOSS_CFG, "onset_margin": 0}).item()
     out = model(x, lens, y, prune_range=3, lm_scale=0.25, am_scale=0.0, rnnt_type="modified", onset_margin=0)
-    assert float(restricted) == pytest.approx(float((0.5 * out["simple_loss"] + out["pruned_loss"]) / out["num_frames"]))
-    assert float(restricted) > float(free) + 1e-3
+    expect = ((0.5 * out["simple_loss"] + out["pruned_loss"]) / out["num_frames"]).item()
+    assert restricted == pytest.approx(expect)
+    assert restricted > free + 1e-3
 
 
 def test_ewc_penalty_zero_at_theta_star_and_gradient() -> None:

@@ -57,7 +57,7 @@ def test_synth_recipe_tiny_end_to_end(tiny_synth_run):
     num_test = len(load_manifest(recipe / "data/fbank/synth_cuts_test.jsonl.gz"))
     assert num_test > 0 and len(recogs) == 2 * num_test  # a ref and a hyp line per utterance
     # the LM: trained on the training transcripts, its weight picked on dev from the grid, applied to test
-    assert (recipe / "data/lang_bpe_80/lm-3gram.arpa").read_text().startswith("\\data\\\nngram 1=80\n")
+    assert (recipe / "data/lang_bpe_80/lm-3gram.arpa").read_text().startswith("\\data\\\nngram 1=82\n")  # 80 tokens, <s>, </s>
     grid = (recipe / "exp/lstm/decode/lm-tuning-dev.tsv").read_text().splitlines()
     lm_suffixes = {f"modified_beam_search-epoch-1-avg-1-beam-4-lm-{s}-bp-1" for s in ("0.5", "1")}
     assert grid[0] == "suffix\tWER" and {row.split("\t")[0] for row in grid[1:]} == lm_suffixes
