@@ -33,11 +33,12 @@ Results go to <exp-dir>/decode/<set-name>/; an existing wer-summary for the same
 if [ $# -ne 4 ]; then echo "$help_message" >&2; exit 1; fi
 exp_dir=$1; lang_dir=$2; cuts=$3; set_name=$4
 [ -z "$epoch" ] && { echo "$0: --epoch is required" >&2; exit 1; }
+bp=$(printf '%g' "$blank_penalty")
 suffix=$method-epoch-$epoch-avg-$avg
-[ "$method" = modified_beam_search ] && suffix=$suffix-beam-$beam
 if [ "$method" = modified_beam_search ]; then   # as serac.bin.decode.decode_suffix
+  suffix=$suffix-beam-$beam
   [ -n "$lm" ] && suffix=$suffix-lm-$(printf '%g' "$lm_scale")
-  [ "$(printf '%g' "$blank_penalty")" != 0 ] && suffix=$suffix-bp-$(printf '%g' "$blank_penalty")
+  [ "$bp" != 0 ] && suffix=$suffix-bp-$bp
 fi
 out_dir=$exp_dir/decode/$set_name
 if [ -f "$out_dir/wer-summary-$set_name-$suffix.txt" ]; then
@@ -47,7 +48,7 @@ mkdir -p "$out_dir/log"
 opts="--exp-dir $exp_dir --lang-dir $lang_dir --epoch $epoch --avg $avg --cuts $cuts --set-name $set_name \
   --method $method --beam $beam --num-threads $num_threads --max-duration $max_duration"
 [ -n "$lm" ] && opts="$opts --lm $lm --lm-scale $lm_scale"
-[ "$(printf '%g' "$blank_penalty")" != 0 ] && opts="$opts --blank-penalty $blank_penalty"
+[ "$bp" != 0 ] && opts="$opts --blank-penalty $blank_penalty"
 if [ "$nj" -gt 1 ]; then
   $cmd --num-threads "$num_threads" JOB=1:$nj "$out_dir/log/decode-$suffix.JOB.log" \
     python -m serac.bin.decode $opts --num-shards "$nj" --shard JOB

@@ -33,9 +33,10 @@ def main() -> None:
     lines = [ln.strip() for ln in text.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not lines:
         raise SystemExit(f"{text} has no sentences")
-    lm = NgramLm.train((tok.encode(ln) for ln in lines), order=args.order, vocab_size=tok.vocab_size)
+    sentences = [tok.encode(ln) for ln in lines]
+    lm = NgramLm.train(sentences, order=args.order, vocab_size=tok.vocab_size)
     lm.write_arpa(args.out, tok.id2token)
-    n_tok = sum(len(tok.encode(ln)) for ln in lines)
+    n_tok = sum(map(len, sentences))
     logging.info(f"{args.out}: {args.order}-gram over {tok.vocab_size} tokens from {len(lines)} sentences "
                  f"({n_tok} tokens) of {text}; {len(lm.logp)} n-grams")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
 
@@ -113,7 +113,7 @@ class NgramLm:
     # ---- scoring --------------------------------------------------------------------------------------------
     def score(self, context: Sequence[int], token: int) -> float:
         """Natural-log p(token | context); ``context`` may begin with ``self.bos``; ``token`` may be ``self.eos``."""
-        h = tuple(context)[-(self.order - 1):] if self.order > 1 else ()
+        h = self.state(context)
         acc = 0.0
         while True:
             lp = self.logp.get(h + (token,))
@@ -126,7 +126,7 @@ class NgramLm:
 
     def state(self, context: Sequence[int]) -> Tuple[int, ...]:
         """The part of ``context`` the model can use: its last order-1 tokens."""
-        return tuple(context)[-(self.order - 1):] if self.order > 1 else ()
+        return tuple(context[-(self.order - 1):]) if self.order > 1 else ()
 
     def log_probs(self, context: Sequence[int]) -> torch.Tensor:
         """(vocab_size + 1,) natural-log scores of every token and, last, of the sentence end, after ``context``."""
@@ -216,7 +216,7 @@ class NgramLm:
         return cls(order, len(symbols), logp, bow)
 
 
-def load_lm(path: str | Path, symbols: Sequence[str]) -> Optional[NgramLm]:
+def load_lm(path: str | Path, symbols: Sequence[str]) -> NgramLm:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"language model {path} not found (did the LM stage run?)")
