@@ -129,6 +129,7 @@ def check_comparison_stages(recipe: Path) -> None:
     for m in MODELS:
         assert f"| `{m}` |" in table
     assert "worst accent on test (greedy)" in table and "streaming test (160 ms)" in table
+    assert "valid loss, epoch 1: pruned / CTC" in table
     assert ("**holds**" in table) != ("**does not hold**" in table)
     assert "Lowest test WER with modified beam search:" in table
 

@@ -5,6 +5,8 @@ which model has the lowest test WER and whether the ConvRNN-T paper's claim (Con
 
 Reads, under each --exp-dirs entry:
   config.yaml                                   encoder name and config, parameters (encoder and total), epochs
+  epoch-E.pt                                    the validation losses of epoch E (pruned RNN-T and CTC), so a
+                                                model that did not train shows as such next to its WER
   decode/<set>/wer-summary-<set>-<suffix>.txt   WER of greedy_search-epoch-E-avg-N and
                                                 modified_beam_search-epoch-E-avg-N-beam-B on every --sets entry
   decode/<set>/stats-<set>-streaming_greedy_search-chunk-<C>ms-epoch-E-avg-N.json
@@ -32,6 +34,7 @@ import yaml
 from serac.bin.decode import decode_suffix
 from serac.bin.decode_streaming import format_ms, streaming_suffix
 from serac.bin.write_results import fmt, read_summary_wer
+from serac.train.checkpoint import load_checkpoint
 from serac.utils import atomic_write_text
 
 PAPER_WINNER = "conv_rnnt"  # Radfar et al., Interspeech 2022: ConvRNN-T has the lowest WER of the four
@@ -81,6 +84,8 @@ def collect(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
     row: Dict[str, Any] = {"exp_dir": str(exp_dir), "model": cfg["model"]["encoder"]["name"],
                            "encoder_params": env.get("encoder_params"), "params": env.get("num_params"),
                            "num_epochs": cfg["train"]["num_epochs"], "gflops": encoder_gflops(cfg), "wer": {}}
+    valid = load_checkpoint(_require(exp_dir / f"epoch-{args.epoch}.pt", "written by training")).get("valid", {})
+    row["valid"] = {k: valid.get(k) for k in ("loss", "pruned_loss", "ctc_loss")}
     greedy = decode_suffix("greedy_search", args.epoch, args.avg, args.beam)
     beam = decode_suffix("modified_beam_search", args.epoch, args.avg, args.beam)
     for s in args.sets:
@@ -153,13 +158,18 @@ def render(rows: List[Dict[str, Any]], args: argparse.Namespace) -> str:
     if args.cohort_key:
         head.append(f"worst {args.cohort_key} on {args.cohort_set} (greedy)")
     head += [f"streaming {s} ({format_ms(args.chunk_ms)} ms)" for s in args.streaming_sets]
+    head.append(f"valid loss, epoch {args.epoch}: pruned / CTC")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"`{r['model']}`"] + [f"{r['wer'][(s, m)]:.2f}" for s in args.sets for m in ("greedy", "beam")]
         if args.cohort_key:
             cells.append(f"{r['worst_cohort'][1]:.2f} ({r['worst_cohort'][0]})")
         cells += [f"{r['streaming'][s]['wer']:.2f}" for s in args.streaming_sets]
+        cells.append(f"{fmt(r['valid']['pruned_loss'], 3)} / {fmt(r['valid']['ctc_loss'], 3)}")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Valid loss: per frame on the training run's validation cuts, from the epoch-{args.epoch} checkpoint "
+              "(not the averaged model). A CTC loss still at the all-blank plateau where training starts marks a model "
+              "that did not learn to use the audio."]
     first = args.streaming_sets[0]  # cost and latency from the first streaming set (the others run the same way)
     threads = sorted({r["streaming"][first]["num_threads"] for r in rows})
     within_chunk = ""
