@@ -195,3 +195,24 @@ def test_flops_per_second_positive_and_length_independent(name):
     one, four = encoder_flops_per_second(encoder, seconds=1.28), encoder_flops_per_second(encoder, seconds=5.12)
     assert one > 0
     assert four == pytest.approx(one, rel=1e-6)
+
+
+def test_conv_rnnt_branches_reach_the_fusion_normalised():
+    """Regression: with unnormalised residual 2-D conv blocks the local branch grew to ~1e5 in training, one
+    input-independent direction; after the fusion LayerNorm the LSTM saw the same vector at every frame and the
+    model never used the audio. Both branches now end in a LayerNorm, so however large the convolutions' weights
+    grow, each reaches the fusion at unit scale and the fused input still varies over time."""
+    encoder = small_encoder("conv_rnnt")
+    with torch.no_grad():
+        for p in encoder.local_encoder.parameters():  # what training did to the old branch, exaggerated
+            if p.dim() > 1:
+                p.mul_(30.0)
+        x = torch.randn(2, 80, NUM_FEATURES) * 4 - 6  # log-mel-like scale
+        state = encoder.init_state(2, x.device)
+        local, _ = encoder.local_encoder(x, state["local"])
+        global_, _ = encoder.global_encoder(x, state["global"])
+        fused = encoder.fuse_norm(encoder.fuse(torch.cat([local, global_], dim=-1)))
+    for branch in (local, global_):
+        rms = branch.pow(2).mean(-1).sqrt()
+        assert torch.allclose(rms, torch.ones_like(rms), atol=0.05), rms
+    assert fused.std(dim=1).mean() > 0.1  # not one vector repeated at every frame

@@ -5,11 +5,13 @@ Architecture (default sizes in brackets; the paper does not publish its exact si
 
     fbank (N, T, 80) at 100 frames/s
      |-- local CNN encoder: causal 2-D conv 3x3 stride (2,2) -> ReLU -> causal 2-D conv 3x3 stride (2,2)
-     |     -> ReLU -> [2] residual causal 2-D conv 3x3 blocks -> flatten (channels [32] x 20 bins) -> linear [256]
+     |     -> ReLU -> [2] pre-norm residual causal 2-D conv 3x3 blocks -> flatten (channels [32] x 20 bins)
+     |     -> linear [256] -> LayerNorm
      |-- global CNN encoder: frame stacking x4 -> linear [192] -> [8] blocks of
      |     LayerNorm -> pointwise conv to 2C -> GLU -> causal dilated depthwise conv (kernel [5],
-     |     dilation [1,2,4,8,1,2,4,8]) -> LayerNorm -> Swish -> pointwise conv -> running-mean SE -> + residual
-     `-- concatenate -> linear [384] -> LSTM x [3] (hidden [384]) -> linear (output_dim [256]) at 25 frames/s
+     |     dilation [1,2,4,8,1,2,4,8]) -> LayerNorm -> Swish -> pointwise conv -> running-mean SE -> + residual;
+     |     then LayerNorm
+     `-- concatenate -> linear [384] -> LayerNorm -> LSTM x [3] (hidden [384]) -> linear (output_dim [256]) at 25 frames/s
 
 Both branches subsample time by 4 aligned the same way: output frame ``i`` sees input frames ``<= 4i+3``
 (strided causal convolutions are padded by ``kernel - stride`` past frames, so a stride-2 output sees its
@@ -33,14 +35,38 @@ from serac.encoders._streaming import (CausalConv1d, CausalConv2d, CausalConv2dS
 from serac.encoders._subsampling import StackSubsampling
 
 
+class LocalResidualBlock(nn.Module):
+    """Pre-norm residual causal 2-D conv block over (N, C, T, F): ``h + conv(ReLU(LayerNorm_C(h)))``. The
+    LayerNorm normalises the channels of each (frame, bin) position, so it is causal and needs no state."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.conv = CausalConv2d(channels, channels, (3, 3), (1, 1))
+
+    def init_cache(self, batch_size: int, freq: int, device: torch.device) -> torch.Tensor:
+        return self.conv.init_cache(batch_size, freq, device)
+
+    def forward(self, h: torch.Tensor, cache: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        a = torch.relu(self.norm(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+        out, cache = self.conv(a, cache)
+        return h + out, cache
+
+
 class LocalContextEncoder(nn.Module):
     """Local CNN encoder: causal 2-D convolutions over time x frequency (time / 4, frequency / 4), then
-    stride-1 residual causal 2-D conv blocks, flattened and projected."""
+    stride-1 pre-norm residual causal 2-D conv blocks, flattened, projected and layer-normalised.
+
+    Every part is normalised on purpose: an earlier version (``h + ReLU(conv(h))`` blocks, no output norm) let
+    the branch's output grow to ~1e5, almost all of it one input-independent direction; after the fusion
+    LayerNorm the LSTM then saw the same vector at every frame, and the model never learned to use the audio
+    (it emitted one sentence for every utterance; docs/encoders.md)."""
 
     def __init__(self, num_features: int, channels: int, num_blocks: int, output_dim: int) -> None:
         super().__init__()
         self.subsampling = CausalConv2dSubsampling(num_features, channels, output_dim)
-        self.blocks = nn.ModuleList(CausalConv2d(channels, channels, (3, 3), (1, 1)) for _ in range(num_blocks))
+        self.blocks = nn.ModuleList(LocalResidualBlock(channels) for _ in range(num_blocks))
+        self.norm = nn.LayerNorm(output_dim)
 
     def init_state(self, batch_size: int, device: torch.device) -> State:
         freq = self.subsampling.out_freq
@@ -51,11 +77,10 @@ class LocalContextEncoder(nn.Module):
         h, sub_state = self.subsampling.feature_maps(x, state["subsampling"])
         block_caches = []
         for block, cache in zip(self.blocks, state["blocks"]):
-            out, cache = block(h, cache)
-            h = h + torch.relu(out)
+            h, cache = block(h, cache)
             block_caches.append(cache)
         n, c, t, f = h.shape
-        y = self.subsampling.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f))
+        y = self.norm(self.subsampling.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f)))
         return y, {"subsampling": sub_state, "blocks": block_caches}
 
 
@@ -93,6 +118,7 @@ class GlobalContextEncoder(nn.Module):
         self.subsampling = StackSubsampling(num_features, channels, subsampling_factor)
         self.blocks = nn.ModuleList(GlobalContextBlock(channels, kernel_size, d, se_reduction, dropout)
                                     for d in dilations)
+        self.norm = nn.LayerNorm(channels)  # the residual stream's scale grows with depth (pre-norm blocks)
 
     def init_state(self, batch_size: int, device: torch.device) -> list:
         return [b.init_state(batch_size, device) for b in self.blocks]
@@ -104,7 +130,7 @@ class GlobalContextEncoder(nn.Module):
         for block, block_state in zip(self.blocks, state):
             h, block_state = block(h, block_state)
             new_state.append(block_state)
-        return h, new_state
+        return self.norm(h), new_state
 
 
 @register_encoder("conv_rnnt")
