@@ -22,6 +22,8 @@ SMALL_CONFIGS: Dict[str, Dict[str, Any]] = {
                         output_dim=8),
     "conv_rnnt": dict(local_channels=4, local_blocks=1, local_dim=16, global_channels=16, global_dilations=(1, 2, 4),
                       lstm_hidden=16, lstm_layers=2, output_dim=8),
+    "conv_rnnt_skip": dict(encoder="conv_rnnt", local_channels=4, local_blocks=1, local_dim=16, global_channels=16,
+                           global_dilations=(1, 2, 4), lstm_hidden=16, lstm_layers=2, output_dim=8, input_skip=True),
     # left_context not a multiple of chunk_size on purpose: the window is counted in frames, not chunks
     "conformer": dict(dim=16, num_layers=2, num_heads=2, ffn_dim=32, conv_kernel_size=5, subsampling_channels=4,
                       chunk_size=2, left_context=3, output_dim=8),

@@ -11,7 +11,8 @@ Architecture (default sizes in brackets; the paper does not publish its exact si
      |     LayerNorm -> pointwise conv to 2C -> GLU -> causal dilated depthwise conv (kernel [5],
      |     dilation [1,2,4,8,1,2,4,8]) -> LayerNorm -> Swish -> pointwise conv -> running-mean SE -> + residual;
      |     then LayerNorm
-     `-- concatenate -> linear [384] -> LayerNorm -> LSTM x [3] (hidden [384]) -> linear (output_dim [256]) at 25 frames/s
+     `-- concatenate -> linear [384] -> LayerNorm [+ input_skip: frame stacking x4 -> linear -> LayerNorm]
+           -> LSTM x [3] (hidden [384]) -> linear (output_dim [256]) at 25 frames/s
 
 Both branches subsample time by 4 aligned the same way: output frame ``i`` sees input frames ``<= 4i+3``
 (strided causal convolutions are padded by ``kernel - stride`` past frames, so a stride-2 output sees its
@@ -151,6 +152,7 @@ class ConvRnntEncoder(EncoderBase):
         lstm_hidden: int = 384,
         lstm_layers: int = 3,
         dropout: float = 0.1,
+        input_skip: bool = False,
     ) -> None:
         super().__init__()
         self.subsampling_factor = 4
@@ -163,6 +165,10 @@ class ConvRnntEncoder(EncoderBase):
                                                    self.subsampling_factor)
         self.fuse = nn.Linear(local_dim + global_channels, lstm_hidden)
         self.fuse_norm = nn.LayerNorm(lstm_hidden)
+        # input_skip: add the plain LSTM encoder's front end (4 stacked frames -> linear -> LayerNorm) to the fused
+        # CNN features, so the LSTM sees at least what the LSTM baseline sees (serac's addition, not the paper's;
+        # docs/encoders.md says why)
+        self.input_skip = StackSubsampling(num_features, lstm_hidden, self.subsampling_factor) if input_skip else None
         self.lstm = nn.LSTM(lstm_hidden, lstm_hidden, num_layers=lstm_layers, batch_first=True,
                             dropout=dropout if lstm_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
@@ -179,6 +185,9 @@ class ConvRnntEncoder(EncoderBase):
         local, local_state = self.local_encoder(x, state["local"])
         global_, global_state = self.global_encoder(x, state["global"])
         h = self.fuse_norm(self.fuse(torch.cat([local, global_], dim=-1)))
+        if self.input_skip is not None:
+            lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
+            h = h + self.input_skip(x, lens)[0]
         lstm_state = (state["lstm_h"].transpose(0, 1).contiguous(), state["lstm_c"].transpose(0, 1).contiguous())
         h, (lstm_h, lstm_c) = self.lstm(self.dropout(h), lstm_state)
         y = self.out(self.dropout(h))
