@@ -184,10 +184,16 @@ fi
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   echo "Stage 10: write $compare_results"
   exp_dirs=$(for m in $compare_models; do printf "%s," $compare_exp_dir/$m; done)
+  repro="cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10"  # plus the options that differ from the defaults
+  [ "$compare_models" != "lstm conv_rnnt conformer contextnet" ] && repro="$repro --compare-models \"$compare_models\""
+  [ "$compare_epochs" != 8 ] && repro="$repro --compare-epochs $compare_epochs"
+  [ "$compare_avg" != 3 ] && repro="$repro --compare-avg $compare_avg"
+  [ "$compare_exp_dir" != exp/compare ] && repro="$repro --compare-exp-dir $compare_exp_dir"
+  [ "$compare_results" != RESULTS-encoders.md ] && repro="$repro --compare-results $compare_results"
   python -m serac.bin.write_encoder_table --exp-dirs "${exp_dirs%,}" --sets "${compare_sets// /,}" \
     --epoch $compare_epochs --avg $compare_avg --beam $beam --chunk-ms $chunk_ms --streaming-sets $streaming_set \
     --cohort-set test --cohort-key $compare_cohort_key --claim-sets test \
     --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
-    --command "cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10" --out $compare_results
+    --command "$repro" --out $compare_results
 fi
 echo "$0: succeeded"
