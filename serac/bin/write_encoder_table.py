@@ -85,7 +85,7 @@ def collect(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
                            "encoder_params": env.get("encoder_params"), "params": env.get("num_params"),
                            "num_epochs": cfg["train"]["num_epochs"], "gflops": encoder_gflops(cfg), "wer": {}}
     valid = load_checkpoint(_require(exp_dir / f"epoch-{args.epoch}.pt", "written by training")).get("valid", {})
-    row["valid"] = {k: valid.get(k) for k in ("loss", "pruned_loss", "ctc_loss")}
+    row["valid"] = {k: valid.get(k) for k in ("pruned_loss", "ctc_loss")}
     greedy = decode_suffix("greedy_search", args.epoch, args.avg, args.beam)
     beam = decode_suffix("modified_beam_search", args.epoch, args.avg, args.beam)
     for s in args.sets:

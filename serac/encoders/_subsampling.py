@@ -18,8 +18,11 @@ class StackSubsampling(nn.Module):
         self.proj = nn.Linear(num_features * factor, output_dim)
         self.norm = nn.LayerNorm(output_dim)
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, T, F) -> (N, T // factor, output_dim), without lengths (a chunk, or a branch inside an encoder)."""
         n, t, f = x.shape
         t_out = t // self.factor
-        x = x[:, : t_out * self.factor].reshape(n, t_out, f * self.factor)
-        return self.norm(self.proj(x)), torch.div(x_lens, self.factor, rounding_mode="floor")
+        return self.norm(self.proj(x[:, : t_out * self.factor].reshape(n, t_out, f * self.factor)))
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.frames(x), torch.div(x_lens, self.factor, rounding_mode="floor")

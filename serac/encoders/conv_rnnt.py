@@ -125,8 +125,7 @@ class GlobalContextEncoder(nn.Module):
         return [b.init_state(batch_size, device) for b in self.blocks]
 
     def forward(self, x: torch.Tensor, state: list) -> Tuple[torch.Tensor, list]:
-        lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
-        h, _ = self.subsampling(x, lens)
+        h = self.subsampling.frames(x)
         new_state = []
         for block, block_state in zip(self.blocks, state):
             h, block_state = block(h, block_state)
@@ -186,8 +185,7 @@ class ConvRnntEncoder(EncoderBase):
         global_, global_state = self.global_encoder(x, state["global"])
         h = self.fuse_norm(self.fuse(torch.cat([local, global_], dim=-1)))
         if self.input_skip is not None:
-            lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
-            h = h + self.input_skip(x, lens)[0]
+            h = h + self.input_skip.frames(x)
         lstm_state = (state["lstm_h"].transpose(0, 1).contiguous(), state["lstm_c"].transpose(0, 1).contiguous())
         h, (lstm_h, lstm_c) = self.lstm(self.dropout(h), lstm_state)
         y = self.out(self.dropout(h))

@@ -59,8 +59,7 @@ class LstmEncoder(EncoderBase):
 
     def _front(self, x: torch.Tensor, sub_state: Any) -> Tuple[torch.Tensor, Any]:
         if self.subsampling_kind == "stack":
-            lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
-            return self.subsampling(x, lens)[0], None
+            return self.subsampling.frames(x), None
         h, sub_state = self.subsampling(x, sub_state)
         return self.subsampling_norm(h), sub_state
 

@@ -61,6 +61,10 @@ help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
 . ./cmd.sh
+compare_opts="compare_models compare_config_dir compare_exp_dir compare_epochs compare_avg compare_sets streaming_set
+  chunk_ms compare_cohort_key compare_results"   # stage 10 writes those that differ from these defaults into the table
+declare -A compare_default
+for v in $compare_opts; do compare_default[$v]=${!v}; done
 . utils/parse_options.sh
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
 
@@ -184,12 +188,11 @@ fi
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   echo "Stage 10: write $compare_results"
   exp_dirs=$(for m in $compare_models; do printf "%s," $compare_exp_dir/$m; done)
-  repro="cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10"  # plus the options that differ from the defaults
-  [ "$compare_models" != "lstm conv_rnnt conformer contextnet" ] && repro="$repro --compare-models \"$compare_models\""
-  [ "$compare_epochs" != 8 ] && repro="$repro --compare-epochs $compare_epochs"
-  [ "$compare_avg" != 3 ] && repro="$repro --compare-avg $compare_avg"
-  [ "$compare_exp_dir" != exp/compare ] && repro="$repro --compare-exp-dir $compare_exp_dir"
-  [ "$compare_results" != RESULTS-encoders.md ] && repro="$repro --compare-results $compare_results"
+  repro="cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10"
+  for v in $compare_opts; do
+    [ "${!v}" = "${compare_default[$v]}" ] && continue
+    case ${!v} in *" "*) repro="$repro --${v//_/-} \"${!v}\"" ;; *) repro="$repro --${v//_/-} ${!v}" ;; esac
+  done
   python -m serac.bin.write_encoder_table --exp-dirs "${exp_dirs%,}" --sets "${compare_sets// /,}" \
     --epoch $compare_epochs --avg $compare_avg --beam $beam --chunk-ms $chunk_ms --streaming-sets $streaming_set \
     --cohort-set test --cohort-key $compare_cohort_key --claim-sets test \
