@@ -121,13 +121,15 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
           --blank-penalty $bp $exp_dir $lang data/fbank/synth_cuts_dev.jsonl.gz dev
       done
     done
-    best=$(python -m serac.bin.pick_decode --decode-dir $exp_dir/decode/dev --set-name dev \
-      --pattern "modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$lm_beam-lm-*" --out $exp_dir/decode/lm-tuning-dev.tsv)
-    echo "$0: best LM setting on dev: $best"
-    s=$(echo "$best" | sed -E 's/.*-lm-([^-]+).*/\1/'); bp=$(echo "$best" | sed -nE 's/.*-bp-([^-]+)$/\1/p')
+    # the best suffix and the options that repeat it (--lm-scale S --blank-penalty P, from its stats JSON)
+    read -r best best_opts < <(python -m serac.bin.pick_decode --decode-dir $exp_dir/decode/dev --set-name dev \
+      --pattern "modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$lm_beam-lm-*" --with-options \
+      --out $exp_dir/decode/lm-tuning-dev.tsv)
+    [ -n "$best" ] || { echo "$0: no LM setting picked on dev" >&2; exit 1; }
+    echo "$0: best LM setting on dev: $best ($best_opts)"
     steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg \
-      --method modified_beam_search --beam $lm_beam --lm $lang/lm-${lm_order}gram.arpa --lm-scale $s \
-      --blank-penalty ${bp:-0} $exp_dir $lang data/fbank/synth_cuts_test.jsonl.gz test
+      --method modified_beam_search --beam $lm_beam --lm $lang/lm-${lm_order}gram.arpa $best_opts \
+      $exp_dir $lang data/fbank/synth_cuts_test.jsonl.gz test
     echo "$best" > $exp_dir/decode/lm-best.txt
   fi
 fi
