@@ -56,6 +56,12 @@ DEFAULTS: Dict[str, Any] = {
     # Elastic weight consolidation (serac/fairness/ewc.py), off unless `fisher` is set: fine-tuning adds
     # (lambda/2) * sum_i F_i (theta_i - theta*_i)^2 to the per-frame loss, theta* = the --init-from checkpoint.
     "ewc": {"fisher": None, "lambda": 0.0},
+    # Knowledge distillation (off unless `teacher` is set): a frozen teacher checkpoint (its own config.yaml's
+    # model, eval mode) encodes the same features; `weight` x the mean squared difference of the encoder outputs
+    # (averaged over the output dimension, summed over valid frames) is added to the loss. The teacher's encoder
+    # must have the student's output dimension and frame rate. Used by the amortized recipe to fine-tune the
+    # skipping model towards the dense reference (serac's addition, not the paper's: docs/encoders.md).
+    "distill": {"teacher": None, "weight": 0.0},
 }
 
 

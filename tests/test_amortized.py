@@ -263,3 +263,38 @@ def test_full_context_checkpoint_loads_into_a_sliding_window():
     y_full, y_window = full(x, torch.tensor([64]))[0], window(x, torch.tensor([64]))[0]
     torch.testing.assert_close(y_window[:, :2], y_full[:, :2], atol=1e-5, rtol=0)
     assert not torch.allclose(y_window, y_full, atol=1e-3)
+
+
+@torch.no_grad()
+def test_time_encoders_reports_each_blocks_on_fraction_over_valid_frames():
+    """serac.bin.time_encoders' per-block gate fractions (RESULTS.md's "where the arbitrators run the modules")
+    count valid frames only: a block forced MHA-on / FFN-off reads exactly 1 / 0 on a padded batch, the others
+    match the gates of each utterance encoded on its own."""
+    from serac.bin.time_encoders import time_encoders
+
+    encoder = mixed_gate_encoder(seed=3)
+    nn.init.zeros_(encoder.blocks[0].arbitrator.out.weight)
+    encoder.blocks[0].arbitrator.out.bias.copy_(torch.tensor([5.0, -5.0]))
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def encode(self, x, x_lens):
+            return self.encoder(x, x_lens)
+
+    torch.manual_seed(0)
+    lens = [torch.tensor([64, 37]), torch.tensor([50])]
+    batches = [(torch.randn(len(l), int(l.max()), NUM_FEATURES), l) for l in lens]
+    t = time_encoders({"m": Model()}, batches, repeats=1)["m"]
+    on, frames = torch.zeros(len(encoder.blocks), 2), 0
+    for feats, l in batches:
+        for i, n in enumerate(l.tolist()):
+            encoder(feats[i: i + 1, :n], torch.tensor([n]))
+            on += gates_on(encoder)
+            frames += n // 4
+    assert t["gate_frames"] == frames == 16 + 9 + 12
+    assert t["gate_on_fraction"][0] == [1.0, 0.0]
+    assert torch.allclose(torch.tensor(t["gate_on_fraction"]), on / frames)
+    assert 0.1 < float(on[1:].mean() / frames) < 0.9   # the other blocks really are mixed

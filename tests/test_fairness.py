@@ -449,6 +449,66 @@ def test_trainer_ewc_section_pulls_towards_theta_star(tmp_path: Path) -> None:
         run("noinit", [f"ewc.fisher={fisher_path}", "ewc.lambda=1"])
 
 
+def test_trainer_distill_section_pulls_the_encoder_towards_the_teacher(tmp_path: Path) -> None:
+    """distill.teacher / distill.weight (the amortized recipe's optional KD): the fine-tuned encoder's output stays
+    closer to the frozen teacher's than plain fine-tuning's does; weight 0 is plain fine-tuning exactly; the
+    valid line reports the term; a teacher of another output size is refused, naming the mismatch."""
+    from serac.config import load_config
+    from serac.data.tokenizer import Tokenizer, prepare_word_lang
+    from serac.train.checkpoint import load_checkpoint
+    from serac.train.trainer import train
+    from serac.transducer.loss import backend
+    from serac.transducer.model import build_model
+
+    if backend is None:
+        pytest.skip("no RNN-T backend")
+    lang = tmp_path / "lang"
+    prepare_word_lang(["YES NO"], lang)
+    tok = Tokenizer(lang)
+    train_cuts, valid_cuts = tmp_path / "train.jsonl.gz", tmp_path / "valid.jsonl.gz"
+    write_feature_cuts(train_cuts, tmp_path / "ftr", 8, 0)
+    write_feature_cuts(valid_cuts, tmp_path / "fva", 2, 1)
+    base = ["train.num_epochs=1", "train.tensorboard=false", "train.progress_bar=false", "data.max_duration=0.5",
+            "data.num_buckets=2", "optim.warmup_steps=0", "optim.lr=0.01", "loss.warm_step=0",
+            "model.encoder.hidden_dim=12", "model.encoder.num_layers=1", "model.encoder.output_dim=10",
+            "model.encoder.subsampling_factor=2", "model.encoder.dropout=0.0", "model.decoder_dim=8",
+            "model.joiner_dim=8"]
+
+    valid = {}
+
+    def run(exp: str, extra: List[str], init_from=None):
+        args = Namespace(exp_dir=str(tmp_path / exp), lang_dir=str(lang), train_cuts=str(train_cuts),
+                         valid_cuts=str(valid_cuts), init_from=init_from, start_epoch=0)
+        valid[exp] = train(args, load_config(None, base + extra))["valid"][-1]
+        return load_checkpoint(tmp_path / exp / "epoch-1.pt")
+
+    def encode(ckpt, x):
+        model = build_model(ckpt["config"]["model"], num_features=x.size(-1), vocab_size=tok.vocab_size,
+                            blank_id=tok.blank_id)
+        model.load_state_dict(ckpt["model"])
+        with torch.no_grad():
+            return model.eval().encode(x, torch.full((x.size(0),), x.size(1)))[0]
+
+    teacher = run("teacher", [])
+    init = str(tmp_path / "teacher" / "epoch-1.pt")
+    plain = run("ft", [], init_from=init)
+    kd = run("kd", [f"distill.teacher={init}", "distill.weight=100"], init_from=init)
+    assert plain["batch_idx_train"] == kd["batch_idx_train"] >= 4
+    torch.manual_seed(0)
+    x = torch.randn(3, 40, 6)  # write_feature_cuts' 6-dim features
+    target = encode(teacher, x)
+    gap = {name: float(((encode(c, x) - target) ** 2).mean()) for name, c in (("plain", plain), ("kd", kd))}
+    assert gap["kd"] < 0.5 * gap["plain"], gap
+    assert valid["kd"]["distill_loss"] > 0 and "distill_loss" not in valid["ft"]
+    zero = run("kd0", [f"distill.teacher={init}", "distill.weight=0"], init_from=init)
+    for n in plain["model"]:
+        assert torch.allclose(zero["model"][n], plain["model"][n], atol=1e-6), n
+    other = run("other", ["model.encoder.output_dim=12"])
+    with pytest.raises(ValueError, match="output_dim is 12, the student's 10"):
+        run("bad", [f"distill.teacher={tmp_path / 'other' / 'epoch-1.pt'}", "distill.weight=1"], init_from=init)
+    assert other["batch_idx_train"] >= 4
+
+
 def tiny_named_parameters(ckpt) -> List[Tuple[str, torch.Tensor]]:
     """The trainable entries of a checkpoint's state dict (buffers such as feature statistics excluded)."""
     return [(n, t) for n, t in ckpt["model"].items() if not n.startswith("feat_")]

@@ -30,11 +30,11 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     recipe = recipe_copy("synth_assistant/amortized", root / "amortized")
     (recipe / "conf" / "dense.yaml").write_text(TINY_DENSE)
     args = ["--vocab-size", "80", "--dense-epochs", "1", "--ft-epochs", "1", "--sw-left-contexts", "0",
-            "--cost-weights", "0.5 20", "--n-bootstrap", "20", "--timing-repeats", "1", "--dense-threads", "1"]
+            "--cost-weights", "0.5 20", "--kd-cost-weights", "0.5", "--n-bootstrap", "20", "--timing-repeats", "1", "--dense-threads", "1"]
     proc = run_recipe(recipe, *args)
     for n in range(8):
         assert f"Stage {n}:" in proc.stdout
-    models = ["dense-ft", "sw-lc0", "amortized-cw0.5", "amortized-cw20"]
+    models = ["dense-ft", "sw-lc0", "amortized-cw0.5", "amortized-cw20", "amortized-kd-cw0.5"]
     suffix = "greedy_search-epoch-1-avg-1"
     from lhotse import load_manifest
 
@@ -55,12 +55,23 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     timing = json.loads((recipe / "exp/encoder-time.json").read_text())
     assert set(timing["models"]) == set(models) and timing["reference"] == "dense-ft"
     assert timing["models"]["dense-ft"]["time_vs_reference"] == 1.0
+    assert "gate_on_fraction" not in timing["models"]["dense-ft"]
+    for m in ("amortized-cw0.5", "amortized-cw20", "amortized-kd-cw0.5"):
+        fractions = timing["models"][m]["gate_on_fraction"]
+        assert len(fractions) == 2 and all(len(b) == 2 and all(0 <= x <= 1 for x in b) for b in fractions)
 
     results = (recipe / "RESULTS.md").read_text()
     for m in models:
         assert f"| {m} |" in results
     assert "The paper reports 60% less compute" in results
     assert "Executed encoder FLOPs per accent" in results
+    assert "rel. WER change [95% CI]" in results and "Models named `amortized-kd-*`" in results
+    # the distilled variant was fine-tuned against the dense reference: its config names the teacher, its log
+    # reports the term
+    kd_cfg = (recipe / "exp/amortized-kd-cw0.5/config.yaml").read_text()
+    assert "teacher: exp/dense-ft/epoch-1.pt" in kd_cfg and "cost_weight: 0.5" in kd_cfg
+    assert ", distill " in (recipe / "exp/amortized-kd-cw0.5/log/train.log").read_text()
+    assert "## Where the arbitrators run the modules" in results and "| amortized-cw20 | " in results
     assert (recipe / "results/wer-vs-compute.png").stat().st_size > 1000
     # the sliding-window model costs less than dense (4 attention keys instead of 12), on every utterance
     flops = {}

@@ -5,7 +5,8 @@ Every batch of the cuts is encoded by every model in turn (the order rotating fr
 passes), with one torch thread; process CPU time of ``model.encode`` is summed per model. Interleaving puts
 every model through the same machine load, so the ratios hold on a shared machine even when absolute times do
 not. Encoders that count their FLOPs (``last_flops``, e.g. amortized_transformer) also get their executed
-FLOPs, and every model its ratios to the ``--reference`` model.
+FLOPs, encoders with gates (``last_gates``) the fraction of valid frames each block's modules ran on
+(``gate_on_fraction``: per block, [MHA, FFN]), and every model its ratios to the ``--reference`` model.
 
 Usage:
   python -m serac.bin.time_encoders --cuts data/fbank/synth_cuts_test.jsonl.gz --lang-dir data/lang_bpe_256 \
@@ -71,7 +72,22 @@ def time_encoders(models: Dict[str, torch.nn.Module], batches: List[Tuple[torch.
                 if r == 0 and getattr(model.encoder, "last_flops", None) is not None:
                     totals[name]["flops"] += float(model.encoder.last_flops.sum())
                     totals[name]["dense_flops"] += float(model.encoder.last_dense_flops.sum())
+                if r == 0 and getattr(model.encoder, "last_gates", None):
+                    add_gate_counts(totals[name], model.encoder.last_gates, lens, model.encoder.subsampling_factor)
+    for t in totals.values():
+        if "gate_on_frames" in t:
+            t["gate_on_fraction"] = [[on / max(t["gate_frames"], 1) for on in block] for block in t.pop("gate_on_frames")]
     return totals
+
+
+def add_gate_counts(total: Dict, gates: List[torch.Tensor], lens: torch.Tensor, subsampling_factor: int) -> None:
+    """Accumulate, per block, the valid frames each module ran on (gates: per block (N, T', k) bool, already
+    False on padding) and the number of valid frames."""
+    counts = [g.sum((0, 1)).tolist() for g in gates]
+    prev = total.setdefault("gate_on_frames", [[0] * len(c) for c in counts])
+    total["gate_on_frames"] = [[a + b for a, b in zip(pb, cb)] for pb, cb in zip(prev, counts)]
+    total["gate_frames"] = total.get("gate_frames", 0) + int(
+        torch.div(lens, subsampling_factor, rounding_mode="floor").sum())
 
 
 def main() -> None:

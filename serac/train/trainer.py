@@ -97,12 +97,45 @@ def setup_distributed() -> tuple:
     return world_size, rank, local_rank
 
 
+def load_teacher(path: str, num_features: int, tokenizer: Tokenizer, student, device: torch.device):
+    """The frozen distillation teacher: the checkpoint's own model config and weights, eval mode, no grads.
+    Its encoder must match the student's output dimension and frame rate (the outputs are compared frame by
+    frame)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"distill.teacher {path}: no such checkpoint")
+    ckpt = load_checkpoint(path)
+    if "config" not in ckpt:
+        raise ValueError(f"distill.teacher {path}: the checkpoint holds no model config (not written by serac)")
+    teacher = build_model(ckpt["config"]["model"], num_features=num_features, vocab_size=tokenizer.vocab_size,
+                          blank_id=tokenizer.blank_id)
+    teacher.load_state_dict(ckpt["model"])
+    for what in ("output_dim", "subsampling_factor"):
+        t, st = getattr(teacher.encoder, what, None), getattr(student.encoder, what, None)
+        if t != st:
+            raise ValueError(f"distill.teacher {path}: its encoder's {what} is {t}, the student's {st}")
+    teacher.requires_grad_(False)
+    logging.info(f"distilling from {path} (weight on the encoder-output MSE: see distill.weight)")
+    return teacher.to(device).eval()
+
+
+def distill_loss(encoder_out: torch.Tensor, enc_lens: torch.Tensor, teacher, feats: torch.Tensor,
+                 x_lens: torch.Tensor) -> torch.Tensor:
+    """Sum over valid frames of the mean squared difference between the student's and the teacher's encoder
+    outputs (the teacher runs without gradient on the same features)."""
+    with torch.no_grad():
+        target, t_lens = teacher.encode(feats, x_lens)
+    if not torch.equal(t_lens.to(enc_lens.device), enc_lens) or target.size(1) != encoder_out.size(1):
+        raise ValueError(f"distillation: teacher frames {t_lens.tolist()} != student frames {enc_lens.tolist()}")
+    valid = torch.arange(encoder_out.size(1), device=enc_lens.device)[None, :] < enc_lens[:, None]
+    return ((encoder_out - target.to(encoder_out.dtype)) ** 2).mean(-1)[valid].sum()
+
+
 def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[str, Any], step: int,
-                 device: torch.device, train: bool, spec_augment=None) -> tuple:
+                 device: torch.device, train: bool, spec_augment=None, teacher=None) -> tuple:
     """Returns (loss to back-propagate (sum over the batch), stats dict of summed values). ``spec_augment``
     (a callable on (B, T, F) features, training only) is applied here rather than in the data loader, after the
     speech onsets for ``loss.onset_margin`` were found on the clean features (masks and time warping would
-    move them)."""
+    move them). ``teacher``: adds ``distill.weight`` x :func:`distill_loss` (stats ``distill_loss``, weighted)."""
     feats = batch["inputs"].to(device)
     sup = batch["supervisions"]
     # K2SpeechRecognitionDataset gives one supervision per cut in cut order; lengths in feature frames
@@ -140,8 +173,14 @@ def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[s
         # an encoder's auxiliary term (e.g. the compute-cost term) is a per-frame mean: scale to the batch sum
         loss = loss + out["aux_loss"] * frames
         stats["aux_loss"] = out["aux_loss"].detach().item() * frames.item()
+    if teacher is not None:
+        kd = float(cfg["distill"]["weight"]) * distill_loss(out["encoder_out"], out["encoder_lens"], teacher, feats,
+                                                            x_lens)
+        loss = loss + kd
+        stats["distill_loss"] = kd.detach().item()
     stats["loss"] = (simple_scale * stats["simple_loss"] + pruned_scale * stats["pruned_loss"]
-                     + stats.get("aux_loss", 0.0) + ctc_scale * stats.get("ctc_loss", 0.0))
+                     + stats.get("aux_loss", 0.0) + ctc_scale * stats.get("ctc_loss", 0.0)
+                     + stats.get("distill_loss", 0.0))
     return loss, stats
 
 
@@ -155,11 +194,12 @@ def _reduce(stats: Dict[str, float], world_size: int) -> Dict[str, float]:
 
 
 @torch.no_grad()
-def validate(model, loader, tokenizer, cfg, device, world_size: int) -> Dict[str, float]:
+def validate(model, loader, tokenizer, cfg, device, world_size: int, teacher=None) -> Dict[str, float]:
     model.eval()
     tot: Dict[str, float] = {}
     for batch in loader:
-        _, stats = compute_loss(model, batch, tokenizer, cfg, step=10**9, device=device, train=False)
+        _, stats = compute_loss(model, batch, tokenizer, cfg, step=10**9, device=device, train=False,
+                                teacher=teacher)
         for k, v in stats.items():
             tot[k] = tot.get(k, 0.0) + v
     model.train()
@@ -167,7 +207,7 @@ def validate(model, loader, tokenizer, cfg, device, world_size: int) -> Dict[str
     frames = max(tot.get("frames", 0.0), 1.0)
     out = {"loss": tot.get("loss", 0.0) / frames, "simple_loss": tot.get("simple_loss", 0.0) / frames,
            "pruned_loss": tot.get("pruned_loss", 0.0) / frames, "frames": tot.get("frames", 0.0)}
-    for k in ("ctc_loss", "aux_loss"):  # only where the model has them
+    for k in ("ctc_loss", "aux_loss", "distill_loss"):  # only where the model has them
         if k in tot:
             out[k] = tot[k] / frames
     return out
@@ -225,6 +265,9 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
         from serac.fairness.ewc import EWCPenalty
 
         ewc_penalty = EWCPenalty.from_config(cfg["ewc"], getattr(args, "init_from", None), model, device)
+    teacher = None
+    if (cfg.get("distill") or {}).get("teacher"):
+        teacher = load_teacher(cfg["distill"]["teacher"], num_features, tokenizer, model, device)
 
     if rank == 0:
         info = environment_info()
@@ -267,7 +310,7 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
                    mininterval=5.0, dynamic_ncols=True)
         for batch in bar:
             loss, stats = compute_loss(ddp_model, batch, tokenizer, cfg, batch_idx_train, device, train=True,
-                                       spec_augment=spec_augment)
+                                       spec_augment=spec_augment, teacher=teacher)
             if not math.isfinite(loss.item()):
                 # skip the update but keep DDP ranks in step: back-propagate a zero through every parameter
                 num_nonfinite += 1
@@ -305,11 +348,12 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
                                       batch_idx_train)
         elapsed = time.time() - t0
         tot = _reduce(tot, world_size)
-        valid = validate(ddp_model, valid_dl, tokenizer, cfg, device, world_size)
+        valid = validate(ddp_model, valid_dl, tokenizer, cfg, device, world_size, teacher)
         if rank == 0:
             # the auxiliary terms are shown per frame: for the amortized encoder, aux = cost_weight x expected
             # fraction of encoder FLOPs executed, the number to watch while tuning the cost weight
-            extra = "".join(f", {k.replace('_loss', '')} {valid[k]:.4f}" for k in ("ctc_loss", "aux_loss") if k in valid)
+            extra = "".join(f", {k.replace('_loss', '')} {valid[k]:.4f}"
+                            for k in ("ctc_loss", "aux_loss", "distill_loss") if k in valid)
             if "aux_loss" in tot:
                 extra += f"; train aux {tot['aux_loss'] / max(tot['frames'], 1):.4f}"
             logging.info(

@@ -101,8 +101,9 @@ class Transducer(nn.Module):
         onset_margin: Optional[int] = None,
         onset: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
-        """Returns the summed simple and pruned losses over the batch, the number of encoder frames, and
-        any auxiliary loss the encoder set (e.g. a compute-cost term). ``transducer=False`` skips the
+        """Returns the summed simple and pruned losses over the batch, the number of encoder frames, the
+        encoder output and lengths (for distillation), and any auxiliary loss the encoder set (e.g. a
+        compute-cost term). ``transducer=False`` skips the
         transducer losses (returned as zeros): the CTC-only warm-up. ``ctc_align_margin=m`` (needs the CTC
         head) forbids the transducer to emit a token more than ``m`` frames before the token's first frame in
         the CTC head's Viterbi alignment (alignment-restricted RNN-T, left side only). ``onset_margin=m`` forbids
@@ -142,7 +143,8 @@ class Transducer(nn.Module):
         else:
             simple_loss, pruned_loss = self._transducer_losses(encoder_out, enc_lens, symbols, y_lens, prune_range,
                                                                lm_scale, am_scale, rnnt_type, earliest)
-        out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum()}
+        out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum(),
+               "encoder_out": encoder_out, "encoder_lens": enc_lens}
         if log_probs is not None:
             out["ctc_loss"] = F.ctc_loss(log_probs.transpose(0, 1), symbols, enc_lens, y_lens, blank=self.blank_id,
                                          reduction="sum", zero_infinity=True)

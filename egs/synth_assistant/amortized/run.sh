@@ -25,11 +25,13 @@ prefix=synth
 dense_config=conf/dense.yaml
 dense_epochs=12
 dense_threads=2                # the dense model trains alone: both cores
-ft_epochs=3                    # every fine-tuned variant (dense reference included) gets the same epochs
+ft_epochs=6                    # every fine-tuned variant (dense reference included) gets the same epochs
 ft_threads=1                   # fine-tunes run --ft-nj at a time, one thread each (better than 2 threads each
 ft_nj=2                        # on 2 cores: small matmuls scale poorly)
 sw_left_contexts="4"           # sliding-window baselines: attention left context in frames (dense: 32)
-cost_weights="0.1 0.2 0.3 1"   # the amortized sweep (0.3: about half the FLOPs, 1: about a fifth)
+cost_weights="0.1 0.2 0.3 0.4 1"  # the amortized sweep (0.3-0.4: about half the FLOPs, 1: about a quarter)
+kd_cost_weights="0.3 0.4"      # amortized fine-tunes also distilled from the dense reference (conf/amortized_distill.yaml;
+                               # serac's addition): variants amortized-kd-cw<W>; "" for none
 decode_threads=1
 timing_repeats=2               # passes over test per model in stage 5
 cohort_keys=accent,gender,age_band,region,condition
@@ -37,7 +39,8 @@ compute_key=accent             # compute fraction per cohort of this key in RESU
 n_bootstrap=1000
 results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--vocab-size N] [--dense-epochs N]
-          [--ft-epochs N] [--ft-nj N] [--sw-left-contexts \"L1 L2\"] [--cost-weights \"W1 W2 ...\"] [--n-bootstrap N]"
+          [--ft-epochs N] [--ft-nj N] [--sw-left-contexts \"L1 L2\"] [--cost-weights \"W1 W2 ...\"]
+          [--kd-cost-weights \"W1 ...\"] [--n-bootstrap N]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
@@ -64,13 +67,21 @@ stage_done() {  # stage_done N name: record the stage's wall time
 variants="dense-ft"
 for l in $sw_left_contexts; do variants="$variants sw-lc$l"; done
 for w in $cost_weights; do variants="$variants amortized-cw$w"; done
+for w in $kd_cost_weights; do variants="$variants amortized-kd-cw$w"; done
 variant_config() {
-  case $1 in dense-ft) echo conf/dense_continue.yaml ;; sw-lc*) echo conf/sliding_window.yaml ;; *) echo conf/amortized.yaml ;; esac
+  case $1 in
+    dense-ft) echo conf/dense_continue.yaml ;;
+    sw-lc*) echo conf/sliding_window.yaml ;;
+    amortized-kd-*) echo conf/amortized_distill.yaml ;;
+    *) echo conf/amortized.yaml ;;
+  esac
 }
 variant_set() {
   case $1 in
     sw-lc*) echo "--set model.encoder.left_context=${1#sw-lc}" ;;
     amortized-cw*) echo "--set model.encoder.cost_weight=${1#amortized-cw}" ;;
+    # the teacher is the dense reference after its own fine-tune (stage 2)
+    amortized-kd-cw*) echo "--set model.encoder.cost_weight=${1#amortized-kd-cw} --set distill.teacher=exp/dense-ft/epoch-$ft_epochs.pt" ;;
   esac
 }
 fine_tune() {  # fine_tune VARIANT...: train each from the dense model, --ft-nj at a time
@@ -122,8 +133,10 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "Stage 3: fine-tune amortized models, cost weights: $cost_weights ($ft_epochs epochs)"
-  fine_tune $(for w in $cost_weights; do echo amortized-cw$w; done)
+  echo "Stage 3: fine-tune amortized models, cost weights: $cost_weights; distilled: ${kd_cost_weights:-none} ($ft_epochs epochs)"
+  [ -z "$kd_cost_weights" ] || [ -f exp/dense-ft/epoch-$ft_epochs.pt ] || \
+    { echo "$0: exp/dense-ft/epoch-$ft_epochs.pt (the distillation teacher) missing: run stage 2" >&2; exit 1; }
+  fine_tune $(for w in $cost_weights; do echo amortized-cw$w; done) $(for w in $kd_cost_weights; do echo amortized-kd-cw$w; done)
   stage_done 3 amortized
 fi
 
@@ -168,7 +181,8 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   for v in $variants; do models="$models --model $v=exp/$v"; done
   python local/write_results.py $models --reference dense-ft --init exp/dense --suffix $suffix \
     --cuts $test_cuts --timing exp/encoder-time.json --stage-timing $timing --compute-key $compute_key \
-    --plot results/wer-vs-compute.png --command "cd egs/synth_assistant/amortized && ./run.sh" --out $results
+    --plot results/wer-vs-compute.png --command "cd egs/synth_assistant/amortized && ./run.sh" \
+    --n-bootstrap $n_bootstrap --out $results
   echo "wrote $results"
 fi
 echo "$0: succeeded"

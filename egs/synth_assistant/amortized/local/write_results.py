@@ -55,6 +55,7 @@ def load_model_row(name: str, exp_dir: Path, suffix: str, keys: List[str]) -> Di
     row: Dict[str, Any] = {
         "name": name, "exp_dir": str(exp_dir), "encoder": enc, "params": cfg.get("env", {}).get("encoder_params"),
         "kind": "amortized" if enc.get("arbitrators", True) else "dense",
+        "distilled": bool((cfg.get("distill") or {}).get("teacher")),
         "wer": read_summary_wer(dec / f"wer-summary-test-{suffix}.txt"),
         "stats": json.loads((dec / f"stats-test-{suffix}.json").read_text()),
         "compute": read_compute(dec / f"compute-test-{suffix}.tsv"),
@@ -97,6 +98,31 @@ def flop_breakdown(encoder_cfg: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def paired_rel_wer_interval(errors: Dict[str, int], ref_errors: Dict[str, int], speaker: Dict[str, str],
+                            n_bootstrap: int, seed: int = 0) -> Tuple[float, float]:
+    """95% percentile interval of the relative WER change against the reference (``E / E_ref - 1``, the same
+    reference words on both sides), resampling speakers with replacement, both models on the same resample
+    (paired): how much of a difference is the choice of test speakers."""
+    import numpy as np
+
+    if set(errors) != set(ref_errors):
+        raise ValueError("paired bootstrap: the two decodes cover different utterances")
+    spk = sorted({speaker[c] for c in errors})
+    index = {s: i for i, s in enumerate(spk)}
+    e, e_ref = np.zeros(len(spk)), np.zeros(len(spk))
+    for c, n in errors.items():
+        e[index[speaker[c]]] += n
+        e_ref[index[speaker[c]]] += ref_errors[c]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(spk), size=(n_bootstrap, len(spk)))
+    num, den = e[draws].sum(1), e_ref[draws].sum(1)
+    ratios = num[den > 0] / den[den > 0] - 1
+    if ratios.size == 0:
+        raise ValueError("paired bootstrap: the reference makes no errors on any resample")
+    low, high = np.percentile(100 * ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def fewer(saving: float) -> str:
     """'12.3% fewer' / '4.0% more' (FLOPs)."""
     return f"{saving:.1f}% fewer" if saving >= 0 else f"{-saving:.1f}% more"
@@ -111,13 +137,14 @@ def write_plot(rows: List[Dict[str, Any]], reference: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, x_key, x_label in [(axes[0], "flop_fraction", "executed encoder FLOPs (fraction of dense)"),
                                (axes[1], "time_fraction", "measured encoder CPU time (fraction of dense)")]:
-        amortized = sorted((r for r in rows if r["kind"] == "amortized" and r.get(x_key) is not None),
-                           key=lambda r: r[x_key])
-        if amortized:
-            ax.plot([r[x_key] for r in amortized], [r["wer"] for r in amortized], "o-", label="amortized")
-            for r in amortized:
-                ax.annotate(f"w={r['encoder'].get('cost_weight')}", (r[x_key], r["wer"]), fontsize=8,
-                            textcoords="offset points", xytext=(4, 4))
+        for distilled, label, style in [(False, "amortized", "o-"), (True, "amortized + distillation", "^--")]:
+            amortized = sorted((r for r in rows if r["kind"] == "amortized" and r["distilled"] == distilled
+                                and r.get(x_key) is not None), key=lambda r: r[x_key])
+            if amortized:
+                ax.plot([r[x_key] for r in amortized], [r["wer"] for r in amortized], style, label=label)
+                for r in amortized:
+                    ax.annotate(f"w={r['encoder'].get('cost_weight')}", (r[x_key], r["wer"]), fontsize=8,
+                                textcoords="offset points", xytext=(4, 4))
         for r in rows:
             if r["kind"] == "dense" and r.get(x_key) is not None:
                 is_ref = r["name"] == reference
@@ -145,7 +172,8 @@ def paper_comparison(rows: List[Dict[str, Any]], ref: Dict[str, Any]) -> str:
     if not within:
         best = min(amortized, key=lambda r: r["rel_wer"])
         return head + (f"No cost weight stays within +{TARGET_REL_WER:.0f}%: the smallest WER increase is "
-                       f"{best['rel_wer']:+.1f}% relative (cost weight {best['encoder'].get('cost_weight')}, "
+                       f"{best['rel_wer']:+.1f}% relative ({best['name']}, cost weight "
+                       f"{best['encoder'].get('cost_weight')}, "
                        f"{fewer(best['saving'])} FLOPs, {fmt(best['speedup'])}x measured speed-up), so the target "
                        f"is not met.")
     best = max(within, key=lambda r: r["saving"])
@@ -153,8 +181,8 @@ def paper_comparison(rows: List[Dict[str, Any]], ref: Dict[str, Any]) -> str:
     verdict = ("the target is met" if all(met) else "the target is not met (" + " and ".join(
         m for m, ok in zip([f"FLOP saving below {TARGET_SAVING:.0f}%", f"speed-up below {TARGET_SPEEDUP}x"], met)
         if not ok) + ")")
-    return head + (f"The best point within +{TARGET_REL_WER:.0f}% relative WER is cost weight "
-                   f"{best['encoder'].get('cost_weight')}: {fewer(best['saving'])} FLOPs at {best['rel_wer']:+.1f}% "
+    return head + (f"The best point within +{TARGET_REL_WER:.0f}% relative WER is {best['name']} (cost weight "
+                   f"{best['encoder'].get('cost_weight')}): {fewer(best['saving'])} FLOPs at {best['rel_wer']:+.1f}% "
                    f"relative WER ({best['wer']:.2f}%), {fmt(best['speedup'])}x measured encoder speed-up, so "
                    f"{verdict}; against the paper's {PAPER_SAVING:.0f}% at +{PAPER_REL_WER:.0f}%, that is "
                    f"{best['saving'] - PAPER_SAVING:+.1f} points of FLOP saving at "
@@ -174,6 +202,7 @@ def main() -> None:
     p.add_argument("--compute-key", default="accent")
     p.add_argument("--plot", default="results/wer-vs-compute.png")
     p.add_argument("--command", default="./run.sh")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="speaker resamples for the relative-WER interval")
     p.add_argument("--out", default="RESULTS.md")
     args = p.parse_args()
 
@@ -188,6 +217,12 @@ def main() -> None:
     ref = by_name[args.reference]
     timing = json.loads(Path(args.timing).read_text())
     ref_flops = ref["compute"]
+    from serac.fairness.cohort_metrics import load_cut_attributes, score_utterances
+
+    speaker = {c: str(a.get("speaker", c)) for c, a in load_cut_attributes(args.cuts).items()}
+    for r in rows:
+        recogs = Path(r["exp_dir"]) / "decode" / "test" / f"recogs-test-{args.suffix}.txt"
+        r["errors"] = {c: u.errors for c, u in score_utterances(recogs).items()}
     for r in rows:
         if set(r["compute"]) != set(ref_flops):
             raise SystemExit(f"{r['name']}: its test decode covers other utterances than {args.reference}'s")
@@ -197,6 +232,7 @@ def main() -> None:
         r["time_fraction"] = t["time_vs_reference"] if t else None
         r["speedup"] = t["speedup_vs_reference"] if t else None
         r["rel_wer"] = 100 * (r["wer"] - ref["wer"]) / ref["wer"] if ref["wer"] > 0 else 0.0
+        r["rel_wer_ci"] = paired_rel_wer_interval(r["errors"], ref["errors"], speaker, args.n_bootstrap)
         worst = r["cohorts"].get(args.compute_key, {})
         r["worst_cohort"] = (worst.get("bottom_cohort"), worst.get("max_wer"))
 
@@ -213,14 +249,18 @@ def main() -> None:
         "weight. Test set, greedy search, every model decoded on its own. FLOPs are counted per utterance by the "
         "encoder (what the gathered inference runs, arbitrators and front end included; `docs/encoders.md`); "
         "CPU time is the encoder's process CPU time on the whole test set, all models in one process on one thread, "
-        f"interleaved batch by batch (passes over test: {timing['repeats']}).",
+        f"interleaved batch by batch (passes over test: {timing['repeats']}). The interval on the relative WER "
+        f"change resamples test speakers ({args.n_bootstrap} paired bootstrap draws: both models on the same "
+        "speakers), so it says how much of a difference the choice of test speakers could make."
+        + (" Models named `amortized-kd-*` are also distilled from the dense reference during their fine-tune "
+           "(serac's addition, not the paper's: `docs/encoders.md`)." if any(r["distilled"] for r in rows) else ""),
         "",
         f"![WER vs compute]({args.plot})",
         "",
         "## WER vs compute",
         "",
         f"| model | cost weight | left context | executed encoder FLOPs (of dense) | encoder CPU time (of dense) "
-        f"| speed-up | test WER % | rel. WER change | worst {args.compute_key} WER % |",
+        f"| speed-up | test WER % | rel. WER change [95% CI] | worst {args.compute_key} WER % |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -229,7 +269,8 @@ def main() -> None:
         out.append(
             f"| {r['name']} | {enc.get('cost_weight') if r['kind'] == 'amortized' else '-'} | "
             f"{enc.get('left_context')} | {r['flop_fraction']:.3f} ({fewer(r['saving'])}) | "
-            f"{fmt(r['time_fraction'], 3)} | {fmt(r['speedup'], 2)}x | {r['wer']:.2f} | {r['rel_wer']:+.1f}% | "
+            f"{fmt(r['time_fraction'], 3)} | {fmt(r['speedup'], 2)}x | {r['wer']:.2f} | {r['rel_wer']:+.1f}% "
+            f"[{r['rel_wer_ci'][0]:+.1f}, {r['rel_wer_ci'][1]:+.1f}] | "
             f"{fmt(worst_wer)} ({worst_name or '-'}) |")
     out += ["", paper_comparison(rows, ref), ""]
 
@@ -246,6 +287,15 @@ def main() -> None:
         ref_sum = sum(ref_flops[i][0] for i in ids)
         cells = [f"{sum(r['compute'][i][0] for i in ids) / ref_sum:.3f}" for r in shown]
         out.append(f"| {c} | {len(ids)} | " + " | ".join(cells) + " |")
+    gated = [r for r in shown if (timing["models"].get(r["name"]) or {}).get("gate_on_fraction")]
+    if gated:
+        num_blocks = len(timing["models"][gated[0]["name"]]["gate_on_fraction"])
+        out += ["", "## Where the arbitrators run the modules (fraction of test frames each block's MHA / FFN runs on)",
+                "", "| model | " + " | ".join(f"block {b + 1}" for b in range(num_blocks)) + " |",
+                "|---|" + "---|" * num_blocks]
+        for r in gated:
+            fr = timing["models"][r["name"]]["gate_on_fraction"]
+            out.append(f"| {r['name']} | " + " | ".join(f"{m:.2f} / {f:.2f}" for m, f in fr) + " |")
     out += ["", f"## WER per {args.compute_key} (%)", "",
             f"| {args.compute_key} | " + " | ".join(r["name"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
     for c in names:
