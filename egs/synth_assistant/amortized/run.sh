@@ -7,7 +7,7 @@
 # test (greedy) with its executed encoder FLOPs per utterance, timed against the dense reference in one process
 # on one thread, and scored per cohort; RESULTS.md is written from those files.
 #
-#   ./run.sh                                         # everything (82 min measured on 2 shared CPU cores: docs/encoders.md)
+#   ./run.sh                                         # everything (about 3 h on 2 CPU cores: docs/encoders.md)
 #   ./run.sh --cost-weights "0.1 0.3 1 3 10" --stage 3     # another sweep (stages 3-7; finished runs are kept)
 #   ./run.sh --stage 7                               # rewrite RESULTS.md
 #
@@ -30,7 +30,7 @@ ft_threads=1                   # fine-tunes run --ft-nj at a time, one thread ea
 ft_nj=2                        # on 2 cores: small matmuls scale poorly)
 sw_left_contexts="4"           # sliding-window baselines: attention left context in frames (dense: 32)
 cost_weights="0.1 0.2 0.3 0.4 1"  # the amortized sweep (0.3-0.4: about half the FLOPs, 1: about a quarter)
-kd_cost_weights="0.3 0.4"      # amortized fine-tunes also distilled from the dense reference (conf/amortized_distill.yaml;
+kd_cost_weights="0.3 0.4 0.5 0.6 0.8"  # amortized fine-tunes also distilled from the dense reference (conf/amortized_distill.yaml;
                                # serac's addition): variants amortized-kd-cw<W>; "" for none
 decode_threads=1
 timing_repeats=2               # passes over test per model in stage 5
