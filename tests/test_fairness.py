@@ -399,34 +399,45 @@ def write_feature_cuts(path: Path, feats_dir: Path, n: int, seed: int) -> None:
     CutSet.from_cuts(cuts).to_file(path)
 
 
-def test_trainer_ewc_section_pulls_towards_theta_star(tmp_path: Path) -> None:
-    from serac.config import load_config
-    from serac.data.tokenizer import prepare_word_lang
-    from serac.fairness.ewc import save_fisher
-    from serac.train.checkpoint import load_checkpoint
-    from serac.train.trainer import train
-    from serac.transducer.loss import backend
+class TinyTrainer:
+    """A 1-layer LSTM transducer trained for one epoch on write_feature_cuts' YES/NO cuts: ``run(exp, overrides,
+    init_from)`` trains exp_dir ``tmp_path/exp`` and returns its epoch-1 checkpoint; ``valid[exp]`` keeps the last
+    validation losses of each run. Skips the test without an RNN-T backend."""
 
-    if backend is None:
-        pytest.skip("no RNN-T backend")
-    lang = tmp_path / "lang"
-    prepare_word_lang(["YES NO"], lang)
-    train_cuts, valid_cuts = tmp_path / "train.jsonl.gz", tmp_path / "valid.jsonl.gz"
-    write_feature_cuts(train_cuts, tmp_path / "ftr", 8, 0)
-    write_feature_cuts(valid_cuts, tmp_path / "fva", 2, 1)
-    base = ["train.num_epochs=1", "train.tensorboard=false", "train.progress_bar=false", "data.max_duration=0.5",
+    BASE = ["train.num_epochs=1", "train.tensorboard=false", "train.progress_bar=false", "data.max_duration=0.5",
             "data.num_buckets=2", "optim.warmup_steps=0", "optim.lr=0.01", "loss.warm_step=0",
             "model.encoder.hidden_dim=12", "model.encoder.num_layers=1", "model.encoder.output_dim=10",
             "model.encoder.subsampling_factor=2", "model.encoder.dropout=0.0", "model.decoder_dim=8",
             "model.joiner_dim=8"]
 
-    def run(exp: str, extra: List[str], init_from=None) -> Dict[str, torch.Tensor]:
-        args = Namespace(exp_dir=str(tmp_path / exp), lang_dir=str(lang), train_cuts=str(train_cuts),
-                         valid_cuts=str(valid_cuts), init_from=init_from, start_epoch=0)
-        cfg = load_config(None, base + extra)
-        train(args, cfg)
-        return load_checkpoint(tmp_path / exp / "epoch-1.pt")
+    def __init__(self, tmp_path: Path) -> None:
+        from serac.data.tokenizer import prepare_word_lang
+        from serac.transducer.loss import backend
 
+        if backend is None:
+            pytest.skip("no RNN-T backend")
+        self.tmp_path, self.lang = tmp_path, tmp_path / "lang"
+        prepare_word_lang(["YES NO"], self.lang)
+        self.train_cuts, self.valid_cuts = tmp_path / "train.jsonl.gz", tmp_path / "valid.jsonl.gz"
+        write_feature_cuts(self.train_cuts, tmp_path / "ftr", 8, 0)
+        write_feature_cuts(self.valid_cuts, tmp_path / "fva", 2, 1)
+        self.valid: Dict[str, Dict[str, float]] = {}
+
+    def run(self, exp: str, extra: List[str], init_from=None) -> Dict:
+        from serac.config import load_config
+        from serac.train.checkpoint import load_checkpoint
+        from serac.train.trainer import train
+
+        args = Namespace(exp_dir=str(self.tmp_path / exp), lang_dir=str(self.lang), train_cuts=str(self.train_cuts),
+                         valid_cuts=str(self.valid_cuts), init_from=init_from, start_epoch=0)
+        self.valid[exp] = train(args, load_config(None, self.BASE + extra))["valid"][-1]
+        return load_checkpoint(self.tmp_path / exp / "epoch-1.pt")
+
+
+def test_trainer_ewc_section_pulls_towards_theta_star(tmp_path: Path) -> None:
+    from serac.fairness.ewc import save_fisher
+
+    run = TinyTrainer(tmp_path).run
     base_ckpt = run("base", [])
     theta_star = base_ckpt["model"]
     init = str(tmp_path / "base" / "epoch-1.pt")
@@ -453,34 +464,11 @@ def test_trainer_distill_section_pulls_the_encoder_towards_the_teacher(tmp_path:
     """distill.teacher / distill.weight (the amortized recipe's optional KD): the fine-tuned encoder's output stays
     closer to the frozen teacher's than plain fine-tuning's does; weight 0 is plain fine-tuning exactly; the
     valid line reports the term; a teacher of another output size is refused, naming the mismatch."""
-    from serac.config import load_config
-    from serac.data.tokenizer import Tokenizer, prepare_word_lang
-    from serac.train.checkpoint import load_checkpoint
-    from serac.train.trainer import train
-    from serac.transducer.loss import backend
+    from serac.data.tokenizer import Tokenizer
     from serac.transducer.model import build_model
 
-    if backend is None:
-        pytest.skip("no RNN-T backend")
-    lang = tmp_path / "lang"
-    prepare_word_lang(["YES NO"], lang)
-    tok = Tokenizer(lang)
-    train_cuts, valid_cuts = tmp_path / "train.jsonl.gz", tmp_path / "valid.jsonl.gz"
-    write_feature_cuts(train_cuts, tmp_path / "ftr", 8, 0)
-    write_feature_cuts(valid_cuts, tmp_path / "fva", 2, 1)
-    base = ["train.num_epochs=1", "train.tensorboard=false", "train.progress_bar=false", "data.max_duration=0.5",
-            "data.num_buckets=2", "optim.warmup_steps=0", "optim.lr=0.01", "loss.warm_step=0",
-            "model.encoder.hidden_dim=12", "model.encoder.num_layers=1", "model.encoder.output_dim=10",
-            "model.encoder.subsampling_factor=2", "model.encoder.dropout=0.0", "model.decoder_dim=8",
-            "model.joiner_dim=8"]
-
-    valid = {}
-
-    def run(exp: str, extra: List[str], init_from=None):
-        args = Namespace(exp_dir=str(tmp_path / exp), lang_dir=str(lang), train_cuts=str(train_cuts),
-                         valid_cuts=str(valid_cuts), init_from=init_from, start_epoch=0)
-        valid[exp] = train(args, load_config(None, base + extra))["valid"][-1]
-        return load_checkpoint(tmp_path / exp / "epoch-1.pt")
+    trainer = TinyTrainer(tmp_path)
+    run, valid, tok = trainer.run, trainer.valid, Tokenizer(trainer.lang)
 
     def encode(ckpt, x):
         model = build_model(ckpt["config"]["model"], num_features=x.size(-1), vocab_size=tok.vocab_size,

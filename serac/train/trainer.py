@@ -97,6 +97,10 @@ def setup_distributed() -> tuple:
     return world_size, rank, local_rank
 
 
+# loss terms only some models or configs have: validated, reported per frame, shown in the epoch line
+OPTIONAL_LOSSES = ("ctc_loss", "aux_loss", "distill_loss")
+
+
 def load_teacher(path: str, num_features: int, tokenizer: Tokenizer, student, device: torch.device):
     """The frozen distillation teacher: the checkpoint's own model config and weights, eval mode, no grads.
     Its encoder must match the student's output dimension and frame rate (the outputs are compared frame by
@@ -207,7 +211,7 @@ def validate(model, loader, tokenizer, cfg, device, world_size: int, teacher=Non
     frames = max(tot.get("frames", 0.0), 1.0)
     out = {"loss": tot.get("loss", 0.0) / frames, "simple_loss": tot.get("simple_loss", 0.0) / frames,
            "pruned_loss": tot.get("pruned_loss", 0.0) / frames, "frames": tot.get("frames", 0.0)}
-    for k in ("ctc_loss", "aux_loss", "distill_loss"):  # only where the model has them
+    for k in OPTIONAL_LOSSES:  # only where the model / config has them
         if k in tot:
             out[k] = tot[k] / frames
     return out
@@ -353,7 +357,7 @@ def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) ->
             # the auxiliary terms are shown per frame: for the amortized encoder, aux = cost_weight x expected
             # fraction of encoder FLOPs executed, the number to watch while tuning the cost weight
             extra = "".join(f", {k.replace('_loss', '')} {valid[k]:.4f}"
-                            for k in ("ctc_loss", "aux_loss", "distill_loss") if k in valid)
+                            for k in OPTIONAL_LOSSES if k in valid)
             if "aux_loss" in tot:
                 extra += f"; train aux {tot['aux_loss'] / max(tot['frames'], 1):.4f}"
             logging.info(
