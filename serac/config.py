@@ -52,8 +52,11 @@ DEFAULTS: Dict[str, Any] = {
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},
     "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},
-    "train": {"num_epochs": 10, "seed": 42, "log_interval": 20, "keep_last_epochs": 30, "num_threads": 0},
-    # Elastic weight consolidation (serac/fairness/ewc.py), off unless `fisher` is set: fine-tuning adds
+    # max_skipped_*: a run stops (no checkpoint) when that many steps in a row, or more than that share of the last
+    # skip_window steps, were skipped for a non-finite loss or gradient (serac/train/trainer.py SkipMonitor)
+    "train": {"num_epochs": 10, "seed": 42, "log_interval": 20, "keep_last_epochs": 30, "num_threads": 0,
+              "max_skipped_in_a_row": 20, "max_skipped_fraction": 0.5, "skip_window": 50},
+    # Elastic weight consolidation (serac/train/ewc.py), off unless `fisher` is set: fine-tuning adds
     # (lambda/2) * sum_i F_i (theta_i - theta*_i)^2 to the per-frame loss, theta* = the --init-from checkpoint.
     "ewc": {"fisher": None, "lambda": 0.0},
     # Knowledge distillation (off unless `teacher` is set): a frozen teacher checkpoint (its own config.yaml's

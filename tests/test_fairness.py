@@ -3,7 +3,6 @@ hook) and oversampling, on small hand-made fixtures (no recipe data)."""
 from __future__ import annotations
 
 import json
-from argparse import Namespace
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -15,6 +14,7 @@ from serac.fairness.auto_cohorts import AutoCohorts, fit_auto_cohorts
 from serac.fairness.discovery import SpeakerRecord, disparity, write_cohort_map
 from serac.fairness.geo_tree import GeoPoint, GeoTree, best_split, grow_geo_tree
 from serac.fairness.geodemographic import assign_speakers, best_partition, candidate_partitions
+from trainer_utils import TinyTrainer
 
 # ---------------------------------------------------------------------------------------------
 # geographic tree
@@ -292,7 +292,7 @@ def tiny_batch(seed: int = 1, n: int = 4):
 
 
 def test_fisher_matches_brute_force_per_sample_gradients() -> None:
-    from serac.fairness.ewc import fisher_diagonal
+    from serac.train.ewc import fisher_diagonal
     from serac.transducer.loss import backend
 
     if backend is None:
@@ -329,7 +329,7 @@ def test_fisher_matches_brute_force_per_sample_gradients() -> None:
 def test_fisher_loss_has_the_training_emission_restrictions() -> None:
     """utterance_loss (what the Fisher differentiates) applies loss.onset_margin as training does: on an
     utterance with a leading silence, the restricted loss is the model's own forward with onset_margin."""
-    from serac.fairness.ewc import utterance_loss
+    from serac.train.ewc import utterance_loss
 
     model = tiny_model().eval()
     x = torch.full((1, 24, 6), -4.0)
@@ -344,7 +344,7 @@ def test_fisher_loss_has_the_training_emission_restrictions() -> None:
 
 
 def test_ewc_penalty_zero_at_theta_star_and_gradient() -> None:
-    from serac.fairness.ewc import EWCPenalty, ewc_distance
+    from serac.train.ewc import EWCPenalty, ewc_distance
 
     model = tiny_model()
     theta_star = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -375,67 +375,8 @@ def test_ewc_penalty_zero_at_theta_star_and_gradient() -> None:
         EWCPenalty({k: v for k, v in list(fisher.items())[1:]}, theta_star, lam, model=model)
 
 
-def write_feature_cuts(path: Path, feats_dir: Path, n: int, seed: int) -> None:
-    from lhotse import CutSet, MonoCut, SupervisionSegment
-    from lhotse.features import Features
-    from lhotse.features.io import NumpyFilesWriter
-
-    rng = np.random.default_rng(seed)
-    cuts = []
-    with NumpyFilesWriter(str(feats_dir)) as writer:
-        for i in range(n):
-            cut_id = f"u{seed}-{i}"
-            frames = int(rng.integers(30, 50))
-            key = writer.write(cut_id, rng.normal(size=(frames, 6)).astype(np.float32))
-            feats = Features(type="fbank", num_frames=frames, num_features=6, frame_shift=0.01, sampling_rate=16000,
-                             start=0.0, duration=frames * 0.01, storage_type=writer.name,
-                             storage_path=str(feats_dir), storage_key=key, channels=0,
-                             recording_id=cut_id)
-            text = " ".join(rng.choice(["YES", "NO"], size=int(rng.integers(1, 4))))
-            sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0, duration=frames * 0.01, text=text,
-                                     speaker=f"s{i % 2}")
-            cuts.append(MonoCut(id=cut_id, start=0.0, duration=frames * 0.01, channel=0, supervisions=[sup],
-                                features=feats))
-    CutSet.from_cuts(cuts).to_file(path)
-
-
-class TinyTrainer:
-    """A 1-layer LSTM transducer trained for one epoch on write_feature_cuts' YES/NO cuts: ``run(exp, overrides,
-    init_from)`` trains exp_dir ``tmp_path/exp`` and returns its epoch-1 checkpoint; ``valid[exp]`` keeps the last
-    validation losses of each run. Skips the test without an RNN-T backend."""
-
-    BASE = ["train.num_epochs=1", "train.tensorboard=false", "train.progress_bar=false", "data.max_duration=0.5",
-            "data.num_buckets=2", "optim.warmup_steps=0", "optim.lr=0.01", "loss.warm_step=0",
-            "model.encoder.hidden_dim=12", "model.encoder.num_layers=1", "model.encoder.output_dim=10",
-            "model.encoder.subsampling_factor=2", "model.encoder.dropout=0.0", "model.decoder_dim=8",
-            "model.joiner_dim=8"]
-
-    def __init__(self, tmp_path: Path) -> None:
-        from serac.data.tokenizer import prepare_word_lang
-        from serac.transducer.loss import backend
-
-        if backend is None:
-            pytest.skip("no RNN-T backend")
-        self.tmp_path, self.lang = tmp_path, tmp_path / "lang"
-        prepare_word_lang(["YES NO"], self.lang)
-        self.train_cuts, self.valid_cuts = tmp_path / "train.jsonl.gz", tmp_path / "valid.jsonl.gz"
-        write_feature_cuts(self.train_cuts, tmp_path / "ftr", 8, 0)
-        write_feature_cuts(self.valid_cuts, tmp_path / "fva", 2, 1)
-        self.valid: Dict[str, Dict[str, float]] = {}
-
-    def run(self, exp: str, extra: List[str], init_from=None) -> Dict:
-        from serac.config import load_config
-        from serac.train.checkpoint import load_checkpoint
-        from serac.train.trainer import train
-
-        args = Namespace(exp_dir=str(self.tmp_path / exp), lang_dir=str(self.lang), train_cuts=str(self.train_cuts),
-                         valid_cuts=str(self.valid_cuts), init_from=init_from, start_epoch=0)
-        self.valid[exp] = train(args, load_config(None, self.BASE + extra))["valid"][-1]
-        return load_checkpoint(self.tmp_path / exp / "epoch-1.pt")
-
-
 def test_trainer_ewc_section_pulls_towards_theta_star(tmp_path: Path) -> None:
-    from serac.fairness.ewc import save_fisher
+    from serac.train.ewc import save_fisher
 
     run = TinyTrainer(tmp_path).run
     base_ckpt = run("base", [])

@@ -160,7 +160,7 @@ def _checkpoint_info(exp_dir: Path, fisher, theta_star) -> Dict[str, Any]:
     info = {"steps": ckpt.get("batch_idx_train"), "epochs": ckpt.get("epoch"),
             "ewc_lambda": ewc.get("lambda") if ewc.get("fisher") else None}
     if fisher is not None:
-        from serac.fairness.ewc import ewc_distance
+        from serac.train.ewc import ewc_distance
 
         info["fisher_distance"] = ewc_distance(ckpt["model"], fisher, theta_star)
     return info
@@ -205,7 +205,7 @@ def mitigation_table(args) -> Dict[str, Any]:
     if args.fisher and args.theta_star:
         import torch
 
-        from serac.fairness.ewc import load_fisher
+        from serac.train.ewc import load_fisher
 
         fisher = load_fisher(args.fisher)
         theta_star = torch.load(args.theta_star, map_location="cpu", weights_only=False)["model"]

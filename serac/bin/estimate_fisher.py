@@ -10,7 +10,7 @@ Writes to --out-dir:
                   fine-tuning variant, so theta* of the EWC penalty is exactly what fine-tuning starts from
   fisher.pt       {parameter name: F} (torch.save, atomic)
   fisher.json     how it was estimated: utterances, seconds, Fisher statistics, definition
-Definition (per-utterance empirical Fisher of the per-frame loss): see serac/fairness/ewc.py.
+Definition (per-utterance empirical Fisher of the per-frame loss): see serac/train/ewc.py.
 An existing fisher.pt with the same settings (and the same baseline checkpoint files) is kept; --force re-estimates.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from serac.data.dataset import load_cuts, train_dataloader
 from serac.data.tokenizer import Tokenizer
-from serac.fairness.ewc import fisher_diagonal, save_fisher
+from serac.train.ewc import fisher_diagonal, save_fisher
 from serac.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
 from serac.transducer.model import build_model
 from serac.utils import atomic_write_text, setup_logging

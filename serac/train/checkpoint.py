@@ -1,20 +1,53 @@
-"""Checkpoints: atomic save, resume, and averaging at decode time."""
+"""Checkpoints: atomic save (never of a non-finite model), the random state for exact resume, and averaging at
+decode time."""
 from __future__ import annotations
 
 import logging
+import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
+import numpy as np
 import torch
 
 from serac.utils import atomic_path
 
 
+def nonfinite_tensors(state: Mapping[str, Any]) -> List[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    return [name for name, t in state.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def save_checkpoint(path: str | Path, **state: Any) -> None:
-    """Write a checkpoint atomically: a run killed mid-write keeps the previous file intact."""
+    """Write a checkpoint atomically: a run killed mid-write keeps the previous file intact. A ``model`` state
+    with non-finite values is refused (ValueError naming the tensors): a diverged run must not leave a checkpoint
+    that decoding, averaging or a resume would take for a model."""
+    bad = nonfinite_tensors(state.get("model") or {})
+    if bad:
+        raise ValueError(f"refusing to write {path}: {len(bad)} tensors of the model are not finite "
+                         f"({', '.join(bad[:8])}{', ...' if len(bad) > 8 else ''})")
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def rng_state() -> Dict[str, Any]:
+    """The states of every random generator training draws from (python, numpy, torch CPU and CUDA): saved in
+    each checkpoint so a resumed run continues the very same random streams (dropout, SpecAugment, gates)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def load_checkpoint(path: str | Path) -> Dict[str, Any]:

@@ -1,19 +1,35 @@
 """The one training loop for every model variant.
 
 Config from YAML + ``--set`` overrides, DDP when launched by torchrun (env:// rendezvous; gloo on CPU, nccl on
-GPU), atomic ``epoch-N.pt`` checkpoints, resume with ``--start-epoch`` (default: after the last checkpoint),
-tensorboard logs, a tqdm progress bar, non-finite losses skipped and counted, and the resolved config plus the
-environment logged at start-up. Only rank 0 writes logs, tensorboard and checkpoints.
+GPU), atomic ``epoch-N.pt`` checkpoints, exact resume with ``--start-epoch`` (default: after the last checkpoint;
+the checkpoint holds every random generator's state), one live training per experiment directory (a lock),
+tensorboard logs, a log line every ``train.log_interval`` steps (a tqdm bar too on a terminal), transcripts of
+both sets checked before the first step, and the resolved config plus the environment logged at start-up. Only
+rank 0 writes logs, tensorboard and checkpoints.
+
+Divergence is caught, not saved: a step whose loss or gradient is not finite is skipped (counted, its cuts
+logged); too many skipped steps (``train.max_skipped_in_a_row``, or more than ``train.max_skipped_fraction`` of
+the last ``train.skip_window``), a non-finite validation loss, or a non-finite parameter at save time stop the
+run with an error, and no checkpoint of a diverged model is written.
+
+Optional loss terms come from add-ons (serac/train/addon.py: EWC, distillation, ...), listed in TRAINING_ADDONS.
+
+Structure: :class:`Trainer` sets up and resumes (``__init__``, :meth:`Trainer.resume`), :meth:`Trainer.fit` runs
+the epochs (:meth:`Trainer.train_one_epoch` -> :meth:`Trainer.train_step`), :func:`validate`, :meth:`Trainer.save`.
+The validation loss is reported only; it never chooses a checkpoint (decoding picks ``--epoch``/``--avg``).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
+import sys
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,7 +40,12 @@ from torch.nn.parallel import DistributedDataParallel
 from serac.config import dump_config
 from serac.data.dataset import check_cuts, eval_dataloader, load_cuts, train_dataloader
 from serac.data.tokenizer import Tokenizer
-from serac.train.checkpoint import last_epoch, load_checkpoint, save_checkpoint
+from serac.train.addon import AddonSetup, StepContext, TrainingAddon
+from serac.train.checkpoint import last_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from serac.train.distill import DistillAddon
+from serac.train.ewc import EWCAddon
+from serac.train.exp_lock import ExperimentLock
+from serac.train.transcripts import check_transcripts
 from serac.transducer.loss import backend_name, loss_scales, speech_onset
 from serac.transducer.model import build_model, count_parameters
 from serac.utils import atomic_write_text, environment_info, setup_logging
@@ -97,49 +118,33 @@ def setup_distributed() -> tuple:
     return world_size, rank, local_rank
 
 
-# loss terms only some models or configs have: validated, reported per frame, shown in the epoch line
-OPTIONAL_LOSSES = ("ctc_loss", "aux_loss", "distill_loss")
-
-
-def load_teacher(path: str, num_features: int, tokenizer: Tokenizer, student, device: torch.device):
-    """The frozen distillation teacher: the checkpoint's own model config and weights, eval mode, no grads.
-    Its encoder must match the student's output dimension and frame rate (the outputs are compared frame by
-    frame)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"distill.teacher {path}: no such checkpoint")
-    ckpt = load_checkpoint(path)
-    if "config" not in ckpt:
-        raise ValueError(f"distill.teacher {path}: the checkpoint holds no model config (not written by serac)")
-    teacher = build_model(ckpt["config"]["model"], num_features=num_features, vocab_size=tokenizer.vocab_size,
-                          blank_id=tokenizer.blank_id)
-    teacher.load_state_dict(ckpt["model"])
-    for what in ("output_dim", "subsampling_factor"):
-        t, st = getattr(teacher.encoder, what, None), getattr(student.encoder, what, None)
-        if t != st:
-            raise ValueError(f"distill.teacher {path}: its encoder's {what} is {t}, the student's {st}")
-    teacher.requires_grad_(False)
-    logging.info(f"distilling from {path} (weight on the encoder-output MSE: see distill.weight)")
-    return teacher.to(device).eval()
-
-
-def distill_loss(encoder_out: torch.Tensor, enc_lens: torch.Tensor, teacher, feats: torch.Tensor,
-                 x_lens: torch.Tensor) -> torch.Tensor:
-    """Sum over valid frames of the mean squared difference between the student's and the teacher's encoder
-    outputs (the teacher runs without gradient on the same features)."""
-    with torch.no_grad():
-        target, t_lens = teacher.encode(feats, x_lens)
-    if not torch.equal(t_lens.to(enc_lens.device), enc_lens) or target.size(1) != encoder_out.size(1):
-        raise ValueError(f"distillation: teacher frames {t_lens.tolist()} != student frames {enc_lens.tolist()}")
-    valid = torch.arange(encoder_out.size(1), device=enc_lens.device)[None, :] < enc_lens[:, None]
-    return ((encoder_out - target.to(encoder_out.dtype)) ** 2).mean(-1)[valid].sum()
+# loss terms only some models or configs have: validated, reported per frame, shown in the epoch line (add-ons
+# add their own loss_names)
+MODEL_LOSSES = ("ctc_loss", "aux_loss")
+# the add-ons the trainer builds from the config, in this order (serac/train/addon.py): each builder returns None
+# when its config section leaves it off. A new add-on adds a module under serac/train/ and its builder here.
+TRAINING_ADDONS: Tuple[Callable[[Dict[str, Any], AddonSetup], Optional[TrainingAddon]], ...] = (
+    EWCAddon.from_config, DistillAddon.from_config)
 
 
 def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[str, Any], step: int,
-                 device: torch.device, train: bool, spec_augment=None, teacher=None) -> tuple:
-    """Returns (loss to back-propagate (sum over the batch), stats dict of summed values). ``spec_augment``
+                 device: torch.device, train: bool, spec_augment=None,
+                 addons: Sequence[TrainingAddon] = ()) -> tuple:
+    """Returns (loss to back-propagate (sum over the batch), stats dict of summed values): see
+    :func:`loss_in_context`."""
+    loss, stats, _ = loss_in_context(model, batch, tokenizer, cfg, step, device, train, spec_augment, addons)
+    return loss, stats
+
+
+def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[str, Any], step: int,
+                    device: torch.device, train: bool, spec_augment=None,
+                    addons: Sequence[TrainingAddon] = ()) -> Tuple[torch.Tensor, Dict[str, float], StepContext]:
+    """Returns (loss to back-propagate (sum over the batch), stats dict of summed values, what the add-ons saw
+    of the batch). ``spec_augment``
     (a callable on (B, T, F) features, training only) is applied here rather than in the data loader, after the
     speech onsets for ``loss.onset_margin`` were found on the clean features (masks and time warping would
-    move them). ``teacher``: adds ``distill.weight`` x :func:`distill_loss` (stats ``distill_loss``, weighted)."""
+    move them). ``addons``: their per-utterance weights (training only) and extra loss terms (stats under their
+    ``loss_names``) enter here (serac/train/addon.py)."""
     feats = batch["inputs"].to(device)
     sup = batch["supervisions"]
     # K2SpeechRecognitionDataset gives one supervision per cut in cut order; lengths in feature frames
@@ -156,36 +161,52 @@ def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[s
     if ctc_warmup > 0 and ctc_scale <= 0:
         raise ValueError("loss.ctc_warmup_steps > 0 needs loss.ctc_scale > 0 and model.ctc_head: true")
     warming = step < ctc_warmup
+    reweighting = [a for a in addons if a.reweights] if train else []
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
-                ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"), onset=onset)
+                ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"), onset=onset,
+                **({"reduction": "none"} if reweighting else {}))
     if warming:
         simple_scale = pruned_scale = 0.0
     else:
         simple_scale, pruned_scale = loss_scales(step - ctc_warmup, lc["simple_loss_scale"],
                                                  lc["warm_step"] if train else 0)
+    if ctc_scale > 0 and "ctc_loss" not in out:
+        raise ValueError("loss.ctc_scale > 0 needs model.ctc_head: true")
+    ctx = StepContext(model=getattr(model, "module", model), feats=feats, feat_lens=x_lens, out=out, batch=batch,
+                      step=step, train=train)
+    weights = None
+    if reweighting:
+        utt_loss = simple_scale * out["simple_loss"] + pruned_scale * out["pruned_loss"]
+        if ctc_scale > 0:
+            utt_loss = utt_loss + ctc_scale * out["ctc_loss"]
+        weights = torch.ones_like(utt_loss)
+        for addon in reweighting:
+            w = addon.utterance_weights(ctx, utt_loss.detach())
+            if w is not None:
+                weights = weights * w.to(weights)
+        ctx.utterance_losses, ctx.utterance_weights = utt_loss.detach(), weights.detach()
+        # the stats and the loss below are the weighted sums; the model's sums are kept in the output
+        out = {**out, **{k: (weights * out[k]).sum() for k in ("simple_loss", "pruned_loss", "ctc_loss") if k in out}}
     loss = simple_scale * out["simple_loss"] + pruned_scale * out["pruned_loss"]
     frames = out["num_frames"].float()
     stats = {"simple_loss": out["simple_loss"].detach().item(), "pruned_loss": out["pruned_loss"].detach().item(),
              "frames": frames.item(), "utts": len(y)}
     if ctc_scale > 0:
-        if "ctc_loss" not in out:
-            raise ValueError("loss.ctc_scale > 0 needs model.ctc_head: true")
         loss = loss + ctc_scale * out["ctc_loss"]
         stats["ctc_loss"] = out["ctc_loss"].detach().item()
     if "aux_loss" in out:
         # an encoder's auxiliary term (e.g. the compute-cost term) is a per-frame mean: scale to the batch sum
         loss = loss + out["aux_loss"] * frames
         stats["aux_loss"] = out["aux_loss"].detach().item() * frames.item()
-    if teacher is not None:
-        kd = float(cfg["distill"]["weight"]) * distill_loss(out["encoder_out"], out["encoder_lens"], teacher, feats,
-                                                            x_lens)
-        loss = loss + kd
-        stats["distill_loss"] = kd.detach().item()
     stats["loss"] = (simple_scale * stats["simple_loss"] + pruned_scale * stats["pruned_loss"]
-                     + stats.get("aux_loss", 0.0) + ctc_scale * stats.get("ctc_loss", 0.0)
-                     + stats.get("distill_loss", 0.0))
-    return loss, stats
+                     + stats.get("aux_loss", 0.0) + ctc_scale * stats.get("ctc_loss", 0.0))
+    for addon in addons:
+        for name, term in addon.loss_terms(ctx).items():
+            loss = loss + term
+            stats[name] = term.detach().item()
+            stats["loss"] += stats[name]
+    return loss, stats, ctx
 
 
 def _reduce(stats: Dict[str, float], world_size: int) -> Dict[str, float]:
@@ -198,12 +219,14 @@ def _reduce(stats: Dict[str, float], world_size: int) -> Dict[str, float]:
 
 
 @torch.no_grad()
-def validate(model, loader, tokenizer, cfg, device, world_size: int, teacher=None) -> Dict[str, float]:
+def validate(model, loader, tokenizer, cfg, device, world_size: int,
+             addons: Sequence[TrainingAddon] = ()) -> Dict[str, float]:
+    """Per-frame validation losses (``loss``, ``simple_loss``, ``pruned_loss`` and the optional terms) and
+    ``frames``: reported in the epoch line and stored in the checkpoint; never used to choose a checkpoint."""
     model.eval()
     tot: Dict[str, float] = {}
     for batch in loader:
-        _, stats = compute_loss(model, batch, tokenizer, cfg, step=10**9, device=device, train=False,
-                                teacher=teacher)
+        _, stats = compute_loss(model, batch, tokenizer, cfg, step=10**9, device=device, train=False, addons=addons)
         for k, v in stats.items():
             tot[k] = tot.get(k, 0.0) + v
     model.train()
@@ -211,176 +234,334 @@ def validate(model, loader, tokenizer, cfg, device, world_size: int, teacher=Non
     frames = max(tot.get("frames", 0.0), 1.0)
     out = {"loss": tot.get("loss", 0.0) / frames, "simple_loss": tot.get("simple_loss", 0.0) / frames,
            "pruned_loss": tot.get("pruned_loss", 0.0) / frames, "frames": tot.get("frames", 0.0)}
-    for k in OPTIONAL_LOSSES:  # only where the model / config has them
+    for k in (*MODEL_LOSSES, *(n for a in addons for n in a.loss_names)):  # only where the model / config has them
         if k in tot:
             out[k] = tot[k] / frames
     return out
 
 
-def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) -> Dict[str, Any]:
-    """Train according to ``cfg`` with the paths in ``args`` (see serac/bin/train.py)."""
-    world_size, rank, local_rank = setup_distributed()
-    exp_dir = Path(args.exp_dir)
-    if rank == 0:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(exp_dir / "log" / f"train-{time.strftime('%Y-%m-%d-%H-%M-%S')}.log" if rank == 0 else None, rank)
-    tc = cfg["train"]
-    if tc.get("num_threads"):
-        torch.set_num_threads(int(tc["num_threads"]))
-    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    seed = int(tc["seed"])
-    random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+class TrainingDiverged(RuntimeError):
+    """Too many skipped steps, or a non-finite validation loss: the run stops before writing a checkpoint."""
 
-    tokenizer = Tokenizer(args.lang_dir)
-    train_cuts = check_cuts(load_cuts(args.train_cuts), args.train_cuts, cfg["data"]["max_duration"])
-    valid_cuts = load_cuts(args.valid_cuts)
-    first = next(iter(train_cuts))
-    num_features = first.num_features
-    if num_features is None:
-        raise ValueError(f"{args.train_cuts}: cut {first.id} has no features; run the fbank stage")
-    model = build_model(cfg["model"], num_features=num_features, vocab_size=tokenizer.vocab_size,
-                        blank_id=tokenizer.blank_id).to(device)
 
-    num_epochs = int(tc["num_epochs"])
-    start_epoch = args.start_epoch if args.start_epoch > 0 else last_epoch(exp_dir) + 1
-    oc = cfg["optim"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], weight_decay=oc["weight_decay"])
-    scheduler = EdenLR(optimizer, oc["lr_batches"], oc["lr_epochs"], oc["warmup_steps"])
-    batch_idx_train, num_nonfinite = 0, 0
-    if start_epoch > 1:
-        ckpt = load_checkpoint(exp_dir / f"epoch-{start_epoch - 1}.pt")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        batch_idx_train = ckpt["batch_idx_train"]
-        num_nonfinite = ckpt.get("num_nonfinite", 0)
-        logging.info(f"resumed from {exp_dir}/epoch-{start_epoch - 1}.pt (step {batch_idx_train})")
-    elif getattr(args, "init_from", None):
-        ckpt = load_checkpoint(args.init_from)
-        model.load_state_dict(ckpt["model"])
-        logging.info(f"initialised the model from {args.init_from}")
-    else:
-        mean, std = feature_stats(train_cuts, int(tc.get("stats_num_cuts", 500)))
-        model.set_feature_stats(mean.to(device), std.to(device))
+def last_checkpoint_note(exp_dir: Path) -> str:
+    last = last_epoch(exp_dir)
+    return f"the last one in {exp_dir} is epoch-{last}.pt" if last else f"{exp_dir} has none"
 
-    # EWC (optional `ewc` section; serac/fairness/ewc.py): penalty towards theta* = the --init-from parameters
-    ewc_penalty = None
-    if (cfg.get("ewc") or {}).get("fisher"):
-        from serac.fairness.ewc import EWCPenalty
 
-        ewc_penalty = EWCPenalty.from_config(cfg["ewc"], getattr(args, "init_from", None), model, device)
-    teacher = None
-    if (cfg.get("distill") or {}).get("teacher"):
-        teacher = load_teacher(cfg["distill"]["teacher"], num_features, tokenizer, model, device)
+class SkipMonitor:
+    """Counts the steps skipped for a non-finite loss or gradient and stops the run (:class:`TrainingDiverged`)
+    when ``max_in_a_row`` consecutive steps, or more than ``max_fraction`` of the last ``window`` steps, were
+    skipped: a run that skips most of its updates has diverged, and going on would only hide it."""
 
-    if rank == 0:
-        info = environment_info()
-        info.update({"world_size": world_size, "device": str(device), "rnnt_backend": backend_name,
-                     "num_params": count_parameters(model),
-                     "encoder_params": count_parameters(model.encoder), "vocab_size": tokenizer.vocab_size,
-                     "num_features": num_features})
-        resolved = {**cfg, "paths": {k: str(v) for k, v in vars(args).items() if k not in ("set",)}, "env": info}
-        atomic_write_text(exp_dir / "config.yaml", dump_config(resolved))
-        logging.info("resolved config and environment:\n" + dump_config(resolved))
-    if start_epoch > num_epochs:
-        logging.info(f"nothing to do: epoch-{num_epochs}.pt exists in {exp_dir}")
-        return {"start_epoch": start_epoch, "num_epochs": num_epochs}
+    def __init__(self, max_in_a_row: int, max_fraction: float, window: int, total: int = 0) -> None:
+        self.max_in_a_row, self.max_fraction, self.window = max_in_a_row, max_fraction, window
+        self.total, self.in_a_row = total, 0
+        self.recent: Deque[bool] = deque(maxlen=window)
 
-    ddp_model = model
-    if world_size > 1:
-        ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None,
-                                            find_unused_parameters=bool(tc.get("find_unused_parameters", False)))
-    tb = None
-    if rank == 0 and tc.get("tensorboard", True):
-        from torch.utils.tensorboard import SummaryWriter
+    def ok(self) -> None:
+        self.in_a_row = 0
+        self.recent.append(False)
 
-        tb = SummaryWriter(log_dir=str(exp_dir / "tensorboard"))
+    def skipped(self, step: int, why: str, cut_ids: List[str], exp_dir: Path) -> None:
+        self.total += 1
+        self.in_a_row += 1
+        self.recent.append(True)
+        logging.warning(f"non-finite {why} at step {step} (cuts {', '.join(cut_ids[:5])}"
+                        f"{', ...' if len(cut_ids) > 5 else ''}); update skipped ({self.total} so far)")
+        in_window = sum(self.recent)
+        if self.in_a_row >= self.max_in_a_row or in_window > self.max_fraction * self.window:
+            raise TrainingDiverged(
+                f"training diverged: {self.in_a_row} steps in a row and {in_window} of the last {len(self.recent)} "
+                f"skipped for a non-finite loss or gradient (limits: train.max_skipped_in_a_row "
+                f"{self.max_in_a_row}, train.max_skipped_fraction {self.max_fraction} of train.skip_window "
+                f"{self.window}); the last one at step {step}. No checkpoint was written for this epoch "
+                f"({last_checkpoint_note(exp_dir)}). Lower optim.lr (a likely cause) or check the cuts named in the "
+                f"log.")
 
-    dc = cfg["data"]
-    wsr = {"world_size": world_size, "rank": rank} if world_size > 1 else {}
-    train_dl = train_dataloader(train_cuts, dc["max_duration"], dc["num_buckets"], shuffle=True, seed=seed,
-                                num_workers=dc["num_workers"], **wsr)
-    spec_augment = SpecAugment(**dc["spec_augment"]) if dc.get("spec_augment") else None
-    valid_dl = eval_dataloader(valid_cuts, dc["max_duration"], **wsr)
-    result: Dict[str, Any] = {"valid": []}
-    from tqdm import tqdm
 
-    for epoch in range(start_epoch, num_epochs + 1):
-        scheduler.step_epoch(epoch - 1)
-        train_dl.sampler.set_epoch(epoch)
-        ddp_model.train()
-        t0, tot = time.time(), {"loss": 0.0, "frames": 0.0, "utts": 0.0, "audio_s": 0.0}
-        bar = tqdm(train_dl, desc=f"epoch {epoch}", disable=rank != 0 or not tc.get("progress_bar", True),
-                   mininterval=5.0, dynamic_ncols=True)
-        for batch in bar:
-            loss, stats = compute_loss(ddp_model, batch, tokenizer, cfg, batch_idx_train, device, train=True,
-                                       spec_augment=spec_augment, teacher=teacher)
-            if not math.isfinite(loss.item()):
-                # skip the update but keep DDP ranks in step: back-propagate a zero through every parameter
-                num_nonfinite += 1
-                logging.warning(f"non-finite loss at step {batch_idx_train} (cuts "
-                                f"{[c.id for c in batch['supervisions']['cut']][:5]}...); skipped "
-                                f"({num_nonfinite} so far)")
-                loss = sum(p.sum() * 0.0 for p in model.parameters())
-                stats = {"loss": 0.0, "frames": 0.0, "utts": 0}
-            optimizer.zero_grad(set_to_none=True)
-            per_frame_loss = loss / max(stats["frames"], 1.0)
-            if ewc_penalty is not None and stats["frames"] > 0:
-                # EWC: (lambda/2) sum_i F_i (theta_i - theta*_i)^2, added to the per-frame loss (the Fisher is
-                # estimated from per-frame utterance losses, so both terms share one scale)
-                per_frame_loss = per_frame_loss + ewc_penalty(model)
-            per_frame_loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), oc["grad_clip"])
-            optimizer.step()
-            scheduler.step_batch()
-            batch_idx_train += 1
-            tot["loss"] += stats["loss"]
-            tot["frames"] += stats["frames"]
-            tot["utts"] += stats["utts"]
+class Trainer:
+    """One training run: ``Trainer(args, cfg)`` sets everything up and resumes (model, optimizer, scheduler,
+    add-ons, random state from the last checkpoint); :meth:`fit` runs the remaining epochs."""
+
+    def __init__(self, args, cfg: Dict[str, Any]) -> None:
+        self.args, self.cfg = args, cfg
+        self.world_size, self.rank, local_rank = setup_distributed()
+        self.exp_dir = exp_dir = Path(args.exp_dir)
+        rank = self.rank
+        setup_logging(exp_dir / "log" / f"train-{time.strftime('%Y-%m-%d-%H-%M-%S')}.log" if rank == 0 else None,
+                      rank)
+        self.tc = tc = cfg["train"]
+        if tc.get("num_threads"):
+            torch.set_num_threads(int(tc["num_threads"]))
+        self.device = device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        self.seed = seed = int(tc["seed"])
+        random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+
+        self.tokenizer = tokenizer = Tokenizer(args.lang_dir)
+        train_cuts = load_cuts(args.train_cuts)
+        first = next(iter(train_cuts))
+        num_features = first.num_features
+        if num_features is None:
+            raise ValueError(f"{args.train_cuts}: cut {first.id} has no features; run the fbank stage")
+        self.model = model = build_model(cfg["model"], num_features=num_features, vocab_size=tokenizer.vocab_size,
+                                         blank_id=tokenizer.blank_id).to(device)
+        factor, rnnt_type = int(model.encoder.subsampling_factor), cfg["loss"].get("rnnt_type", "modified")
+        log_dir = exp_dir / "log" if rank == 0 else None
+        self.train_cuts = check_cuts(check_transcripts(train_cuts, args.train_cuts, "train", tokenizer, factor,
+                                                       rnnt_type, log_dir), args.train_cuts, cfg["data"]["max_duration"])
+        self.valid_cuts = check_transcripts(load_cuts(args.valid_cuts), args.valid_cuts, "valid", tokenizer, factor,
+                                            rnnt_type, log_dir)
+
+        self.num_epochs = int(tc["num_epochs"])
+        self.start_epoch = args.start_epoch if args.start_epoch > 0 else last_epoch(exp_dir) + 1
+        oc = cfg["optim"]
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], weight_decay=oc["weight_decay"])
+        self.scheduler = EdenLR(self.optimizer, oc["lr_batches"], oc["lr_epochs"], oc["warmup_steps"])
+        self.batch_idx_train = 0
+        resumed = self.resume(num_features)
+        self.skips = SkipMonitor(int(tc.get("max_skipped_in_a_row", 20)), float(tc.get("max_skipped_fraction", 0.5)),
+                                 int(tc.get("skip_window", 50)), total=(resumed or {}).get("num_nonfinite", 0))
+
+        setup = AddonSetup(model=model, init_from=getattr(args, "init_from", None), tokenizer=tokenizer,
+                           num_features=num_features, device=device)
+        self.addons: List[TrainingAddon] = [a for build in TRAINING_ADDONS if (a := build(cfg, setup)) is not None]
+        self.loss_names = (*MODEL_LOSSES, *(n for a in self.addons for n in a.loss_names))
+        if resumed is not None:
+            states = resumed.get("addons", {})
+            for addon in self.addons:
+                addon.load_state_dict(states.get(addon.name, {}))
+
+        if rank == 0:
+            info = environment_info()
+            info.update({"world_size": self.world_size, "device": str(device), "rnnt_backend": backend_name,
+                         "num_params": count_parameters(model),
+                         "encoder_params": count_parameters(model.encoder), "vocab_size": tokenizer.vocab_size,
+                         "num_features": num_features})
+            resolved = {**cfg, "paths": {k: str(v) for k, v in vars(args).items() if k not in ("set",)}, "env": info}
+            atomic_write_text(exp_dir / "config.yaml", dump_config(resolved))
+            logging.info("resolved config and environment:\n" + dump_config(resolved))
+        if self.start_epoch > self.num_epochs:
+            return
+
+        self.ddp_model = model
+        if self.world_size > 1:
+            self.ddp_model = DistributedDataParallel(
+                model, device_ids=[local_rank] if device.type == "cuda" else None,
+                find_unused_parameters=bool(tc.get("find_unused_parameters", False)))
+        self.tb = None
+        if rank == 0 and tc.get("tensorboard", True):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(exp_dir / "tensorboard"))
+
+        dc = cfg["data"]
+        wsr = {"world_size": self.world_size, "rank": rank} if self.world_size > 1 else {}
+        # the sampler reshuffles from (seed, epoch) at every epoch (set_epoch below): it needs no saved state
+        self.train_dl = train_dataloader(self.train_cuts, dc["max_duration"], dc["num_buckets"], shuffle=True,
+                                         seed=seed, num_workers=dc["num_workers"], **wsr)
+        self.spec_augment = SpecAugment(**dc["spec_augment"]) if dc.get("spec_augment") else None
+        self.valid_dl = eval_dataloader(self.valid_cuts, dc["max_duration"], **wsr)
+        if resumed is not None:
+            self.restore_random_state(resumed)
+
+    def resume(self, num_features: int) -> Optional[Dict[str, Any]]:
+        """Load the model, optimizer and scheduler of ``epoch-(start_epoch - 1).pt`` and return that checkpoint; or
+        initialise the model from ``--init-from``, or its feature statistics from the training data."""
+        model, exp_dir, tc = self.model, self.exp_dir, self.tc
+        if self.start_epoch > 1:
+            path = exp_dir / f"epoch-{self.start_epoch - 1}.pt"
+            ckpt = load_checkpoint(path)
+            model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.batch_idx_train = ckpt["batch_idx_train"]
+            logging.info(f"resumed from {path} (step {self.batch_idx_train})")
+            return ckpt
+        init_from = getattr(self.args, "init_from", None)
+        if init_from:
+            model.load_state_dict(load_checkpoint(init_from)["model"])
+            logging.info(f"initialised the model from {init_from}")
+        else:
+            mean, std = feature_stats(self.train_cuts, int(tc.get("stats_num_cuts", 500)))
+            model.set_feature_stats(mean.to(self.device), std.to(self.device))
+        return None
+
+    def restore_random_state(self, ckpt: Dict[str, Any]) -> None:
+        """The random streams where the checkpoint left them (the last thing set-up does, so nothing in it draws
+        from them afterwards): a resumed run is then the uninterrupted one, bit for bit."""
+        states = ckpt.get("rng")
+        if not states:
+            logging.warning("the checkpoint holds no random state (written by an older serac): the resumed run "
+                            "continues with fresh random streams")
+        elif len(states) != self.world_size:
+            logging.warning(f"the checkpoint holds the random state of {len(states)} processes, this run has "
+                            f"{self.world_size}: every process continues with fresh random streams")
+        else:
+            set_rng_state(states[self.rank])
+
+    def gather_random_state(self) -> List[Dict[str, Any]]:
+        """Every rank's random state, in rank order (collective under DDP)."""
+        state = rng_state()
+        if self.world_size == 1:
+            return [state]
+        states: List[Any] = [None] * self.world_size
+        dist.all_gather_object(states, state)
+        return states
+
+    def fit(self, on_epoch_end: Optional[Callable] = None) -> Dict[str, Any]:
+        """Train epochs start_epoch..num_epochs: train, validate, checkpoint."""
+        if self.start_epoch > self.num_epochs:
+            logging.info(f"nothing to do: epoch-{self.num_epochs}.pt exists in {self.exp_dir}")
+            return {"start_epoch": self.start_epoch, "num_epochs": self.num_epochs}
+        result: Dict[str, Any] = {"valid": []}
+        for epoch in range(self.start_epoch, self.num_epochs + 1):
+            t0 = time.time()
+            tot = _reduce(self.train_one_epoch(epoch), self.world_size)
+            elapsed = time.time() - t0
+            valid = validate(self.ddp_model, self.valid_dl, self.tokenizer, self.cfg, self.device, self.world_size,
+                             self.addons)
+            self.log_epoch(epoch, tot, valid, elapsed)
+            if not math.isfinite(valid["loss"]):
+                raise TrainingDiverged(
+                    f"epoch {epoch}: the validation loss is {valid['loss']} (simple {valid['simple_loss']}, pruned "
+                    f"{valid['pruned_loss']}): the model diverged; epoch-{epoch}.pt is not written "
+                    f"({last_checkpoint_note(self.exp_dir)}). Lower optim.lr (a likely cause).")
+            rng_states = self.gather_random_state()
+            if self.rank == 0:
+                self.save(epoch, valid, {**tot, "elapsed_s": elapsed}, rng_states)
+            result["valid"].append(valid)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, valid)
+            if self.world_size > 1:
+                dist.barrier()
+        if self.tb is not None:
+            self.tb.close()
+        result["num_nonfinite"] = self.skips.total
+        return result
+
+    def train_one_epoch(self, epoch: int) -> Dict[str, float]:
+        """One pass over the training data; returns this rank's summed stats."""
+        tc = self.tc
+        self.scheduler.step_epoch(epoch - 1)
+        self.train_dl.sampler.set_epoch(epoch)
+        self.ddp_model.train()
+        tot = {"loss": 0.0, "frames": 0.0, "utts": 0.0, "audio_s": 0.0}
+        batches: Iterable = self.train_dl
+        bar = None
+        if self.rank == 0 and tc.get("progress_bar", True) and sys.stderr.isatty():
+            # an interactive terminal gets a bar as well; logs (not a terminal) only the periodic lines
+            from tqdm import tqdm
+
+            batches = bar = tqdm(self.train_dl, desc=f"epoch {epoch}", mininterval=5.0, dynamic_ncols=True)
+        for batch_idx, batch in enumerate(batches):
+            stats, grad_norm = self.train_step(batch)
+            for k in ("loss", "frames", "utts"):
+                tot[k] += stats[k]
             if "aux_loss" in stats:
                 tot["aux_loss"] = tot.get("aux_loss", 0.0) + stats["aux_loss"]
             tot["audio_s"] += float(sum(c.duration for c in batch["supervisions"]["cut"]))
-            if rank == 0 and batch_idx_train % tc["log_interval"] == 0:
-                per_frame = stats["loss"] / max(stats["frames"], 1.0)
-                bar.set_postfix(loss=f"{per_frame:.3f}", avg=f"{tot['loss'] / max(tot['frames'], 1):.3f}")
-                if tb is not None:
-                    tb.add_scalar("train/loss", per_frame, batch_idx_train)
-                    tb.add_scalar("train/lr", optimizer.param_groups[0]["lr"], batch_idx_train)
-                    tb.add_scalar("train/grad_norm", float(grad_norm), batch_idx_train)
-                    if "aux_loss" in stats:
-                        tb.add_scalar("train/aux_loss", stats["aux_loss"] / max(stats["frames"], 1.0),
-                                      batch_idx_train)
-        elapsed = time.time() - t0
-        tot = _reduce(tot, world_size)
-        valid = validate(ddp_model, valid_dl, tokenizer, cfg, device, world_size, teacher)
-        if rank == 0:
-            # the auxiliary terms are shown per frame: for the amortized encoder, aux = cost_weight x expected
-            # fraction of encoder FLOPs executed, the number to watch while tuning the cost weight
-            extra = "".join(f", {k.replace('_loss', '')} {valid[k]:.4f}"
-                            for k in OPTIONAL_LOSSES if k in valid)
-            if "aux_loss" in tot:
-                extra += f"; train aux {tot['aux_loss'] / max(tot['frames'], 1):.4f}"
-            logging.info(
-                f"epoch {epoch}: train loss {tot['loss'] / max(tot['frames'], 1):.4f}, valid loss {valid['loss']:.4f} "
-                f"(simple {valid['simple_loss']:.4f}, pruned {valid['pruned_loss']:.4f}{extra}), {elapsed:.0f}s, "
-                f"{tot['audio_s'] / max(elapsed, 1e-9):.1f}s audio/s, step {batch_idx_train}, "
-                f"lr {optimizer.param_groups[0]['lr']:.2e}, non-finite skipped {num_nonfinite}")
-            if tb is not None:
-                tb.add_scalar("valid/loss", valid["loss"], batch_idx_train)
-                tb.add_scalar("train/epoch_loss", tot["loss"] / max(tot["frames"], 1), batch_idx_train)
-            save_checkpoint(exp_dir / f"epoch-{epoch}.pt", model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), epoch=epoch, batch_idx_train=batch_idx_train,
-                            num_nonfinite=num_nonfinite, valid=valid, config=cfg,
-                            train_stats={**tot, "elapsed_s": elapsed})
-            keep = int(tc.get("keep_last_epochs", 0))
-            if keep > 0 and epoch - keep >= 1:
-                (exp_dir / f"epoch-{epoch - keep}.pt").unlink(missing_ok=True)
-        result["valid"].append(valid)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, valid)
-        if world_size > 1:
-            dist.barrier()
-    if tb is not None:
-        tb.close()
-    result["num_nonfinite"] = num_nonfinite
-    return result
+            if self.rank == 0 and self.batch_idx_train % tc["log_interval"] == 0:
+                self.log_batch(epoch, batch_idx, stats, tot, grad_norm, bar)
+        return tot
+
+    def train_step(self, batch: Dict[str, Any]) -> Tuple[Dict[str, float], float]:
+        """Forward, backward and update on one batch; a non-finite loss or gradient skips the update (counted, the
+        cuts logged). Returns (the batch's stats, the gradient norm before clipping)."""
+        model, optimizer = self.model, self.optimizer
+        step = self.batch_idx_train
+        cut_ids = [c.id for c in batch["supervisions"]["cut"]]
+        loss, stats, ctx = loss_in_context(self.ddp_model, batch, self.tokenizer, self.cfg, step, self.device,
+                                           train=True, spec_augment=self.spec_augment, addons=self.addons)
+        skipped = None
+        if not math.isfinite(loss.item()):
+            # skip the update but keep DDP ranks in step: back-propagate a zero through every parameter
+            skipped = "loss"
+            loss = sum(p.sum() * 0.0 for p in model.parameters())
+            stats = {"loss": 0.0, "frames": 0.0, "utts": 0}
+        optimizer.zero_grad(set_to_none=True)
+        per_frame_loss = loss / max(stats["frames"], 1.0)
+        if stats["frames"] > 0:
+            for addon in self.addons:
+                # e.g. EWC: (lambda/2) sum_i F_i (theta_i - theta*_i)^2 on the per-frame scale (the Fisher is
+                # estimated from per-frame utterance losses, so both terms share one scale)
+                penalty = addon.penalty(model)
+                if penalty is not None:
+                    per_frame_loss = per_frame_loss + penalty
+        per_frame_loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg["optim"]["grad_clip"])
+        # the gradient norm is the same on every rank (gradients are all-reduced), so all ranks skip together;
+        # a loss skipped on one rank of several still steps on the others' gradients
+        if skipped is None and not bool(torch.isfinite(grad_norm)):
+            skipped = "gradient"
+            stats = {"loss": 0.0, "frames": 0.0, "utts": 0}
+        if skipped == "gradient" or (skipped == "loss" and self.world_size == 1):
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            optimizer.step()
+            if skipped is None:
+                for addon in self.addons:
+                    addon.after_step(ctx)
+        self.scheduler.step_batch()
+        self.batch_idx_train += 1
+        if skipped is None:
+            self.skips.ok()
+        else:
+            self.skips.skipped(step, skipped, cut_ids, self.exp_dir)
+        return stats, float(grad_norm)
+
+    def log_batch(self, epoch: int, batch_idx: int, stats: Dict[str, float], tot: Dict[str, float],
+                  grad_norm: float, bar=None) -> None:
+        """Every ``train.log_interval`` steps: one log line (icefall style) and the tensorboard scalars."""
+        step, lr = self.batch_idx_train, self.optimizer.param_groups[0]["lr"]
+        per_frame = stats["loss"] / max(stats["frames"], 1.0)
+        avg = tot["loss"] / max(tot["frames"], 1.0)
+        logging.info(f"Epoch {epoch}, batch {batch_idx}, step {step}, loss {per_frame:.4f}, epoch average {avg:.4f}"
+                     f" over {tot['frames']:.0f} frames, lr {lr:.3e}, grad norm {grad_norm:.3g}, skipped "
+                     f"{self.skips.total}")
+        if bar is not None:
+            bar.set_postfix(loss=f"{per_frame:.3f}", avg=f"{avg:.3f}")
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", per_frame, step)
+            self.tb.add_scalar("train/lr", lr, step)
+            self.tb.add_scalar("train/grad_norm", grad_norm, step)
+            if "aux_loss" in stats:
+                self.tb.add_scalar("train/aux_loss", stats["aux_loss"] / max(stats["frames"], 1.0), step)
+
+    def log_epoch(self, epoch: int, tot: Dict[str, float], valid: Dict[str, float], elapsed: float) -> None:
+        if self.rank != 0:
+            return
+        # the auxiliary terms are shown per frame: for the amortized encoder, aux = cost_weight x expected
+        # fraction of encoder FLOPs executed, the number to watch while tuning the cost weight
+        extra = "".join(f", {k.replace('_loss', '')} {valid[k]:.4f}" for k in self.loss_names if k in valid)
+        if "aux_loss" in tot:
+            extra += f"; train aux {tot['aux_loss'] / max(tot['frames'], 1):.4f}"
+        logging.info(
+            f"epoch {epoch}: train loss {tot['loss'] / max(tot['frames'], 1):.4f}, valid loss {valid['loss']:.4f} "
+            f"(simple {valid['simple_loss']:.4f}, pruned {valid['pruned_loss']:.4f}{extra}), {elapsed:.0f}s, "
+            f"{tot['audio_s'] / max(elapsed, 1e-9):.1f}s audio/s, step {self.batch_idx_train}, "
+            f"lr {self.optimizer.param_groups[0]['lr']:.2e}, non-finite skipped {self.skips.total}")
+        if self.tb is not None:
+            self.tb.add_scalar("valid/loss", valid["loss"], self.batch_idx_train)
+            self.tb.add_scalar("train/epoch_loss", tot["loss"] / max(tot["frames"], 1), self.batch_idx_train)
+
+    def save(self, epoch: int, valid: Dict[str, float], train_stats: Dict[str, float],
+             rng_states: List[Dict[str, Any]]) -> None:
+        """``epoch-N.pt`` (atomic, refused if the model is not finite) and the rotation of old checkpoints."""
+        save_checkpoint(self.exp_dir / f"epoch-{epoch}.pt", model=self.model.state_dict(),
+                        optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(), epoch=epoch,
+                        batch_idx_train=self.batch_idx_train, num_nonfinite=self.skips.total, valid=valid,
+                        config=self.cfg, train_stats=train_stats, rng=rng_states,
+                        addons={a.name: a.state_dict() for a in self.addons})
+        keep = int(self.tc.get("keep_last_epochs", 0))
+        if keep > 0 and epoch - keep >= 1:
+            (self.exp_dir / f"epoch-{epoch - keep}.pt").unlink(missing_ok=True)
+
+
+def train(args, cfg: Dict[str, Any], on_epoch_end: Optional[Callable] = None) -> Dict[str, Any]:
+    """Train according to ``cfg`` with the paths in ``args`` (see serac/bin/train.py); refuses an experiment
+    directory that another live training holds (serac/train/exp_lock.py)."""
+    rank = int(os.environ.get("RANK", "0"))
+    lock = ExperimentLock(args.exp_dir) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        return Trainer(args, cfg).fit(on_epoch_end)

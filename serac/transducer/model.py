@@ -100,6 +100,7 @@ class Transducer(nn.Module):
         ctc_align_margin: Optional[int] = None,
         onset_margin: Optional[int] = None,
         onset: Optional[torch.Tensor] = None,
+        reduction: str = "sum",
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, the
         encoder output and lengths (for distillation), and any auxiliary loss the encoder set (e.g. a
@@ -109,7 +110,8 @@ class Transducer(nn.Module):
         the CTC head's Viterbi alignment (alignment-restricted RNN-T, left side only). ``onset_margin=m`` forbids
         any emission more than ``m`` encoder frames before the speech onset (an energy detector on the raw
         features, :func:`serac.transducer.loss.speech_onset`); ``onset`` (B,) gives those onsets in input frames
-        instead, e.g. found on the features before SpecAugment masked or warped them."""
+        instead, e.g. found on the features before SpecAugment masked or warped them. ``reduction="none"``: the
+        simple, pruned and CTC losses per utterance (B,) instead of summed (for per-utterance loss weights)."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -139,15 +141,15 @@ class Transducer(nn.Module):
             # zeros still connected to every transducer-only parameter, so DDP sees them all used
             zero = encoder_out.sum() * 0.0 + sum(p.sum() for m in (self.decoder, self.joiner, self.simple_am_proj,
                                                                    self.simple_lm_proj) for p in m.parameters()) * 0.0
-            simple_loss = pruned_loss = zero
+            simple_loss = pruned_loss = zero if reduction == "sum" else zero.expand(len(y))
         else:
             simple_loss, pruned_loss = self._transducer_losses(encoder_out, enc_lens, symbols, y_lens, prune_range,
-                                                               lm_scale, am_scale, rnnt_type, earliest)
+                                                               lm_scale, am_scale, rnnt_type, earliest, reduction)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum(),
                "encoder_out": encoder_out, "encoder_lens": enc_lens}
         if log_probs is not None:
             out["ctc_loss"] = F.ctc_loss(log_probs.transpose(0, 1), symbols, enc_lens, y_lens, blank=self.blank_id,
-                                         reduction="sum", zero_infinity=True)
+                                         reduction="sum" if reduction == "sum" else "none", zero_infinity=True)
         aux = getattr(self.encoder, "aux_loss", None)
         if aux is not None:
             out["aux_loss"] = aux
@@ -155,14 +157,15 @@ class Transducer(nn.Module):
 
     def _transducer_losses(self, encoder_out: torch.Tensor, enc_lens: torch.Tensor, symbols: torch.Tensor,
                            y_lens: torch.Tensor, prune_range: int, lm_scale: float, am_scale: float,
-                           rnnt_type: str, earliest: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                           rnnt_type: str, earliest: Optional[torch.Tensor] = None,
+                           reduction: str = "sum") -> Tuple[torch.Tensor, torch.Tensor]:
         sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
         decoder_out = self.decoder(sos_y)
         return pruned_rnnt_loss(
             am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out),
             simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
             joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
-            prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction="sum",
+            prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction=reduction,
             rnnt_type=rnnt_type, earliest=earliest)
 
 

@@ -15,10 +15,11 @@ warm-up, plus ``ctc_scale * ctc`` and an encoder's auxiliary term when the model
 its number of encoder frames: the *per-utterance* (per-sample) empirical Fisher, each utterance's loss
 normalised per frame exactly as the trainer normalises a batch loss before back-propagating. The penalty is then
 on the same per-frame scale as the loss it is added to (the trainer adds it after dividing by the batch's
-frames, see serac/train/trainer.py and the ``ewc`` config section). Gradients are taken in eval mode (no
+frames: :class:`EWCAddon`, the trainer's ``ewc`` config section). Gradients are taken in eval mode (no
 dropout, no SpecAugment), so the estimate is deterministic for a given set of utterances.
 
 Files: the Fisher is ``torch.save({param_name: tensor})`` written atomically (metadata in a side JSON).
+A training add-on (serac/train/addon.py) with the fine-tuning loss; serac.bin.estimate_fisher estimates F.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Unio
 
 import torch
 
+from serac.train.addon import AddonSetup, TrainingAddon
+from serac.train.checkpoint import load_checkpoint
 from serac.transducer.loss import loss_scales
 from serac.utils import atomic_path
 
@@ -178,8 +181,6 @@ class EWCPenalty:
         ``--init-from`` checkpoint."""
         if not init_from:
             raise ValueError("ewc.fisher is set but there is no --init-from checkpoint to take theta* from")
-        from serac.train.checkpoint import load_checkpoint
-
         theta_star = load_checkpoint(init_from)["model"]
         penalty = cls(load_fisher(ewc_cfg["fisher"]), theta_star, float(ewc_cfg.get("lambda", 0.0)), model, device)
         logger.info(f"EWC: lambda {penalty.lam:g}, Fisher {ewc_cfg['fisher']} "
@@ -194,3 +195,22 @@ def ewc_distance(state: Mapping[str, torch.Tensor], fisher: Mapping[str, torch.T
     return float(ewc_penalty(((n, state[n].double()) for n in fisher if n in state),
                              {n: f.double() for n, f in fisher.items()},
                              {n: t.double() for n, t in theta_star.items()}, 1.0))
+
+
+class EWCAddon(TrainingAddon):
+    """The ``ewc`` config section ({fisher: path, lambda: float}; off while ``fisher`` is unset): adds
+    :class:`EWCPenalty` to the per-frame training loss of every step that has frames."""
+
+    name = "ewc"
+
+    def __init__(self, penalty: EWCPenalty) -> None:
+        self.ewc = penalty
+
+    def penalty(self, model: torch.nn.Module) -> torch.Tensor:
+        return self.ewc(model)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], setup: AddonSetup) -> Optional["EWCAddon"]:
+        if not (cfg.get("ewc") or {}).get("fisher"):
+            return None
+        return cls(EWCPenalty.from_config(cfg["ewc"], setup.init_from, setup.model, setup.device))
