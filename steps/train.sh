@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
 # Train a transducer with serac.bin.train through $cmd: one process, several local processes (torchrun),
 # or several nodes of a Slurm job (srun starts torchrun on each node, c10d rendezvous on the first).
+#
+# Usage: steps/train.sh [options] <lang-dir> <train-cuts> <valid-cuts> <exp-dir>
+#   steps/train.sh --cmd "$train_cmd" --train-config conf/lstm.yaml --num-epochs 20 \
+#     data/lang_word data/fbank/yesno_cuts_train.jsonl.gz data/fbank/yesno_cuts_test.jsonl.gz exp/lstm
+#
+# The validation set (<valid-cuts>) is only reported: its loss is printed after every epoch (the "valid loss" of
+# the epoch line in <exp-dir>/log/train.log), stored in epoch-N.pt and shown in tensorboard. It never chooses a
+# checkpoint, stops training early or tunes anything: decoding takes the checkpoints named by --epoch/--avg.
+# Cuts the loss cannot score (empty transcript, more tokens than encoder frames) are skipped in both sets and
+# listed in <exp-dir>/log/skipped-cuts-{train,valid}.txt.
+# Output: <exp-dir>/epoch-N.pt (atomic; with the random state, so a killed run resumes exactly), config.yaml,
+# log/, tensorboard/. A second training on the same <exp-dir> while one is alive is refused (<exp-dir>/.lock).
 set -euo pipefail
 echo "$0 $*"
 
@@ -24,7 +36,8 @@ Options:
   --nproc-per-node <n>       # CPU processes per node when --gpus-per-node is 0 (gloo)
   --num-threads <n>          # torch threads per process
   --train-opts <string>      # passed through to serac.bin.train
-Re-running resumes after the last epoch-N.pt in <exp-dir>; a finished run is skipped."
+<valid-cuts> is reported only (valid loss after each epoch), never used to pick a checkpoint.
+Re-running resumes exactly after the last epoch-N.pt in <exp-dir>; a finished run is skipped."
 
 . ./path.sh
 . utils/parse_options.sh
