@@ -65,4 +65,8 @@ elif [ "$nproc" -gt 1 ]; then
 else
   $cmd $gpu_opt --num-threads "$num_threads" "$exp_dir/log/train.log" python -m serac.bin.train $args
 fi
+# the trainer's log has the details; the console gets one line per set with skipped cuts
+for list in "$exp_dir"/log/skipped-cuts-*.txt; do
+  [ -f "$list" ] && echo "$0: $(wc -l < "$list") cuts skipped (transcript unusable), listed in $list"
+done
 echo "$0: done"

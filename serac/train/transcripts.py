@@ -73,12 +73,14 @@ def check_transcripts(cuts: CutSet, path: str | Path, set_name: str, tokenizer: 
         first = next(iter(problems))
         raise ValueError(f"{path}: every one of the {total} cuts of the {set_name} set is unusable, e.g. cut {first}: "
                          f"{problems[first][1]}")
+    out = Path(log_dir) / f"skipped-cuts-{set_name}.txt" if log_dir is not None else None
     if not problems:
+        if out is not None:
+            out.unlink(missing_ok=True)  # a list from an earlier run of this directory no longer holds
         return cuts
     listing = "".join(f"{cut_id}\t{why}\n" for cut_id, (_, why) in problems.items())
     where = ""
-    if log_dir is not None:
-        out = Path(log_dir) / f"skipped-cuts-{set_name}.txt"
+    if out is not None:
         atomic_write_text(out, listing)
         where = f"; all of them in {out}"
     for cut_id, (_, why) in list(problems.items())[:MAX_LOGGED]:
