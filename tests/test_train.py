@@ -103,13 +103,22 @@ def test_steps_skipped_in_a_row_stop_the_run_without_a_checkpoint(tmp_path: Path
 
 
 def test_huge_learning_rate_stops_at_the_nonfinite_validation_loss(tmp_path: Path, one_thread) -> None:
-    """Issue 14's reproduction: --set optim.lr=1e8 used to exit 0 with NaN checkpoints. Now the run stops with an
-    error at the first non-finite validation loss and writes no checkpoint of the diverged model."""
-    from serac.train.trainer import TrainingDiverged
-
+    """Issue 14's reproduction: serac.bin.train --set optim.lr=1e8 used to exit 0 with NaN checkpoints. Now it
+    skips the non-finite steps, then exits 1 with one error line at the first non-finite validation loss and
+    writes no checkpoint of the diverged model."""
     trainer = TinyTrainer(tmp_path)
-    with pytest.raises(TrainingDiverged, match=r"validation loss is nan.*epoch-1.pt is not written.*has none"):
-        trainer.run("exp", ["optim.lr=1e8"])
+    args = trainer.args("exp")
+    cli = [sys.executable, "-m", "serac.bin.train", "--exp-dir", args.exp_dir, "--lang-dir", args.lang_dir,
+           "--train-cuts", args.train_cuts, "--valid-cuts", args.valid_cuts]
+    for item in trainer.BASE + ["optim.lr=1e8"]:
+        cli += ["--set", item]
+    proc = subprocess.run(cli, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "non-finite loss at step" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "ERROR" in last and "epoch 1: the validation loss is nan" in last and "epoch-1.pt is not written" in last
+    assert "Traceback" not in proc.stderr
     assert not list((tmp_path / "exp").glob("epoch-*.pt"))
 
 

@@ -8,10 +8,15 @@ Usage:
   python -m serac.bin.train ... --set train.num_epochs=20 --set model.encoder.hidden_dim=512 --start-epoch 4
   # two processes on one machine (gloo on CPU, nccl on GPU):
   torchrun --standalone --nproc-per-node 2 -m serac.bin.train ...
+
+Exit status 1 with one error line when the run diverged (too many non-finite steps, a non-finite validation loss;
+no checkpoint written) or another live training holds --exp-dir. What it checks: docs/faults-training.md.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 from serac.config import load_config
 
@@ -51,9 +56,15 @@ def main() -> None:
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     cfg = load_config(args.config, overrides)
-    from serac.train.trainer import train
+    from serac.train.exp_lock import ExperimentLocked
+    from serac.train.trainer import TrainingDiverged, train
 
-    train(args, cfg)
+    try:
+        train(args, cfg)
+    except (ExperimentLocked, TrainingDiverged) as e:
+        # expected ways for a run to stop: the message says what happened and what to do, a traceback would not
+        logging.error(str(e))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

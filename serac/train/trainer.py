@@ -140,10 +140,9 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
                     device: torch.device, train: bool, spec_augment=None,
                     addons: Sequence[TrainingAddon] = ()) -> Tuple[torch.Tensor, Dict[str, float], StepContext]:
     """Returns (loss to back-propagate (sum over the batch), stats dict of summed values, what the add-ons saw
-    of the batch). ``spec_augment``
-    (a callable on (B, T, F) features, training only) is applied here rather than in the data loader, after the
-    speech onsets for ``loss.onset_margin`` were found on the clean features (masks and time warping would
-    move them). ``addons``: their per-utterance weights (training only) and extra loss terms (stats under their
+    of the batch). ``spec_augment`` (a callable on (B, T, F) features, training only) is applied here rather than
+    in the data loader, after the speech onsets for ``loss.onset_margin`` were found on the clean features (masks
+    and time warping would move them). ``addons``: their per-utterance weights (training only) and extra loss terms (stats under their
     ``loss_names``) enter here (serac/train/addon.py)."""
     feats = batch["inputs"].to(device)
     sup = batch["supervisions"]
