@@ -160,6 +160,38 @@ def test_bad_transcripts_of_both_sets_are_skipped_and_counted(tmp_path: Path, on
     assert (tmp_path / "regular/log/skipped-cuts-valid.txt").read_text() == "u1-1\tempty transcript\n"
 
 
+def test_transcript_problem_by_hand(tmp_path: Path) -> None:
+    """Every kind, and the boundary T == S (kept): a cut of F feature frames has F // 2 encoder frames here."""
+    from lhotse import load_manifest
+    from lhotse.utils import fastcopy
+
+    from serac.train.transcripts import transcript_problem
+    from trainer_utils import write_feature_cuts
+
+    class Words:
+        def encode(self, text):
+            if "MAYBE" in text:
+                raise KeyError(f"token 'MAYBE' of {text!r} is not in lang/tokens.txt and there is no <unk>")
+            return [1] * len(text.split())
+
+    write_feature_cuts(tmp_path / "c.jsonl.gz", tmp_path / "f", 1, 0, texts=["YES"])
+    cut = next(iter(load_manifest(tmp_path / "c.jsonl.gz")))
+    t = cut.num_frames // 2
+
+    def problem(text, one_per_frame=True):
+        sups = [fastcopy(cut.supervisions[0], text=text)] if text is not None else []
+        return transcript_problem(fastcopy(cut, supervisions=sups), Words(), 2, one_per_frame)
+
+    assert problem(None) == ("no supervision", "the cut has no supervision")
+    assert problem(" ") == ("empty transcript", "empty transcript")
+    assert problem("YES MAYBE")[0] == "unknown token" and "'MAYBE'" in problem("YES MAYBE")[1]
+    assert problem(" ".join(["YES"] * t)) is None
+    kind, why = problem(" ".join(["YES"] * (t + 1)))
+    assert kind == "more tokens than encoder frames"
+    assert why.startswith(f"{t + 1} tokens > {t} encoder frames ({cut.num_frames} feature frames / subsampling 2)")
+    assert problem(" ".join(["YES"] * (t + 1)), one_per_frame=False) is None
+
+
 def test_a_set_without_a_usable_cut_is_refused_naming_one(tmp_path: Path, one_thread) -> None:
     trainer = TinyTrainer(tmp_path, valid_texts=["", "  "])
     with pytest.raises(ValueError, match=r"valid.jsonl.gz: every one of the 2 cuts of the valid set is unusable, "
