@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from serac.fairness.cohort_metrics import bootstrap_wer_interval
-from serac.multitalker.metrics import (EmittedTurn, HypSegment, match_turns, multitalker_wer,
+from serac.multitalker.metrics import (EmittedTurn, HypSegment, channel_hypotheses, match_turns, multitalker_wer,
                                        paired_speaker_bootstrap_difference, speaker_bootstrap_interval,
                                        speaker_errors, turn_counting_accuracy, turn_latency)
 from serac.multitalker.simulate import Turn
@@ -127,3 +127,23 @@ def test_speaker_bootstrap_reuses_serac_bootstrap_and_pairs_systems():
     orc_spk = speaker_errors(refs, multitalker_wer(refs, hyps, "orcwer").per_conversation)
     d_low, d_high = paired_speaker_bootstrap_difference(by_spk, orc_spk, 500, seed=1)
     assert 0.0 <= d_low <= d_high   # cpWER >= ORC-WER for every speaker resample
+
+
+def test_channel_hypotheses_turn_decoded_channels_into_scoring_inputs(tmp_path):
+    from serac.data.tokenizer import Tokenizer, prepare_word_lang
+    from serac.multitalker.targets import TURN_TOKENS
+
+    prepare_word_lang(["a b c d e f"], tmp_path, extra_symbols=TURN_TOKENS)
+    tok = Tokenizer(tmp_path)
+    ids = tok.token2id
+    ch0 = ([ids["<sot>"], ids["a"], ids["b"], ids["<eot>"]], [0.1, 0.3, 0.6, 1.1])
+    ch1 = ([ids["<sot>"], ids["e"], ids["f"], ids["<eot>"], ids["c"], ids["d"]], [0.6, 0.9, 1.5, 2.2, 2.7, 2.9])
+    segments, emitted = channel_hypotheses([ch0, ch1], tok)
+    assert segments == [HypSegment("0", "a b", 0.1, 1.1), HypSegment("1", "e f", 0.6, 2.2),
+                        HypSegment("1", "c d", 2.7, 2.9)]   # no <sot>/<eot> emitted: its words' times
+    assert emitted == [EmittedTurn(0.1, 1.1), EmittedTurn(0.6, 2.2), EmittedTurn(None, None)]
+    refs = {"c1": REFS["c1"]}
+    assert multitalker_wer(refs, {"c1": segments}, "orcwer").errors == 0
+    assert turn_counting_accuracy(refs, {"c1": len(emitted)}) == 100.0
+    lat = turn_latency(refs, {"c1": emitted})
+    assert lat.num_matched == 2 and lat.end_ms == pytest.approx([100.0, 200.0])

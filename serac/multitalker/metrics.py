@@ -219,3 +219,24 @@ def paired_speaker_bootstrap_difference(system: Mapping[str, Tuple[float, int]],
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(diff, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def channel_hypotheses(channels: Sequence[Tuple[Sequence[int], Sequence[float]]], tokenizer
+                       ) -> Tuple[List[HypSegment], List[EmittedTurn]]:
+    """One conversation's decoded channels -- (token ids, emission times in s) per channel -- as the inputs of
+    :func:`multitalker_wer` (one segment per emitted turn, stream = channel index) and of :func:`turn_latency`.
+    A segment's times are its ``<sot>`` / ``<eot>`` emissions, or, where one is missing, its first / last word's
+    (meeteval orders a channel's segments by start time)."""
+    from serac.multitalker.targets import split_turns, turn_token_ids
+
+    sot_id, eot_id = turn_token_ids(tokenizer)
+    segments: List[HypSegment] = []
+    emitted: List[EmittedTurn] = []
+    for c, (ids, times) in enumerate(channels):
+        for turn in split_turns(ids, times, sot_id, eot_id, channel=c):
+            emitted.append(EmittedTurn(turn.sot_s, turn.eot_s))
+            times = [t for t in (turn.sot_s, *turn.token_times_s, turn.eot_s) if t is not None]
+            start = turn.sot_s if turn.sot_s is not None else min(times, default=0.0)
+            end = turn.eot_s if turn.eot_s is not None else max(times, default=start)
+            segments.append(HypSegment(str(c), tokenizer.decode(turn.token_ids), start, end))
+    return segments, emitted

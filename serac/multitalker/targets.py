@@ -103,13 +103,14 @@ def channel_targets(turns: Sequence[Turn], tokenizer: Tokenizer, conversation_id
 
 @dataclass
 class HypTurn:
-    """A turn read back from one channel's emitted tokens: its words, and when ``<sot>`` / ``<eot>`` were emitted
-    (seconds; ``None`` where the token was not emitted)."""
+    """A turn read back from one channel's emitted tokens: its word tokens and their emission times, and when
+    ``<sot>`` / ``<eot>`` were emitted (seconds; ``None`` where the token was not emitted)."""
 
     channel: int
     token_ids: List[int]
     sot_s: Optional[float]
     eot_s: Optional[float]
+    token_times_s: List[float] = field(default_factory=list)
 
 
 def split_turns(token_ids: Sequence[int], times_s: Sequence[float], sot_id: int, eot_id: int,
@@ -137,6 +138,7 @@ def split_turns(token_ids: Sequence[int], times_s: Sequence[float], sot_id: int,
             if current is None:
                 current = HypTurn(channel, [], None, None)
             current.token_ids.append(int(tok))
+            current.token_times_s.append(float(t))
     if current is not None:
         turns.append(current)
     return turns
