@@ -37,6 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
 def make_cuts(manifest_dir: Path, prefix: str, split: str) -> CutSet:
     rec_path = manifest_dir / f"{prefix}_recordings_{split}.jsonl.gz"
     sup_path = manifest_dir / f"{prefix}_supervisions_{split}.jsonl.gz"
+    ready = manifest_dir / f"{prefix}_cuts_{split}.jsonl.gz"
+    if not rec_path.is_file() and ready.is_file():
+        return load_manifest_lazy(ready)  # ready-made cuts, e.g. simulated conversations (mixed while computing)
     for path in (rec_path, sup_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found (did the manifest stage run?)")

@@ -24,6 +24,8 @@ def main() -> None:
     p.add_argument("--lang-dir", required=True)
     p.add_argument("--kind", choices=["bpe", "word", "char"], default="bpe")
     p.add_argument("--vocab-size", type=int, default=500)
+    p.add_argument("--extra-symbols", default="", help="space-separated tokens added to the inventory as units, "
+                   "e.g. '<sot> <eot>' (the turn tokens of serac.multitalker)")
     args = p.parse_args()
     setup_logging()
     lang_dir = Path(args.lang_dir)
@@ -40,9 +42,9 @@ def main() -> None:
                     yield s.text
 
     if args.kind == "bpe":
-        prepare_bpe_lang(texts(), lang_dir, args.vocab_size)
+        prepare_bpe_lang(texts(), lang_dir, args.vocab_size, args.extra_symbols.split())
     else:
-        prepare_word_lang(texts(), lang_dir, args.kind)
+        prepare_word_lang(texts(), lang_dir, args.kind, args.extra_symbols.split())
     logging.info(f"wrote {lang_dir}/tokens.txt")
 
 

@@ -71,19 +71,23 @@ class Tokenizer:
         return sep.join(self.id2token[i] for i in ids)
 
 
-def prepare_word_lang(texts: Iterable[str], lang_dir: str | Path, kind: str = "word") -> None:
-    """Write a word (or char) token list with ``<blk>`` at 0 and ``<unk>`` last."""
+def prepare_word_lang(texts: Iterable[str], lang_dir: str | Path, kind: str = "word",
+                      extra_symbols: Sequence[str] = ()) -> None:
+    """Write a word (or char) token list with ``<blk>`` at 0, then any ``extra_symbols`` (e.g. the turn tokens
+    ``<sot>``/``<eot>`` of serac.multitalker), and ``<unk>`` last."""
     counts: Counter = Counter()
     for t in texts:
         counts.update(list(t.replace(" ", "")) if kind == "char" else t.split())
-    tokens = [BLANK] + sorted(counts) + [UNK]
+    tokens = [BLANK] + list(extra_symbols) + sorted(set(counts) - set(extra_symbols)) + [UNK]
     lang_dir = Path(lang_dir)
     atomic_write_text(lang_dir / "tokens.txt", "".join(f"{t} {i}\n" for i, t in enumerate(tokens)))
     atomic_write_text(lang_dir / "kind", kind + "\n")
 
 
-def prepare_bpe_lang(texts: Iterable[str], lang_dir: str | Path, vocab_size: int) -> None:
-    """Train a sentencepiece BPE model with ``<blk>`` = 0, ``<sos/eos>`` = 1, ``<unk>`` = 2 (icefall's layout)."""
+def prepare_bpe_lang(texts: Iterable[str], lang_dir: str | Path, vocab_size: int,
+                     extra_symbols: Sequence[str] = ()) -> None:
+    """Train a sentencepiece BPE model with ``<blk>`` = 0, ``<sos/eos>`` = 1, ``<unk>`` = 2 (icefall's layout), then
+    any ``extra_symbols`` as unsplittable pieces (e.g. the turn tokens ``<sot>``/``<eot>`` of serac.multitalker)."""
     import sentencepiece as spm
 
     lang_dir = Path(lang_dir)
@@ -98,7 +102,7 @@ def prepare_bpe_lang(texts: Iterable[str], lang_dir: str | Path, vocab_size: int
         spm.SentencePieceTrainer.train(
             input=str(transcript), vocab_size=vocab_size, model_type="bpe", model_prefix=prefix,
             character_coverage=1.0, input_sentence_size=100_000_000, bos_id=-1, eos_id=-1, unk_id=2,
-            user_defined_symbols=[BLANK, "<sos/eos>"], num_threads=1, minloglevel=2)
+            user_defined_symbols=[BLANK, "<sos/eos>", *extra_symbols], num_threads=1, minloglevel=2)
         Path(prefix + ".vocab").unlink(missing_ok=True)
     sp = spm.SentencePieceProcessor(model_file=str(lang_dir / "bpe.model"))
     atomic_write_text(lang_dir / "tokens.txt", "".join(f"{sp.id_to_piece(i)} {i}\n" for i in range(sp.get_piece_size())))

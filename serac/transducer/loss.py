@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -68,6 +68,7 @@ def pruned_rnnt_loss(
     reduction: str = "sum",
     rnnt_type: str = "modified",
     earliest: Optional[torch.Tensor] = None,
+    px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The smoothed "simple" loss, prune ranges from its gradients, and the pruned loss.
 
@@ -78,6 +79,8 @@ def pruned_rnnt_loss(
     beam search decode) or "regular" (Graves; a frame may emit many symbols).
     earliest: optional (B, S) first frame at which each symbol may be emitted (alignment-restricted RNN-T,
     Mahadeokar et al. 2021, left side only); applied to both losses, so the prune ranges respect it too.
+    px_hook: optional function of the (B, S, T) emission log-probs returning them modified (a penalty, a gradient
+    scale: serac.multitalker's FastEmit and end-of-turn latency penalty); applied to both losses, like earliest.
     Returns (simple_loss, pruned_loss).
     """
     k = require_backend()
@@ -91,6 +94,8 @@ def pruned_rnnt_loss(
         lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, rnnt_type=rnnt_type)
     if earliest is not None:
         px = restrict_emissions(px, earliest)
+    if px_hook is not None:
+        px = px_hook(px)
     scores, (px_grad, py_grad) = k.mutual_information_recursion(px=px, py=py, boundary=boundary, return_grad=True)
     simple_loss = _reduce(-scores, reduction)
     ranges = k.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
@@ -100,6 +105,8 @@ def pruned_rnnt_loss(
                                         termination_symbol=blank_id, boundary=boundary, rnnt_type=rnnt_type)
     if earliest is not None:
         px = restrict_emissions(px, earliest)
+    if px_hook is not None:
+        px = px_hook(px)
     pruned_loss = _reduce(-k.mutual_information_recursion(px=px, py=py, boundary=boundary), reduction)
     return simple_loss, pruned_loss
 

@@ -6,7 +6,7 @@ and hypotheses with the same recent tokens share decoder outputs.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +101,7 @@ class Transducer(nn.Module):
         onset_margin: Optional[int] = None,
         onset: Optional[torch.Tensor] = None,
         reduction: str = "sum",
+        px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, the
         encoder output and lengths (for distillation), and any auxiliary loss the encoder set (e.g. a
@@ -111,7 +112,8 @@ class Transducer(nn.Module):
         any emission more than ``m`` encoder frames before the speech onset (an energy detector on the raw
         features, :func:`serac.transducer.loss.speech_onset`); ``onset`` (B,) gives those onsets in input frames
         instead, e.g. found on the features before SpecAugment masked or warped them. ``reduction="none"``: the
-        simple, pruned and CTC losses per utterance (B,) instead of summed (for per-utterance loss weights)."""
+        simple, pruned and CTC losses per utterance (B,) instead of summed (for per-utterance loss weights).
+        ``px_hook``: see :func:`serac.transducer.loss.pruned_rnnt_loss`."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -144,7 +146,8 @@ class Transducer(nn.Module):
             simple_loss = pruned_loss = zero if reduction == "sum" else zero.expand(len(y))
         else:
             simple_loss, pruned_loss = self._transducer_losses(encoder_out, enc_lens, symbols, y_lens, prune_range,
-                                                               lm_scale, am_scale, rnnt_type, earliest, reduction)
+                                                               lm_scale, am_scale, rnnt_type, earliest, reduction,
+                                                               px_hook)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum(),
                "encoder_out": encoder_out, "encoder_lens": enc_lens}
         if log_probs is not None:
@@ -158,7 +161,9 @@ class Transducer(nn.Module):
     def _transducer_losses(self, encoder_out: torch.Tensor, enc_lens: torch.Tensor, symbols: torch.Tensor,
                            y_lens: torch.Tensor, prune_range: int, lm_scale: float, am_scale: float,
                            rnnt_type: str, earliest: Optional[torch.Tensor] = None,
-                           reduction: str = "sum") -> Tuple[torch.Tensor, torch.Tensor]:
+                           reduction: str = "sum",
+                           px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
         sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
         decoder_out = self.decoder(sos_y)
         return pruned_rnnt_loss(
@@ -166,7 +171,7 @@ class Transducer(nn.Module):
             simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
             joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
             prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction=reduction,
-            rnnt_type=rnnt_type, earliest=earliest)
+            rnnt_type=rnnt_type, earliest=earliest, px_hook=px_hook)
 
 
 def encoder_num_features(encoder: EncoderBase) -> int:

@@ -1,0 +1,189 @@
+"""The separator-transducer-segmenter (STS, Sklyar et al. 2022): a mixture encoder, a separator with two tied
+branches, and one shared transducer that decodes each branch.
+
+    mixture features -> mixture encoder (any serac encoder; shared)            (B, T', D)
+                     -> separator: the same causal LSTM run once per channel c on
+                        (mixture encoding + learned embedding of c)              (B*C, T', S)   tied branches
+                     -> encoder tail (any serac encoder, no further subsampling) (B*C, T', E)
+                     -> serac's Transducer (stateless decoder + joiner) on every row
+
+:class:`SeparatorEncoder` is the first three steps behind the :class:`~serac.encoders.EncoderBase` contract, with
+one difference: it returns ``num_output_channels`` rows per input utterance (row ``b * C + c`` is channel ``c`` of
+utterance ``b``). Wrapped in serac's :class:`~serac.transducer.model.Transducer`, the loss over those rows is the
+sum over channels of the pruned RNN-T loss, and greedy / beam search decode each channel as an utterance.
+
+Two switchable training terms act on the transducer lattice through ``px_hook`` (the (B, S, T) log-probs of
+emitting target symbol s at frame t):
+
+- **FastEmit** (Yu et al. 2021): the gradient through the label-emission log-probs is scaled by ``1 + lambda``
+  (blank transitions unchanged), which is FastEmit's regularised gradient; the loss value is unchanged.
+- **end-of-turn latency penalty** (STS): emitting a turn's ``<eot>`` at encoder frame t costs
+  ``eot_penalty * max(0, t - (end + eot_tolerance_frames))`` in log-probability, ``end`` being the reference turn
+  end in encoder frames, so alignments that close a turn late lose weight and the model learns to close turns
+  promptly. Only ``<eot>`` symbols are penalised; other symbols, and ``<eot>`` on time, are untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from serac.encoders import EncoderBase, build_encoder
+from serac.multitalker.targets import ChannelTarget
+from serac.transducer.model import Transducer
+
+
+class SeparatorEncoder(EncoderBase):
+    """Mixture encoder + tied-branch separator + shared encoder tail (module docstring)."""
+
+    def __init__(self, num_features: int, mixture_encoder: Dict[str, Any], tail_encoder: Dict[str, Any],
+                 num_channels: int = 2, separator_dim: int = 128, separator_layers: int = 1) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.num_output_channels = num_channels
+        self.mixture = build_encoder(num_features, mixture_encoder)
+        self.channel_embedding = nn.Embedding(num_channels, self.mixture.output_dim)
+        self.separator = nn.LSTM(self.mixture.output_dim, separator_dim, num_layers=separator_layers,
+                                 batch_first=True)
+        self.tail = build_encoder(separator_dim, tail_encoder)
+        if self.tail.subsampling_factor != 1:
+            raise ValueError(f"the STS encoder tail works on the mixture encoder's frames: its subsampling_factor "
+                             f"must be 1, got {self.tail.subsampling_factor}")
+        m = self.mixture
+        self.subsampling_factor = m.subsampling_factor
+        self.look_ahead = m.look_ahead + self.tail.look_ahead * m.subsampling_factor
+        tail_multiple = self.tail.chunk_multiple * m.subsampling_factor
+        self.chunk_multiple = m.chunk_multiple * tail_multiple // _gcd(m.chunk_multiple, tail_multiple)
+        self.output_dim = self.tail.output_dim
+
+    def _separate(self, h: torch.Tensor, sep_state: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+        """(B, T', D) mixture encoding -> (B*C, T', S) channel streams: one shared LSTM, the channel told by the
+        added embedding (tied branches)."""
+        c = self.num_output_channels
+        channels = torch.arange(c, device=h.device).repeat(h.size(0))          # b * C + c -> c
+        rows = h.repeat_interleave(c, dim=0) + self.channel_embedding(channels).unsqueeze(1)
+        return self.separator(rows, sep_state)
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        h, lens = self.mixture(x, x_lens)
+        sep, _ = self._separate(h, None)
+        lens = lens.repeat_interleave(self.num_output_channels)
+        return self.tail(sep, lens)
+
+    def init_state(self, batch_size: int, device: torch.device) -> Dict[str, Any]:
+        rows = batch_size * self.num_output_channels
+        shape = (rows, self.separator.num_layers, self.separator.hidden_size)
+        return {"mixture": self.mixture.init_state(batch_size, device), "sep_h": torch.zeros(shape, device=device),
+                "sep_c": torch.zeros(shape, device=device), "tail": self.tail.init_state(rows, device)}
+
+    def _stream(self, x: torch.Tensor, state: Dict[str, Any], final: bool) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        step = self.mixture.streaming_forward_final if final else self.mixture.streaming_forward
+        h, mixture_state = step(x, state["mixture"])
+        sep_state = (state["sep_h"].transpose(0, 1).contiguous(), state["sep_c"].transpose(0, 1).contiguous())
+        sep, (sep_h, sep_c) = self._separate(h, sep_state)
+        tail_step = self.tail.streaming_forward_final if final else self.tail.streaming_forward
+        y, tail_state = tail_step(sep, state["tail"])
+        return y, {"mixture": mixture_state, "sep_h": sep_h.transpose(0, 1), "sep_c": sep_c.transpose(0, 1),
+                   "tail": tail_state}
+
+    def streaming_forward(self, x: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        return self._stream(x, state, final=False)
+
+    def streaming_forward_final(self, x: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        return self._stream(x, state, final=True)
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def build_sts_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, blank_id: int = 0) -> Transducer:
+    """A Transducer whose encoder is a :class:`SeparatorEncoder`, from a config section
+    ``{separator: {mixture_encoder: {...}, tail_encoder: {...}, num_channels, separator_dim, separator_layers},
+    decoder_dim, joiner_dim, context_size}``."""
+    cfg = dict(model_cfg)
+    if "separator" not in cfg:
+        raise ValueError("an STS model config needs a 'separator' section (mixture_encoder, tail_encoder, ...)")
+    encoder = SeparatorEncoder(num_features, **cfg.pop("separator"))
+    allowed = {"decoder_dim", "joiner_dim", "context_size", "ctc_head"}
+    unknown = set(cfg) - allowed
+    if unknown:
+        raise ValueError(f"unknown STS model options {sorted(unknown)}; allowed: {sorted(allowed)} and 'separator'")
+    return Transducer(encoder, vocab_size=vocab_size, blank_id=blank_id, **cfg)
+
+
+@dataclass
+class TurnLossConfig:
+    """The switchable STS training terms (module docstring); 0 switches a term off."""
+
+    fastemit_lambda: float = 0.0
+    eot_penalty: float = 0.0          #: log-prob per encoder frame of <eot> emitted after the reference turn end
+    eot_tolerance_frames: int = 0     #: frames after the reference end that cost nothing
+
+
+def fastemit(px: torch.Tensor, lam: float) -> torch.Tensor:
+    """``px`` with its gradient scaled by ``1 + lam`` (the value unchanged; -inf entries left alone)."""
+    finite = torch.isfinite(px)
+    scaled = px + lam * (px - px.detach()).masked_fill(~finite, 0.0)
+    return torch.where(finite, scaled, px)
+
+
+def eot_late_penalty(px: torch.Tensor, eot_end_frame: torch.Tensor, penalty: float, tolerance: int = 0) -> torch.Tensor:
+    """Subtract ``penalty * max(0, t - end - tolerance)`` from the log-prob of emitting symbol s at frame t,
+    for the symbols whose ``eot_end_frame[b, s] >= 0`` (the ``<eot>`` s; -1 elsewhere)."""
+    t = torch.arange(px.size(2), device=px.device).view(1, 1, -1)
+    end = eot_end_frame.to(px.device).unsqueeze(2)
+    late = (t - end - tolerance).clamp(min=0).to(px.dtype)
+    return px - penalty * late * (end >= 0).to(px.dtype)
+
+
+def turn_px_hook(config: TurnLossConfig, eot_end_frame: Optional[torch.Tensor]
+                 ) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """The ``px_hook`` for :meth:`Transducer.forward` that applies the switched-on terms (None when none is)."""
+    use_penalty = config.eot_penalty > 0 and eot_end_frame is not None
+    if config.fastemit_lambda <= 0 and not use_penalty:
+        return None
+
+    def hook(px: torch.Tensor) -> torch.Tensor:
+        if use_penalty:
+            px = eot_late_penalty(px, eot_end_frame, config.eot_penalty, config.eot_tolerance_frames)
+        if config.fastemit_lambda > 0:
+            px = fastemit(px, config.fastemit_lambda)
+        return px
+
+    return hook
+
+
+def flatten_channel_targets(batch_targets: Sequence[Sequence[ChannelTarget]], frame_shift_s: float,
+                            subsampling_factor: int) -> Tuple[List[List[int]], torch.Tensor]:
+    """Per-row token lists (row ``b * C + c``, as :class:`SeparatorEncoder` orders its output) and the (rows, S)
+    reference end frame (encoder frames) of each ``<eot>`` symbol, -1 for every other symbol."""
+    rows = [target for conv in batch_targets for target in conv]
+    tokens = [list(t.tokens) for t in rows]
+    s_max = max((len(t) for t in tokens), default=0)
+    end_frame = torch.full((len(rows), max(s_max, 1)), -1, dtype=torch.long)
+    frame_s = frame_shift_s * subsampling_factor
+    for r, target in enumerate(rows):
+        for k, pos in enumerate(target.eot_index):
+            end_frame[r, pos] = int(target.turn_end_s[k] / frame_s)
+    return tokens, end_frame[:, :s_max]
+
+
+def sts_loss(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor,
+             batch_targets: Sequence[Sequence[ChannelTarget]], config: TurnLossConfig, frame_shift_s: float = 0.01,
+             **loss_kwargs: Any) -> Dict[str, torch.Tensor]:
+    """The transducer losses summed over every conversation's channels, with the switched-on STS terms;
+    ``loss_kwargs`` go to :meth:`Transducer.forward` (prune_range, lm_scale, ...)."""
+    channels = getattr(model.encoder, "num_output_channels", None)
+    if channels is None:
+        raise ValueError("sts_loss needs a model whose encoder is a SeparatorEncoder (build_sts_model)")
+    for b, conv in enumerate(batch_targets):
+        if len(conv) != channels:
+            raise ValueError(f"batch item {b}: {len(conv)} channel targets, the model has {channels} channels")
+    tokens, end_frame = flatten_channel_targets(batch_targets, frame_shift_s, model.encoder.subsampling_factor)
+    hook = turn_px_hook(config, end_frame)
+    return model(x, x_lens, tokens, px_hook=hook, **loss_kwargs)
