@@ -1,0 +1,168 @@
+"""Speaker-verification trial lists over held-out speakers, balanced by cohort.
+
+A trial compares an enrolment utterance with a test utterance (one utterance each side); it is a *target* trial
+when both come from the same speaker. Lists are built so that cohorts can be compared fairly:
+
+1. Speaker selection (``select_balanced_speakers``): the speakers are grouped into cells, one per combination of
+   the balance attributes (default ``accent`` x ``gender``); every cell present in the cross product of observed
+   values must be non-empty (else a clear error names the empty cell), and the same number of speakers -- the
+   size of the smallest cell, or ``per_cell`` -- is drawn from each, with a seeded random choice. So every accent
+   has as many speakers as every other, and within each accent as many women as men.
+2. Trials (``make_trials``): every selected speaker contributes the same number of target trials (pairs of its
+   own utterances) and the same number of non-target trials (one of its utterances against an utterance of an
+   impostor). Impostors are drawn from the selected speakers who share the enrolment speaker's
+   ``impostor_match`` attributes (default: same gender, the usual "hard" convention of VoxCeleb1-H), so a
+   cohort's EER is not flattered by easy cross-gender impostors.
+
+Hence each gender and each accent gets exactly the same numbers of target and non-target trials, and the cohort
+EERs of :mod:`serac.speaker.metrics` (computed over the trials of each cohort's enrolment speakers) compare like
+with like.
+
+Trial files are TSV with a header: ``label enrol test enrol_speaker test_speaker <attribute columns...>`` where
+``label`` is 1 (target) or 0 and the attribute columns are the enrolment speaker's (``gender``, ``accent``, ...).
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from serac.utils import atomic_path
+
+
+@dataclass
+class Trial:
+    target: bool
+    enrol: str
+    test: str
+    enrol_speaker: str
+    test_speaker: str
+    attributes: Dict[str, str] = field(default_factory=dict)  # the enrolment speaker's cohort attributes
+
+
+def select_balanced_speakers(speaker_attributes: Mapping[str, Mapping[str, str]],
+                             keys: Sequence[str] = ("accent", "gender"), per_cell: Optional[int] = None,
+                             seed: int = 0) -> List[str]:
+    """Speakers drawn so that every cell (combination of ``keys`` values) has the same number of speakers.
+
+    ``per_cell`` defaults to the size of the smallest cell. Raises ValueError naming an empty cell or a speaker
+    without one of the attributes.
+    """
+    if not speaker_attributes:
+        raise ValueError("no speakers to select from")
+    cells: Dict[Tuple[str, ...], List[str]] = defaultdict(list)
+    for spk in sorted(speaker_attributes):
+        attrs = speaker_attributes[spk]
+        missing = [k for k in keys if not attrs.get(k)]
+        if missing:
+            raise ValueError(f"speaker {spk}: no value for {', '.join(missing)} (needed to balance trials)")
+        cells[tuple(str(attrs[k]) for k in keys)].append(spk)
+    values = [sorted({cell[i] for cell in cells}) for i in range(len(keys))]
+    for cell in itertools.product(*values):
+        if cell not in cells:
+            desc = ", ".join(f"{k}={v}" for k, v in zip(keys, cell))
+            raise ValueError(f"no held-out speaker with {desc}: cannot balance trials by {', '.join(keys)} "
+                             "(add speakers, or balance by fewer attributes)")
+    smallest = min(len(v) for v in cells.values())
+    n = smallest if per_cell is None else per_cell
+    if n < 1 or n > smallest:
+        raise ValueError(f"per_cell {per_cell} must be between 1 and the smallest cell size {smallest}")
+    rng = random.Random(seed)
+    chosen: List[str] = []
+    for cell in sorted(cells):
+        chosen.extend(sorted(rng.sample(cells[cell], n)))
+    return chosen
+
+
+def make_trials(utterances: Mapping[str, Sequence[str]], speaker_attributes: Mapping[str, Mapping[str, str]],
+                speakers: Optional[Sequence[str]] = None, num_target_per_speaker: int = 10,
+                num_nontarget_per_speaker: int = 20, impostor_match: Sequence[str] = ("gender",),
+                attribute_keys: Optional[Sequence[str]] = None, seed: int = 0) -> List[Trial]:
+    """Target and non-target trials, the same numbers for every speaker (see the module docstring).
+
+    ``utterances``: speaker -> utterance ids. ``speakers``: the speakers to use (default: all). The number of
+    target trials per speaker is ``min(num_target_per_speaker, fewest utterance pairs of any speaker)`` so the
+    list stays balanced. Raises ValueError naming a speaker with fewer than two utterances (no target trial
+    possible) or with no impostor sharing its ``impostor_match`` attributes.
+    """
+    speakers = sorted(utterances) if speakers is None else list(speakers)
+    if len(speakers) < 2:
+        raise ValueError(f"need at least two speakers for trials, got {len(speakers)}")
+    for spk in speakers:
+        n = len(utterances.get(spk, ()))
+        if n < 2:
+            raise ValueError(f"speaker {spk} has {n} utterance(s): a target trial needs two utterances of the "
+                             "same speaker")
+    attribute_keys = list(attribute_keys) if attribute_keys is not None else sorted(
+        {k for s in speakers for k in speaker_attributes.get(s, {})})
+    min_pairs = min(len(utterances[s]) * (len(utterances[s]) - 1) // 2 for s in speakers)
+    n_target = min(num_target_per_speaker, min_pairs)
+    rng = random.Random(seed)
+
+    def attrs(spk: str) -> Dict[str, str]:
+        a = speaker_attributes.get(spk, {})
+        return {k: str(a.get(k, "")) for k in attribute_keys}
+
+    def match_key(spk: str) -> Tuple[str, ...]:
+        return tuple(str(speaker_attributes.get(spk, {}).get(k, "")) for k in impostor_match)
+
+    trials: List[Trial] = []
+    for spk in speakers:
+        utts = sorted(utterances[spk])
+        pairs = list(itertools.combinations(utts, 2))
+        for a, b in sorted(rng.sample(pairs, n_target)):
+            trials.append(Trial(True, a, b, spk, spk, attrs(spk)))
+        impostors = [s for s in speakers if s != spk and match_key(s) == match_key(spk)]
+        if not impostors:
+            desc = ", ".join(f"{k}={v}" for k, v in zip(impostor_match, match_key(spk)))
+            raise ValueError(f"speaker {spk}: no other speaker with {desc} to draw impostors from")
+        candidates = [(a, imp, b) for a in utts for imp in impostors for b in sorted(utterances[imp])]
+        k = num_nontarget_per_speaker
+        chosen = rng.sample(candidates, k) if k <= len(candidates) else [rng.choice(candidates) for _ in range(k)]
+        for a, imp, b in sorted(chosen):
+            trials.append(Trial(False, a, b, spk, imp, attrs(spk)))
+    return trials
+
+
+def write_trials(trials: Sequence[Trial], path: str | Path) -> None:
+    if not trials:
+        raise ValueError(f"{path}: refusing to write an empty trial list")
+    keys = list(trials[0].attributes)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["label", "enrol", "test", "enrol_speaker", "test_speaker", *keys])
+        for t in trials:
+            w.writerow([int(t.target), t.enrol, t.test, t.enrol_speaker, t.test_speaker,
+                        *[t.attributes.get(k, "") for k in keys]])
+
+
+def read_trials(path: str | Path) -> List[Trial]:
+    """Trials from a TSV written by :func:`write_trials`; raises ValueError for an empty list or bad rows."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    if not rows:
+        raise ValueError(f"{path}: empty trial file")
+    header = rows[0]
+    if header[:5] != ["label", "enrol", "test", "enrol_speaker", "test_speaker"]:
+        raise ValueError(f"{path}: not a trial file (header {header[:5]})")
+    keys = header[5:]
+    trials = []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header) or row[0] not in ("0", "1"):
+            raise ValueError(f"{path}:{n}: bad trial row {row!r}")
+        trials.append(Trial(row[0] == "1", row[1], row[2], row[3], row[4], dict(zip(keys, row[5:]))))
+    if not trials:
+        raise ValueError(f"{path}: empty trial list (header only)")
+    return trials
+
+
+def trial_counts(trials: Sequence[Trial], key: str) -> Dict[str, Tuple[int, int]]:
+    """cohort value -> (target trials, non-target trials)."""
+    counts: Dict[str, List[int]] = defaultdict(lambda: [0, 0])
+    for t in trials:
+        counts[t.attributes.get(key, "")][0 if t.target else 1] += 1
+    return {k: (v[0], v[1]) for k, v in sorted(counts.items())}
