@@ -86,7 +86,7 @@ def _population(n_per_cell=(3, 2, 4, 5), utts=4):
 def test_trials_balanced_by_gender_and_accent(tmp_path):
     attrs, utterances = _population()
     speakers = select_balanced_speakers(attrs, keys=("accent", "gender"), seed=3)
-    assert len(speakers) == 4 * 2  # the smallest cell has 2 speakers
+    assert len(speakers) == 2 * 4  # 4 per accent (us has 5 speakers, 3 f + 2 m), 4 per gender
     trials = make_trials(utterances, attrs, speakers, num_target_per_speaker=5, num_nontarget_per_speaker=7,
                          attribute_keys=("gender", "accent"), seed=1)
     for key in ("gender", "accent"):
@@ -105,13 +105,25 @@ def test_trials_balanced_by_gender_and_accent(tmp_path):
     assert make_trials(utterances, attrs, speakers, 5, 7, attribute_keys=("gender", "accent"), seed=1) == trials
 
 
+def test_balance_compensates_an_empty_cell():
+    # us has no man: the men come from scot, and both genders still get 3 speakers each
+    attrs, _ = _population(n_per_cell=(3, 0, 1, 4))
+    speakers = select_balanced_speakers(attrs, seed=0)
+    genders = [attrs[s]["gender"] for s in speakers]
+    accents = [attrs[s]["accent"] for s in speakers]
+    assert genders.count("female") == genders.count("male") == 3 - 0  # n = 3 per accent, 6 speakers
+    assert accents.count("us") == accents.count("scot") == 3
+
+
 def test_trials_bad_input_names_the_item(tmp_path):
     attrs, utterances = _population()
     utterances["us-male-1"] = ["us-male-1-u0"]
     with pytest.raises(ValueError, match="speaker us-male-1 has 1 utterance"):
         make_trials(utterances, attrs)
-    attrs, _ = _population(n_per_cell=(3, 0, 4, 5))
-    with pytest.raises(ValueError, match="no held-out speaker with accent=us, gender=male"):
+    # three accents of one speaker each: 1 per accent makes 3 speakers, which two genders cannot share equally
+    attrs = {"a": {"accent": "us", "gender": "f"}, "b": {"accent": "scot", "gender": "m"},
+             "c": {"accent": "rp", "gender": "m"}}
+    with pytest.raises(ValueError, match=r"cannot select .* per accent with 2 gender values .*rp: m=1; scot: m=1"):
         select_balanced_speakers(attrs)
     (tmp_path / "empty.tsv").write_text("label\tenrol\ttest\tenrol_speaker\ttest_speaker\n")
     with pytest.raises(ValueError, match="empty.tsv: empty trial list"):

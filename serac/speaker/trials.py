@@ -3,11 +3,10 @@
 A trial compares an enrolment utterance with a test utterance (one utterance each side); it is a *target* trial
 when both come from the same speaker. Lists are built so that cohorts can be compared fairly:
 
-1. Speaker selection (``select_balanced_speakers``): the speakers are grouped into cells, one per combination of
-   the balance attributes (default ``accent`` x ``gender``); every cell present in the cross product of observed
-   values must be non-empty (else a clear error names the empty cell), and the same number of speakers -- the
-   size of the smallest cell, or ``per_cell`` -- is drawn from each, with a seeded random choice. So every accent
-   has as many speakers as every other, and within each accent as many women as men.
+1. Speaker selection (``select_balanced_speakers``): the same number of speakers from every accent and, over the
+   whole selection, as many women as men (within each accent as even as the other accents allow: an accent with
+   no male held-out speaker is compensated by more men in another accent). A seeded random choice within each
+   (accent, gender) cell; a clear error when no such selection exists.
 2. Trials (``make_trials``): every selected speaker contributes the same number of target trials (pairs of its
    own utterances) and the same number of non-target trials (one of its utterances against an utterance of an
    impostor). Impostors are drawn from the selected speakers who share the enrolment speaker's
@@ -45,37 +44,69 @@ class Trial:
 
 
 def select_balanced_speakers(speaker_attributes: Mapping[str, Mapping[str, str]],
-                             keys: Sequence[str] = ("accent", "gender"), per_cell: Optional[int] = None,
+                             keys: Sequence[str] = ("accent", "gender"), per_value: Optional[int] = None,
                              seed: int = 0) -> List[str]:
-    """Speakers drawn so that every cell (combination of ``keys`` values) has the same number of speakers.
+    """Speakers drawn so that every value of ``keys[0]`` (accent) has the same number of speakers, ``n``, and --
+    when a second key is given -- every value of ``keys[1]`` (gender) has the same total over the selection.
 
-    ``per_cell`` defaults to the size of the smallest cell. Raises ValueError naming an empty cell or a speaker
-    without one of the attributes.
+    ``n`` defaults to the largest number that allows both (at most the smallest accent's speaker count). Within an
+    accent the genders are as even as the other accents allow (an accent with no men is compensated by more men
+    elsewhere). Raises ValueError naming a speaker without one of the attributes, or when no balanced selection
+    exists.
     """
     if not speaker_attributes:
         raise ValueError("no speakers to select from")
-    cells: Dict[Tuple[str, ...], List[str]] = defaultdict(list)
+    if not 1 <= len(keys) <= 2:
+        raise ValueError(f"balance by one or two attributes, got {list(keys)}")
+    groups: Dict[str, Dict[str, List[str]]] = defaultdict(lambda: defaultdict(list))
     for spk in sorted(speaker_attributes):
         attrs = speaker_attributes[spk]
         missing = [k for k in keys if not attrs.get(k)]
         if missing:
             raise ValueError(f"speaker {spk}: no value for {', '.join(missing)} (needed to balance trials)")
-        cells[tuple(str(attrs[k]) for k in keys)].append(spk)
-    values = [sorted({cell[i] for cell in cells}) for i in range(len(keys))]
-    for cell in itertools.product(*values):
-        if cell not in cells:
-            desc = ", ".join(f"{k}={v}" for k, v in zip(keys, cell))
-            raise ValueError(f"no held-out speaker with {desc}: cannot balance trials by {', '.join(keys)} "
-                             "(add speakers, or balance by fewer attributes)")
-    smallest = min(len(v) for v in cells.values())
-    n = smallest if per_cell is None else per_cell
-    if n < 1 or n > smallest:
-        raise ValueError(f"per_cell {per_cell} must be between 1 and the smallest cell size {smallest}")
+        groups[str(attrs[keys[0]])][str(attrs[keys[1]]) if len(keys) == 2 else ""].append(spk)
     rng = random.Random(seed)
-    chosen: List[str] = []
-    for cell in sorted(cells):
-        chosen.extend(sorted(rng.sample(cells[cell], n)))
-    return chosen
+    for g in groups.values():  # a seeded shuffle: which speakers of a cell are used
+        for cell in g.values():
+            rng.shuffle(cell)
+    second_values = sorted({v for g in groups.values() for v in g})
+    smallest = min(sum(len(c) for c in g.values()) for g in groups.values())
+    candidates = [per_value] if per_value is not None else list(range(smallest, 0, -1))
+    for n in candidates:
+        if n < 1 or n > smallest:
+            raise ValueError(f"per_value {per_value} must be between 1 and the smallest {keys[0]} speaker count "
+                             f"{smallest}")
+        counts = _balanced_counts(groups, second_values, n)
+        if counts is not None:
+            return sorted(spk for a, g in groups.items() for v, cell in g.items() for spk in cell[:counts[a][v]])
+    what = f"{len(second_values)} {keys[1]} values ({', '.join(second_values)}) equally" if len(keys) == 2 else ""
+    raise ValueError(f"cannot select the same number of held-out speakers per {keys[0]} with {what}"
+                     f"{' ' if what else ''}(per_value {per_value}); cells: "
+                     + "; ".join(f"{a}: " + ", ".join(f"{v}={len(c)}" for v, c in sorted(g.items()))
+                                 for a, g in sorted(groups.items())))
+
+
+def _balanced_counts(groups: Mapping[str, Mapping[str, List[str]]], values: Sequence[str], n: int
+                     ) -> Optional[Dict[str, Dict[str, int]]]:
+    """Per (first value, second value): how many speakers to take, n per first value and equal totals per second
+    value; None when this greedy allocation (least flexible first value first) finds none."""
+    total = n * len(groups)
+    if total % len(values):
+        return None
+    quota = {v: total // len(values) for v in values}
+    counts: Dict[str, Dict[str, int]] = {}
+    for a in sorted(groups, key=lambda a: (sum(1 for v in values if groups[a].get(v)), a)):
+        avail = {v: len(groups[a].get(v, [])) for v in values}
+        take = {v: 0 for v in values}
+        for _ in range(n):
+            open_values = [v for v in values if take[v] < avail[v]]
+            if not open_values:
+                return None
+            v = max(open_values, key=lambda v: (quota[v], -values.index(v)))
+            take[v] += 1
+            quota[v] -= 1
+        counts[a] = take
+    return counts if all(q == 0 for q in quota.values()) else None
 
 
 def make_trials(utterances: Mapping[str, Sequence[str]], speaker_attributes: Mapping[str, Mapping[str, str]],
