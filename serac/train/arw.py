@@ -33,7 +33,7 @@ This module imports only torch: a trainer (ASR add-on) or the speaker-verificati
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -124,26 +124,31 @@ class AdversarialReweighting:
         with torch.no_grad():
             return self.adversary(adv_input)
 
-    def adversary_objective(self, adv_input: Tensor, losses: Tensor, pairs: Optional[tuple] = None) -> Tensor:
-        """The weighted loss as a function of the adversary: per sample, or per pair when ``pairs`` =
-        (first, second) index tensors are given and ``losses`` are pair losses."""
+    def adversary_objective(self, adv_input: Tensor, losses: Optional[Tensor] = None, pairs: Optional[tuple] = None,
+                            objective: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+        """The weighted loss as a function of the adversary's weights: per sample (``losses``), per pair when
+        ``pairs`` = (first, second) index tensors are given and ``losses`` are pair losses, or any
+        ``objective(weights)`` built from detached losses (e.g. a per-sample term plus a pairwise one)."""
         w = self.adversary(adv_input)
+        if objective is not None:
+            return objective(w)
+        if losses is None:
+            raise ValueError("give the detached losses or an objective function")
         if pairs is None:
             return weighted_mean(losses.detach(), w)
         return weighted_pair_mean(losses.detach(), w, pairs[0], pairs[1])
 
-    def adversary_step(self, adv_input: Tensor, losses: Tensor, step: int, pairs: Optional[tuple] = None
-                       ) -> Optional[float]:
+    def adversary_step(self, adv_input: Tensor, losses: Optional[Tensor], step: int, pairs: Optional[tuple] = None,
+                       objective: Optional[Callable[[Tensor], Tensor]] = None) -> Optional[float]:
         """One gradient *ascent* step of the adversary on the weighted loss (skipped during warm-up and between
         ``adversary_every`` steps). Returns the objective before the step, or None when skipped."""
         if not self.active(step) or (step - self.warmup_steps) % self.adversary_every:
             return None
         self.optimizer.zero_grad(set_to_none=True)
-        objective = self.adversary_objective(adv_input.detach(), losses, pairs)
-        (-objective).backward()
+        objective_value = self.adversary_objective(adv_input.detach(), losses, pairs, objective)
+        (-objective_value).backward()
         self.optimizer.step()
-        return float(objective.detach())
-
+        return float(objective_value.detach())
     def state_dict(self) -> dict:
         return {"adversary": self.adversary.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "warmup_steps": self.warmup_steps, "adversary_every": self.adversary_every}
