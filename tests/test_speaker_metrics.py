@@ -99,6 +99,11 @@ def test_trials_balanced_by_gender_and_accent(tmp_path):
         assert attrs[t.test_speaker]["gender"] == attrs[t.enrol_speaker]["gender"]  # same-gender impostors
         assert t.attributes["gender"] == attrs[t.enrol_speaker]["gender"]
     assert len({(t.enrol, t.test) for t in trials if t.target}) == 8 * 5  # no repeated target pair
+    # one speaker with only 2 utterances (1 pair): all get 1 target trial, unless counts may differ
+    short = {**utterances, speakers[0]: utterances[speakers[0]][:2]}
+    assert sum(t.target for t in make_trials(short, attrs, speakers, 5, 7, seed=1)) == 8
+    assert sum(t.target for t in make_trials(short, attrs, speakers, 5, 7, seed=1,
+                                             equal_target_counts=False)) == 7 * 5 + 1
     write_trials(trials, tmp_path / "trials.tsv")
     assert read_trials(tmp_path / "trials.tsv") == trials
     # the same seed gives the same list

@@ -112,12 +112,14 @@ def _balanced_counts(groups: Mapping[str, Mapping[str, List[str]]], values: Sequ
 def make_trials(utterances: Mapping[str, Sequence[str]], speaker_attributes: Mapping[str, Mapping[str, str]],
                 speakers: Optional[Sequence[str]] = None, num_target_per_speaker: int = 10,
                 num_nontarget_per_speaker: int = 20, impostor_match: Sequence[str] = ("gender",),
-                attribute_keys: Optional[Sequence[str]] = None, seed: int = 0) -> List[Trial]:
+                attribute_keys: Optional[Sequence[str]] = None, seed: int = 0, equal_target_counts: bool = True
+                ) -> List[Trial]:
     """Target and non-target trials, the same numbers for every speaker (see the module docstring).
 
     ``utterances``: speaker -> utterance ids. ``speakers``: the speakers to use (default: all). The number of
     target trials per speaker is ``min(num_target_per_speaker, fewest utterance pairs of any speaker)`` so the
-    list stays balanced. Raises ValueError naming a speaker with fewer than two utterances (no target trial
+    list stays balanced (``equal_target_counts=False``: each speaker's own pair count caps its number instead, for
+    an evaluation set where one speaker lacks a recording). Raises ValueError naming a speaker with fewer than two utterances (no target trial
     possible) or with no impostor sharing its ``impostor_match`` attributes.
     """
     speakers = sorted(utterances) if speakers is None else list(speakers)
@@ -145,7 +147,8 @@ def make_trials(utterances: Mapping[str, Sequence[str]], speaker_attributes: Map
     for spk in speakers:
         utts = sorted(utterances[spk])
         pairs = list(itertools.combinations(utts, 2))
-        for a, b in sorted(rng.sample(pairs, n_target)):
+        for a, b in sorted(rng.sample(pairs, n_target if equal_target_counts
+                                      else min(num_target_per_speaker, len(pairs)))):
             trials.append(Trial(True, a, b, spk, spk, attrs(spk)))
         impostors = [s for s in speakers if s != spk and match_key(s) == match_key(spk)]
         if not impostors:
