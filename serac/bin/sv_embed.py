@@ -7,7 +7,7 @@ Usage:
       --out exp/pw/embeddings/test.npz
   python -m serac.bin.sv_embed --extractor resemblyzer --cuts data/fbank/alnum_cuts_all.jsonl.gz \
       --out exp/resemblyzer/embeddings/alnum.npz
-  # the .npz holds ids (utterance ids) and vectors (one unit-length row each); skips when --out exists
+  # the .npz holds ids (utterance = supervision ids, as in the trial lists) and vectors (one unit-length row each); skips when --out exists
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from lhotse import load_manifest_lazy
 
+from serac.speaker.trials import utterance_id
 from serac.utils import atomic_path, setup_logging
 
 
@@ -60,14 +61,14 @@ def main() -> None:
                 source = cut.recording.sources[0].source if cut.has_recording else cut.id
                 raise ValueError(f"{path}: cut {cut.id} ({source}): features at {cut.features.sampling_rate} "
                                  f"Hz, the model was trained at {ex.sampling_rate} Hz")
-            ids.append(cut.id)
+            ids.append(utterance_id(cut))
             vectors.append(ex.embed_features(cut.load_features()))
     else:
         from serac.speaker.embeddings import cut_audio, get_extractor
 
         ex = get_extractor(args.extractor)
         for _, cut in _cuts(args.cuts):
-            ids.append(cut.id)
+            ids.append(utterance_id(cut))
             v = ex.embed_utterance(cut_audio(cut), 16000)
             vectors.append(v / max(np.linalg.norm(v), 1e-12))
     if not ids:

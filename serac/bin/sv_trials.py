@@ -19,7 +19,7 @@ from pathlib import Path
 from lhotse import load_manifest_lazy
 
 from serac.speaker.train import supervision_attributes
-from serac.speaker.trials import make_trials, select_balanced_speakers, trial_counts, write_trials
+from serac.speaker.trials import make_trials, select_balanced_speakers, trial_counts, utterance_id, write_trials
 from serac.utils import setup_logging
 
 
@@ -52,7 +52,7 @@ def main() -> None:
             if not cut.supervisions or not cut.supervisions[0].speaker:
                 raise ValueError(f"{path}: cut {cut.id} has no speaker")
             sup = cut.supervisions[0]
-            utterances[sup.speaker].append(cut.id)
+            utterances[sup.speaker].append(utterance_id(cut))
             attrs.setdefault(sup.speaker, supervision_attributes(sup))
     balance = [k for k in args.balance_keys.split(",") if k]
     speakers = select_balanced_speakers(attrs, balance, seed=args.seed) if balance else sorted(utterances)

@@ -134,7 +134,7 @@ def main() -> None:
     trained = [(m, s) for m, s in trained if s]
     if trained:
         s0 = trained[0][1]
-        lines += [f"Training: {s0['num_utterances']} utterances of {s0['num_speakers']} synthetic training speakers, "
+        lines += [f"Training: {s0['num_utterances']} utterances of {s0['num_speakers']} training speakers, "
                   f"{s0['steps']} steps, a {s0['num_parameters']}-parameter ECAPA-TDNN (one thread).", ""]
         lines += ["| model | training time (s) | final loss | mean ARW weight by training cohort (second half of the"
                   " game) |", "|---|---|---|---|"]

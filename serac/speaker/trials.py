@@ -162,6 +162,12 @@ def make_trials(utterances: Mapping[str, Sequence[str]], speaker_attributes: Map
     return trials
 
 
+def utterance_id(cut) -> str:
+    """The id an utterance has in trial lists and embedding files: its supervision's id (stable when feature
+    extraction renames cuts, e.g. lhotse's trim_to_supervisions appends a suffix), else the cut's."""
+    return cut.supervisions[0].id if cut.supervisions else cut.id
+
+
 def write_trials(trials: Sequence[Trial], path: str | Path) -> None:
     if not trials:
         raise ValueError(f"{path}: refusing to write an empty trial list")
