@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from serac.speaker.model import MODEL_DEFAULTS, EcapaTdnn, MarginSoftmax, build_model
+from serac.speaker.model import MODEL_DEFAULTS, MarginSoftmax, build_model
 from serac.train.arw import Adversary, AdversarialReweighting, weighted_mean, weighted_pair_mean
 from serac.utils import atomic_path
 
@@ -332,16 +332,4 @@ def train_speaker_model(cfg: Dict[str, Any], train_cuts: str | Path, exp_dir: st
                "mean_weight_by_cohort": {k: v[0] / v[1] for k, v in sorted(weight_sums.items()) if v[1]}}
     with atomic_path(exp_dir / "train-summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    return out
-
-
-@torch.no_grad()
-def embed_features(model: EcapaTdnn, feats: Iterable[Tuple[str, np.ndarray]], max_frames: int = 3000
-                   ) -> Dict[str, np.ndarray]:
-    """utt id -> unit-length embedding of the whole utterance (one at a time, the model in eval mode)."""
-    model.eval()
-    out = {}
-    for uid, f in feats:
-        x = torch.from_numpy(np.asarray(f[:max_frames], dtype=np.float32))[None]
-        out[uid] = F.normalize(model(x), dim=1)[0].numpy()
     return out
