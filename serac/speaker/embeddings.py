@@ -8,7 +8,13 @@ Extractors, chosen by name (``get_extractor``):
 - ``fbank-stats``: **built-in fallback, no trained model**: per utterance, the mean and standard deviation over
   frames of 40-bin log-mel filterbank energies (80 numbers). It describes the channel, spectral tilt and pitch
   range of the recordings more than speaker identity; it is what you get when no speaker encoder is installed.
-- ``auto``: ``resemblyzer`` when it imports, else ``fbank-stats`` (the chosen name is logged and recorded).
+- ``serac``: serac's own speaker-embedding model (a small ECAPA-TDNN trained with an additive-margin softmax, with
+  or without adversarial reweighting, by ``egs/synth_assistant/sv``), loaded from the checkpoint given as
+  ``checkpoint`` (e.g. ``egs/synth_assistant/sv/exp/baseline/model.pt``); 80-bin fbank computed here from the
+  audio the same way the recipe's features were (``serac.data.features.make_fbank_extractor``), embeddings
+  L2-normalised.
+- ``auto``: ``serac`` when a checkpoint is given, else ``resemblyzer`` when it imports, else ``fbank-stats`` (the
+  chosen name is logged and recorded).
 
 A speaker's embedding is the mean of its utterances' embeddings (re-normalised to unit length for extractors
 whose vectors are unit-length, as resemblyzer's ``embed_speaker`` does). Audio comes from the lhotse cuts
@@ -17,7 +23,7 @@ whose vectors are unit-length, as resemblyzer's ``embed_speaker`` does). Audio c
 Usage::
 
     from serac.speaker.embeddings import get_extractor, speaker_embeddings
-    extractor = get_extractor("auto")
+    extractor = get_extractor("auto")                      # or get_extractor("serac", checkpoint="model.pt")
     speakers, vectors = speaker_embeddings(load_manifest_lazy("cuts.jsonl.gz"), extractor, max_utts_per_speaker=8)
 """
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 SAMPLING_RATE = 16000
-EXTRACTORS = ("auto", "resemblyzer", "fbank-stats")
+EXTRACTORS = ("auto", "serac", "resemblyzer", "fbank-stats")
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +82,41 @@ class ResemblyzerExtractor:
         return self.encoder.embed_utterance(wav).astype(np.float64)
 
 
+class SeracExtractor:
+    """serac's own speaker-embedding model (serac.speaker.model.EcapaTdnn) from a training checkpoint."""
+
+    name = "serac"
+    unit_norm = True
+
+    def __init__(self, checkpoint: str, fbank_backend: str = "auto") -> None:
+        import torch
+
+        from serac.data.features import make_fbank_extractor
+        from serac.speaker.model import load_checkpoint
+
+        self._torch = torch
+        self.checkpoint = str(checkpoint)
+        self.model, ckpt = load_checkpoint(self.checkpoint)
+        self.dim = self.model.embedding_dim
+        feature = ckpt.get("feature", {})
+        self.sampling_rate = int(feature.get("sampling_rate", SAMPLING_RATE))
+        self.fbank = make_fbank_extractor(self.model.config["num_mel_bins"], self.sampling_rate, fbank_backend)
+
+    def embed_features(self, feats: np.ndarray) -> np.ndarray:
+        """Unit-length embedding of one utterance's fbank (frames, bins)."""
+        torch = self._torch
+        with torch.no_grad():
+            x = torch.from_numpy(np.asarray(feats, dtype=np.float32))[None]
+            e = self.model(x)[0].double().numpy()
+        return e / max(np.linalg.norm(e), 1e-12)
+
+    def embed_utterance(self, audio: np.ndarray, sampling_rate: int) -> np.ndarray:
+        if sampling_rate != self.sampling_rate:
+            raise ValueError(f"the serac speaker model {self.checkpoint} expects {self.sampling_rate} Hz audio, "
+                             f"got {sampling_rate} Hz")
+        return self.embed_features(self.fbank.extract(audio.astype(np.float32), sampling_rate))
+
+
 def resemblyzer_available() -> bool:
     try:
         import resemblyzer  # noqa: F401
@@ -84,13 +125,23 @@ def resemblyzer_available() -> bool:
     return True
 
 
-def get_extractor(name: str = "auto"):
-    """An extractor by name: ``auto``, ``resemblyzer`` or ``fbank-stats``."""
+def get_extractor(name: str = "auto", checkpoint: Optional[str] = None):
+    """An extractor by name: ``auto``, ``serac`` (needs ``checkpoint``), ``resemblyzer`` or ``fbank-stats``."""
     if name not in EXTRACTORS:
         raise ValueError(f"unknown speaker embedding {name!r}; choose from {EXTRACTORS}")
     if name == "auto":
-        name = "resemblyzer" if resemblyzer_available() else "fbank-stats"
+        name = "serac" if checkpoint else "resemblyzer" if resemblyzer_available() else "fbank-stats"
         logger.info(f"speaker embedding 'auto' -> {name}")
+    if name == "serac":
+        if not checkpoint:
+            raise ValueError("the 'serac' speaker embedding needs a checkpoint: a model.pt trained by "
+                             "egs/synth_assistant/sv (e.g. ../sv/exp/baseline/model.pt)")
+        from pathlib import Path
+
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"speaker-model checkpoint {checkpoint} not found (train it with "
+                                    "egs/synth_assistant/sv/run.sh --stop-stage 2)")
+        return SeracExtractor(checkpoint)
     if name == "resemblyzer":
         if not resemblyzer_available():
             raise ImportError('resemblyzer is not installed: pip install "setuptools<81" resemblyzer==0.1.4 '
