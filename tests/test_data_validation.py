@@ -347,3 +347,14 @@ def test_corpus_summary_shows_minutes_for_small_splits(tmp_path: Path) -> None:
     text = out.read_text()
     assert "| train | 3 | 3 | 6.0 s | 12 |" in text and "0.00" not in text
     assert json.dumps(text)  # plain text
+
+
+def test_corrupt_cuts_manifest_is_named_when_loaded(tmp_path: Path) -> None:
+    from serac.data.dataset import load_cuts
+
+    mdir = write_corpus(tmp_path, n=200)
+    path = mdir / "c_recordings_train.jsonl.gz"  # any .jsonl.gz manifest will do
+    load_cuts(path)
+    path.write_bytes(path.read_bytes()[:-300])
+    with pytest.raises(DataError, match=f"{path}: corrupt or truncated manifest"):
+        load_cuts(path)
