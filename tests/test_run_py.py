@@ -113,16 +113,22 @@ def test_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
     assert proc.stderr.startswith("run.py: ") and message in proc.stderr
 
 
+def wait_for_pids(pid_files: list[Path]) -> list[int]:
+    """The pids the jobs wrote, once they all have."""
+    deadline = time.monotonic() + 20
+    while not all(p.exists() and p.read_text().strip() for p in pid_files):
+        assert time.monotonic() < deadline, "jobs did not start"
+        time.sleep(0.05)
+    return [int(p.read_text()) for p in pid_files]
+
+
 def test_sigterm_kills_running_jobs(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(RUN_PY), "JOB=1:2", "log/k.JOB.log", "echo $$ > pid.JOB; sleep 30"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True,
     )
     pid_files = [tmp_path / "pid.1", tmp_path / "pid.2"]
-    deadline = time.monotonic() + 20
-    while not all(p.exists() and p.read_text().strip() for p in pid_files):
-        assert time.monotonic() < deadline, "jobs did not start"
-        time.sleep(0.05)
+    wait_for_pids(pid_files)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -150,12 +156,7 @@ def test_sigkill_of_run_py_kills_its_jobs(tmp_path: Path) -> None:
         [sys.executable, str(RUN_PY), "log/k.log", "sleep 60 & echo $! > child; echo $$ > pid; wait"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True,
     )
-    pid_files = [tmp_path / "pid", tmp_path / "child"]
-    deadline = time.monotonic() + 20
-    while not all(p.exists() and p.read_text().strip() for p in pid_files):
-        assert time.monotonic() < deadline, "job did not start"
-        time.sleep(0.05)
-    pids = [int(p.read_text()) for p in pid_files]
+    pids = wait_for_pids([tmp_path / "pid", tmp_path / "child"])
     assert all(_running(pid) for pid in pids)
     proc.kill()
     proc.communicate(timeout=20)
