@@ -12,8 +12,8 @@ for floating-point files, the only ones that can hold NaN). What is checked, and
   supervision that starts before 0 or ends after the audio; the supervisions of a skipped recording.
 - deduplicated and counted: an entry repeated verbatim (it would otherwise be trained on twice).
 - reported: the source sampling rates and channel counts (multi-channel audio is downmixed to mono by the
-  feature stage); supervisions whose speaking rate (letters per second) is far from the split's median. A WAV
-  header claiming 16 kHz over 8 kHz samples cannot be told from the file itself (it is valid audio at twice the
+  feature stage); supervisions whose speaking rate (letters per second) is far from the split's median, mostly
+  too fast. A WAV header claiming 16 kHz over 8 kHz samples cannot be told from the file itself (it is valid audio at twice the
   speed); when the manifest was made from the file it agrees with the header, and such a file shows up only as
   a speaking-rate outlier (twice as fast) and as a minority sampling rate.
 
@@ -39,9 +39,12 @@ PathLike = str | Path
 
 # How far (seconds) a supervision may pass the end of its audio, and a file's length may differ from its manifest.
 DURATION_TOLERANCE = 0.025
-# A supervision is a speaking-rate outlier when its letters per second differ from the split's median by more
-# than this factor (or by 4 robust standard deviations of the log rate, whichever is wider).
-SPEAKING_RATE_FACTOR = 1.8
+# A supervision is a speaking-rate outlier when its letters per second are more than FAST times the split's
+# median, or less than the median / SLOW (or 4 robust standard deviations of the log rate away, whichever is
+# wider). Fast is the suspicious side: a header claiming twice the true rate doubles it, while slow utterances
+# (pauses, silence around a short word) are common.
+SPEAKING_RATE_FAST = 1.8
+SPEAKING_RATE_SLOW = 3.0
 # How many items a console line names before "and N more".
 NAMED_ON_CONSOLE = 5
 
@@ -377,9 +380,9 @@ def speaking_rate_outliers(rates: List[Tuple[float, str]], min_count: int = 10) 
     logs = [math.log(r) for r, _ in rates]
     median = statistics.median(logs)
     mad = statistics.median(abs(x - median) for x in logs) * 1.4826
-    limit = max(math.log(SPEAKING_RATE_FACTOR), 4 * mad)
+    fast, slow = max(math.log(SPEAKING_RATE_FAST), 4 * mad), max(math.log(SPEAKING_RATE_SLOW), 4 * mad)
     return [f"{sid} ({r:.1f} letters/s vs median {math.exp(median):.1f})"
-            for (r, sid), x in zip(rates, logs) if abs(x - median) > limit]
+            for (r, sid), x in zip(rates, logs) if x - median > fast or median - x > slow]
 
 
 def empty_mel_bins(source_rate: int, target_rate: int, num_mel_bins: int, low_freq: float = 20.0) -> int:
