@@ -18,7 +18,8 @@ which are the real ones, each run as its own process and measured with wait4's r
 Usage:
   python bench/bench_memory.py --hours 10,30 --work-dir /tmp/bench_memory          # ~10 min per 10 h on 1 core
   python bench/bench_memory.py --hours 100 --work-dir /tmp/bench_memory --stages manifests,features
-  # prints one table row per size and stage: hours, cuts, peak RSS (MB), seconds; --out FILE also writes it
+  # prints one table row per size and stage: hours, cuts, peak RSS (MB), CPU and wall seconds (--out FILE: also
+  # appends the rows there)
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def tile(base: Path, split: str, hours: float, out: Path) -> int:
 
 
 def measure(cmd: list, log: Path) -> tuple:
-    """(peak RSS in MB of the process and the children it waited for, seconds); raises on failure. Linux
+    """(peak RSS in MB of the process and the children it waited for, CPU seconds (user + system), wall
+    seconds); raises on failure. Linux
     starts a child's ru_maxrss at its parent's size, so this process imports nothing big (about 15 MB)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     start = time.monotonic()
@@ -100,7 +102,7 @@ def measure(cmd: list, log: Path) -> tuple:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}); see {log}")
-    return usage.ru_maxrss / 1024, time.monotonic() - start
+    return usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, time.monotonic() - start
 
 
 def main() -> None:
@@ -129,7 +131,7 @@ def main() -> None:
                        check=True, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (work / "tiny.yaml").write_text(TINY_CONFIG)
-    header = "| hours | cuts | stage | peak RSS (MB) | seconds |\n|---|---|---|---|---|"
+    header = "| hours | cuts | stage | peak RSS (MB) | CPU s | wall s |\n|---|---|---|---|---|---|"
     print(header, flush=True)
     rows = []
     for hours in [float(h) for h in args.hours.split(",") if h]:
@@ -155,13 +157,13 @@ def main() -> None:
         for stage in stages:
             if stage == "train" and hours > args.train_max_hours:
                 continue
-            peak, seconds = 0.0, 0.0
+            peak, cpu, wall = 0.0, 0.0, 0.0
             for i, cmd in enumerate(commands[stage]):
                 if stage == "train":
                     subprocess.run(["rm", "-rf", str(d / "exp")], check=True)
-                rss, sec = measure([str(c) for c in cmd], d / f"{stage}.{i}.log")
-                peak, seconds = max(peak, rss), seconds + sec
-            row = f"| {hours:g} | {n} | {stage} | {peak:.0f} | {seconds:.0f} |"
+                rss, cpu_s, wall_s = measure([str(c) for c in cmd], d / f"{stage}.{i}.log")
+                peak, cpu, wall = max(peak, rss), cpu + cpu_s, wall + wall_s
+            row = f"| {hours:g} | {n} | {stage} | {peak:.0f} | {cpu:.0f} | {wall:.0f} |"
             rows.append(row)
             print(row, flush=True)
             if args.out:
