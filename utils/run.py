@@ -29,8 +29,10 @@ time <s> seconds``. Exit status 0 if every job succeeded; otherwise 1, with a li
 
 Jobs die with run.py. SIGINT / SIGTERM: run.py kills each job's process group (TERM, then KILL after
 5 s) and logs it. SIGKILL (``timeout -s KILL``, the OOM killer) cannot be caught, so a watchdog
-process in its own session holds the read end of a pipe from run.py, learns each job's process group
-through it, and kills the groups still running when the pipe closes without run.py saying it is done.
+process in its own session holds the read end of a pipe, learns each job's process group through it
+(written by the job itself before it runs anything), and kills the groups still running when the
+pipe closes without run.py saying it is done; an interrupted run.py closes it that way too, so a job
+the signal caught half-started dies as well.
 """
 
 from __future__ import annotations
@@ -303,6 +305,11 @@ class _Watchdog:
             start_new_session=True,  # neither a Ctrl-C nor a kill of run.py's process group reaches it
         )
 
+    def register_in_child(self) -> None:
+        """preexec_fn of a job: announce its process group from the child itself, before it runs anything,
+        so that no window remains in which run.py could die with a job started but not yet announced."""
+        os.write(self.proc.stdin.fileno(), f"+{os.getpid()}\n".encode())
+
     def tell(self, line: str) -> None:
         try:
             self.proc.stdin.write(line + "\n")
@@ -310,8 +317,11 @@ class _Watchdog:
         except (BrokenPipeError, ValueError):  # the watchdog died: the jobs still run, unguarded
             pass
 
-    def close(self) -> None:
-        self.tell("done")
+    def close(self, kill_remaining: bool = False) -> None:
+        """Stop the watchdog; with ``kill_remaining`` it first kills the groups still registered (an interrupted
+        run.py: a job whose Popen the signal cut short is registered, yet unknown to run.py)."""
+        if not kill_remaining:
+            self.tell("done")
         try:
             self.proc.stdin.close()
         except BrokenPipeError:
@@ -345,6 +355,7 @@ def run_local(cmd: CmdLine, prog: str) -> int:
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     watchdog = _Watchdog()
+    interrupted = False
     try:
         while pending or running:
             while pending and len(running) < limit:
@@ -362,8 +373,8 @@ def run_local(cmd: CmdLine, prog: str) -> int:
                     stderr=subprocess.STDOUT,
                     env=env,
                     start_new_session=True,  # its own process group, so we can kill all of it
+                    preexec_fn=watchdog.register_in_child,
                 )
-                watchdog.tell(f"+{proc.pid}")
                 running.append(_Running(index, log, proc, log_file, time.monotonic()))
             time.sleep(0.02)
             for job in list(running):
@@ -379,6 +390,7 @@ def run_local(cmd: CmdLine, prog: str) -> int:
                 if rc != 0:
                     failed.append((job.index, job.log))
     except Interrupted as interrupt:
+        interrupted = True
         for sig in old_handlers:  # a second Ctrl-C must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
         for job in running:
@@ -401,7 +413,7 @@ def run_local(cmd: CmdLine, prog: str) -> int:
         )
         raise
     finally:
-        watchdog.close()
+        watchdog.close(kill_remaining=interrupted)
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
 
