@@ -131,3 +131,49 @@ def test_double_dash_ends_options(script: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert values(proc)["nj"] == "5"
     assert "arg=--looks-like-an-option" in proc.stdout
+
+
+RECIPE = """#!/usr/bin/env bash
+set -euo pipefail
+stage=0
+stop_stage=6
+help_message="Usage: $0 [--stage N] [--stop-stage M]"
+. {parse_options}
+for s in 0 1 2 3 4 5 6; do
+  if [ $stage -le $s ] && [ $stop_stage -ge $s ]; then echo "Stage $s"; fi
+done
+echo "succeeded"
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "run.sh"
+    path.write_text(RECIPE.replace("{parse_options}", str(PARSE_OPTIONS)))
+    return path
+
+
+@pytest.mark.parametrize("args", [[], ["--stage", "2", "--stop-stage", "2"], ["--stage", "-1"]])
+def test_stage_range_accepted(recipe: Path, args: list[str]) -> None:
+    proc = run(recipe, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("succeeded\n") and "Stage" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stage", "abc"], "--stage must be an integer, not 'abc'"),
+    (["--stop-stage", "2x"], "--stop-stage must be an integer, not '2x'"),
+    (["--stage", ""], "--stage must be an integer, not ''"),
+    (["--stage", "9", "--stop-stage", "2"], "--stage 9 is after --stop-stage 2"),
+    (["--stage", "7"], "--stage 7 is after --stop-stage 6"),
+])
+def test_bad_stage_range_refused(recipe: Path, args: list[str], message: str) -> None:
+    proc = run(recipe, *args)
+    assert proc.returncode == 1
+    assert message in proc.stderr and proc.stderr.startswith(str(recipe))
+    assert proc.stdout == ""  # nothing ran, no "succeeded"
+
+
+def test_stage_check_only_when_defined(script: Path) -> None:
+    # a step script without stage variables is not affected (test_defaults_untouched covers the output)
+    assert run(script, "--nj", "abc").returncode == 0

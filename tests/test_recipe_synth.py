@@ -109,8 +109,10 @@ def check_comparison_stages(recipe: Path) -> None:
         # inherits everything but the encoder from conf/tiny.yaml, as conf/compare/*.yaml do from conf/lstm.yaml
         (compare / f"{m}.yaml").write_text(f"base: ../tiny.yaml\nmodel:\n  encoder: {enc}\n")
 
-    # the default stop stage (7) never reaches the comparison
-    guarded = run_recipe(recipe, "--stage", "8")
+    # the default stop stage (7) never reaches the comparison: --stage 8 alone is refused (utils/parse_options.sh)
+    guarded = subprocess.run(["bash", "./run.sh", "--stage", "8"], cwd=recipe, env=recipe_env(), capture_output=True,
+                             text=True, timeout=300)
+    assert guarded.returncode == 1 and "--stage 8 is after --stop-stage 7" in guarded.stderr, guarded.stderr
     assert "Stage 8" not in guarded.stdout and not (recipe / "exp" / "compare").exists()
 
     proc = run_recipe(recipe, *corpus, "--stage", "8", "--stop-stage", "10", "--compare-config-dir",

@@ -113,16 +113,22 @@ def test_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
     assert proc.stderr.startswith("run.py: ") and message in proc.stderr
 
 
+def wait_for_pids(pid_files: list[Path]) -> list[int]:
+    """The pids the jobs wrote, once they all have."""
+    deadline = time.monotonic() + 20
+    while not all(p.exists() and p.read_text().strip() for p in pid_files):
+        assert time.monotonic() < deadline, "jobs did not start"
+        time.sleep(0.05)
+    return [int(p.read_text()) for p in pid_files]
+
+
 def test_sigterm_kills_running_jobs(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(RUN_PY), "JOB=1:2", "log/k.JOB.log", "echo $$ > pid.JOB; sleep 30"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True,
     )
     pid_files = [tmp_path / "pid.1", tmp_path / "pid.2"]
-    deadline = time.monotonic() + 20
-    while not all(p.exists() and p.read_text().strip() for p in pid_files):
-        assert time.monotonic() < deadline, "jobs did not start"
-        time.sleep(0.05)
+    wait_for_pids(pid_files)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -132,3 +138,32 @@ def test_sigterm_kills_running_jobs(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert "# Ended (code 143)" in (tmp_path / "log/k.1.log").read_text()
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an orphan's zombie waits for pid 1 to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_sigkill_of_run_py_kills_its_jobs(tmp_path: Path) -> None:
+    # the job and a grandchild it starts (a trainer under bash, say) must not outlive a SIGKILLed run.py
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN_PY), "log/k.log", "sleep 60 & echo $! > child; echo $$ > pid; wait"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )
+    pids = wait_for_pids([tmp_path / "pid", tmp_path / "child"])
+    assert all(_running(pid) for pid in pids)
+    proc.kill()
+    proc.communicate(timeout=20)
+    deadline = time.monotonic() + 20
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in pids if _running(pid)]
+    for pid in survivors:  # do not leave them behind even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"jobs outlived a SIGKILLed run.py: {survivors}"

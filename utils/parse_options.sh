@@ -22,7 +22,8 @@
 #     options (several --config are sourced in order); later options override what it sets;
 #   --help or -h prints $help_message and exits 0;
 #   options stop at the first argument that does not start with "--" (or after "--"): the
-#     positional arguments are left in "$@".
+#     positional arguments are left in "$@";
+#   when the script defines stage (and stop_stage), they must be integers with stage <= stop_stage.
 # Errors print "$0: ..." to stderr and exit 1. Safe under set -euo pipefail. All helper
 # variables are named __po_* and unset before returning.
 
@@ -102,6 +103,19 @@ while [ $__po_i -lt ${#__po_names[@]} ]; do
   printf -v "$__po_var" '%s' "$__po_value"
   __po_i=$((__po_i + 1))
 done
+
+# A recipe's stage range: --stage abc or --stage 9 --stop-stage 2 would otherwise run nothing (or print
+# shell errors) and still end in "succeeded".
+for __po_var in stage stop_stage; do
+  if [ -n "${!__po_var+set}" ] && ! [[ ${!__po_var} =~ ^-?[0-9]+$ ]]; then
+    echo "$0: --${__po_var//_/-} must be an integer, not '${!__po_var}'" >&2
+    exit 1
+  fi
+done
+if [ -n "${stage+set}" ] && [ -n "${stop_stage+set}" ] && [ "$stage" -gt "$stop_stage" ]; then
+  echo "$0: --stage $stage is after --stop-stage $stop_stage: no stage would run" >&2
+  exit 1
+fi
 
 unset __po_names __po_values __po_configs __po_config __po_name __po_value __po_var __po_i
 true

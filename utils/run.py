@@ -26,6 +26,13 @@ Each log gets ``# <command>`` and ``# Started at <date> on <host>``, then the co
 stderr, then ``# Accounting: time=<s> threads=<n>`` and ``# Ended (code <rc>) at <date>, elapsed
 time <s> seconds``. Exit status 0 if every job succeeded; otherwise 1, with a line
 ``run.py: N / M failed, log is in <log>`` on stderr for each failed job.
+
+Jobs die with run.py. SIGINT / SIGTERM: run.py kills each job's process group (TERM, then KILL after
+5 s) and logs it. SIGKILL (``timeout -s KILL``, the OOM killer) cannot be caught, so a watchdog
+process in its own session holds the read end of a pipe, learns each job's process group through it
+(written by the job itself before it runs anything), and kills the groups still running when the
+pipe closes without run.py saying it is done; an interrupted run.py closes it that way too, so a job
+the signal caught half-started dies as well.
 """
 
 from __future__ import annotations
@@ -250,11 +257,76 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+def watch_jobs(commands: IO[str] | None = None, grace: float = 5.0) -> None:
+    """The watchdog's loop: read ``+PGID`` / ``-PGID`` lines (a job started / was reaped) until
+    ``done`` or end of file; at end of file (run.py died) kill the groups still listed."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # only run.py's death ends it
+        signal.signal(sig, signal.SIG_IGN)
+    groups: set[int] = set()
+    for line in commands if commands is not None else sys.stdin:
+        line = line.strip()
+        if line == "done":
+            return
+        if line[:1] in ("+", "-") and line[1:].isdigit():
+            (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+    for pgid in groups:
+        _kill_pgid(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while groups and time.monotonic() < deadline:
+        groups = {g for g in groups if _pgid_alive(g)}
+        time.sleep(0.05)
+    for pgid in groups:
+        _kill_pgid(pgid, signal.SIGKILL)
+
+
+def _kill_pgid(pgid: int, sig: int) -> None:
     try:
-        os.killpg(proc.pid, sig)
+        os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _pgid_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+class _Watchdog:
+    """The process that kills run.py's jobs if run.py is killed with SIGKILL (see the module docstring)."""
+
+    def __init__(self) -> None:
+        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+                "import run; run.watch_jobs()")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            start_new_session=True,  # neither a Ctrl-C nor a kill of run.py's process group reaches it
+        )
+
+    def register_in_child(self) -> None:
+        """preexec_fn of a job: announce its process group from the child itself, before it runs anything,
+        so that no window remains in which run.py could die with a job started but not yet announced."""
+        os.write(self.proc.stdin.fileno(), f"+{os.getpid()}\n".encode())
+
+    def tell(self, line: str) -> None:
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # the watchdog died: the jobs still run, unguarded
+            pass
+
+    def close(self, kill_remaining: bool = False) -> None:
+        """Stop the watchdog; with ``kill_remaining`` it first kills the groups still registered (an interrupted
+        run.py: a job whose Popen the signal cut short is registered, yet unknown to run.py)."""
+        if not kill_remaining:
+            self.tell("done")
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.proc.wait()
 
 
 def run_local(cmd: CmdLine, prog: str) -> int:
@@ -282,6 +354,8 @@ def run_local(cmd: CmdLine, prog: str) -> int:
         raise Interrupted(signum)
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    watchdog = _Watchdog()
+    interrupted = False
     try:
         while pending or running:
             while pending and len(running) < limit:
@@ -299,6 +373,7 @@ def run_local(cmd: CmdLine, prog: str) -> int:
                     stderr=subprocess.STDOUT,
                     env=env,
                     start_new_session=True,  # its own process group, so we can kill all of it
+                    preexec_fn=watchdog.register_in_child,
                 )
                 running.append(_Running(index, log, proc, log_file, time.monotonic()))
             time.sleep(0.02)
@@ -306,6 +381,7 @@ def run_local(cmd: CmdLine, prog: str) -> int:
                 rc = job.proc.poll()
                 if rc is None:
                     continue
+                watchdog.tell(f"-{job.proc.pid}")
                 if rc < 0:  # killed by a signal: report it the way bash would
                     rc = 128 - rc
                 job.log_file.write(footer_lines(rc, time.monotonic() - job.started, threads))
@@ -314,16 +390,17 @@ def run_local(cmd: CmdLine, prog: str) -> int:
                 if rc != 0:
                     failed.append((job.index, job.log))
     except Interrupted as interrupt:
+        interrupted = True
         for sig in old_handlers:  # a second Ctrl-C must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
         for job in running:
-            _kill_group(job.proc, signal.SIGTERM)
+            _kill_pgid(job.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
         for job in running:
             try:
                 job.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _kill_group(job.proc, signal.SIGKILL)
+                _kill_pgid(job.proc.pid, signal.SIGKILL)
                 job.proc.wait()
             rc = 128 + interrupt.signum
             job.log_file.write(f"# Killed by {interrupt} (run.py was interrupted)\n")
@@ -336,6 +413,7 @@ def run_local(cmd: CmdLine, prog: str) -> int:
         )
         raise
     finally:
+        watchdog.close(kill_remaining=interrupted)
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
 

@@ -12,11 +12,14 @@ import torch
 from lhotse import CutSet, load_manifest_lazy
 from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, SimpleCutSampler
 
+from serac.data.validate import check_readable
+
 
 def load_cuts(path: str | Path) -> CutSet:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cuts manifest {path} not found (did the fbank stage run?)")
+    check_readable(path)  # a corrupt file is named here, not as a zlib error inside the sampler
     return load_manifest_lazy(path)
 
 
