@@ -267,10 +267,10 @@ def test_full_context_checkpoint_loads_into_a_sliding_window():
 
 @torch.no_grad()
 def test_time_encoders_reports_each_blocks_on_fraction_over_valid_frames():
-    """serac.bin.time_encoders' per-block gate fractions (RESULTS.md's "where the arbitrators run the modules")
+    """serac.encoders.cost.time_encoders' per-block gate fractions (RESULTS.md's "where the arbitrators run the modules")
     count valid frames only: a block forced MHA-on / FFN-off reads exactly 1 / 0 on a padded batch, the others
     match the gates of each utterance encoded on its own."""
-    from serac.bin.time_encoders import time_encoders
+    from serac.encoders.cost import time_encoders
 
     encoder = mixed_gate_encoder(seed=3)
     nn.init.zeros_(encoder.blocks[0].arbitrator.out.weight)

@@ -339,21 +339,21 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert json.loads((out_dir / "cohort-summary-auto_cohort.json").read_text())["summary"]["bottom_cohort"] == "B"
 
     # a key no cut has: a one-line error naming the cut and the key, exit status 1
-    from serac.bin.score_cohorts import main
+    from entry_points import run_entry_point
 
-    assert main(["--recogs", str(recogs), "--cuts", str(cuts), "--keys", "dialect", "--out-dir",
-                 str(tmp_path / "bad"), "--no-plots"]) == 1
+    assert run_entry_point("score_cohorts", ["--recogs", str(recogs), "--cuts", str(cuts), "--keys", "dialect",
+                                             "--out-dir", str(tmp_path / "bad"), "--no-plots"]) == 1
 
 
 def test_cli_default_keys(tmp_path: Path) -> None:
-    from serac.bin.score_cohorts import main
+    from entry_points import run_entry_point
 
     cuts = tmp_path / "cuts.jsonl.gz"
     write_fixture_cuts(cuts)
     recogs = tmp_path / "recogs.txt"
     store_transcripts(recogs, RESULTS)
-    assert main(["--recogs", str(recogs), "--cuts", str(cuts), "--out-dir", str(tmp_path / "out"),
-                 "--n-bootstrap", "50"]) == 0
+    assert run_entry_point("score_cohorts", ["--recogs", str(recogs), "--cuts", str(cuts), "--out-dir",
+                                             str(tmp_path / "out"), "--n-bootstrap", "50"]) == 0
     _check_cli_outputs(tmp_path / "out", ["accent", "age_band", "gender", "state"])
 
 

@@ -1,12 +1,13 @@
-"""Streaming decoding (serac/bin/decode_streaming.py): chunk-by-chunk greedy search gives the offline greedy
+"""Streaming decoding (serac/decode/streaming.py): chunk-by-chunk greedy search gives the offline greedy
 transcript for every encoder, the chunk size is checked against the encoder, latency figures are computed."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from serac.bin.decode_streaming import (latency_summary, merge_streaming_stats, resolve_chunk_frames,
-                                        stream_utterance, streaming_suffix)
+from serac.decode.naming import streaming_suffix
+from serac.decode.results import latency_summary, merge_streaming_stats
+from serac.decode.streaming import resolve_chunk_frames, stream_utterance
 from serac.transducer.model import build_model
 from serac.transducer.search import greedy_search_batch
 

@@ -16,18 +16,13 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import yaml
 
+from serac.decode.results import read_summary_wer
 from serac.utils import atomic_write_text
-
-
-def read_summary_wer(path: Path) -> float:
-    lines = path.read_text().splitlines()
-    if len(lines) < 2 or lines[0].split("\t") != ["settings", "WER"]:
-        raise ValueError(f"{path}: not a wer-summary file")
-    return float(lines[1].split("\t")[1])
+from serac.utils import format_number as fmt
 
 
 def decode_rows(exp_dir: Path, set_name: str) -> List[Dict]:
@@ -61,10 +56,6 @@ def seen_section(exp_dir: Path, set_name: str, text_path: Path) -> List[str]:
             cells += [str(len(parts[k])), fmt(st["wer"] if st else None)]
         out.append(f"| {suffix} | " + " | ".join(cells) + " |")
     return out
-
-
-def fmt(x: Optional[float], digits: int = 2) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
 
 
 def model_section(exp_dir: Path) -> List[str]:

@@ -140,7 +140,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   stage_done 3 amortized
 fi
 
-suffix=greedy_search-epoch-$ft_epochs-avg-1
+suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $ft_epochs --avg 1)
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "Stage 4: decode test (greedy search), executed encoder FLOPs per utterance"
   for v in $variants; do

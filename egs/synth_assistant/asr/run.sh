@@ -123,7 +123,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     done
     # the best suffix and the options that repeat it (--lm-scale S --blank-penalty P, from its stats JSON)
     read -r best best_opts < <(python -m serac.bin.pick_decode --decode-dir $exp_dir/decode/dev --set-name dev \
-      --pattern "modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$lm_beam-lm-*" --with-options \
+      --pattern "$(python -m serac.bin.decode --print-suffix --method modified_beam_search --epoch $num_epochs \
+                    --avg $avg --beam $lm_beam)-lm-*" --with-options \
       --out $exp_dir/decode/lm-tuning-dev.tsv)
     [ -n "$best" ] || { echo "$0: no LM setting picked on dev" >&2; exit 1; }
     echo "$0: best LM setting on dev: $best ($best_opts)"
@@ -139,7 +140,8 @@ if [ -n "$lm_scales" ] && [ $stop_stage -ge 6 ] && [ $stage -le 7 ]; then
   [ -f $exp_dir/decode/lm-best.txt ] || { echo "$0: $exp_dir/decode/lm-best.txt missing: run stage 5" >&2; exit 1; }
   suffix=$(cat $exp_dir/decode/lm-best.txt)
 else
-  suffix=modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$beam
+  suffix=$(python -m serac.bin.decode --print-suffix --method modified_beam_search --epoch $num_epochs --avg $avg \
+    --beam $beam)
 fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "Stage 6: per-cohort scoring ($cohort_keys)"
@@ -158,7 +160,8 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     --preamble data/manifests/summary.md --command "cd egs/synth_assistant/asr && ./run.sh" --out $results
 fi
 
-compare_suffix=greedy_search-epoch-$compare_epochs-avg-$compare_avg
+compare_suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $compare_epochs \
+  --avg $compare_avg)
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   echo "Stage 8: train the encoder comparison models ($compare_models)"
   for m in $compare_models; do

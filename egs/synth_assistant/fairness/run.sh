@@ -62,7 +62,7 @@ if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
 asr=$(readlink -f "$asr_dir")
 lang=$asr/data/lang_bpe_$vocab_size
 data=data/asr
-bsuffix=greedy_search-epoch-$baseline_epoch-avg-$baseline_avg
+bsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $baseline_epoch --avg $baseline_avg)
 disc=exp/discovery
 mkdir -p exp
 timing=exp/timing.tsv
@@ -191,7 +191,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "Stage 7: mitigation table and $results"
   map_opt=""
   [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
-  fsuffix=greedy_search-epoch-$ft_epochs-avg-1
+  fsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $ft_epochs --avg 1)
   methods=(--method "no adaptation" "$(baseline_recogs test)")
   add_method() {  # add_method NAME VARIANT: one --method per seed
     for s in $ft_seeds; do
