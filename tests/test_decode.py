@@ -122,3 +122,18 @@ def test_decode_sh_prints_its_recogs_and_shards_do_not_change_the_results(tmp_pa
         p.unlink()
     step("steps/decode.sh", "--nj", 1, "--epoch", 1, exp, lang, cuts, "test")
     assert {p.name: p.read_text() for p in out.glob("*-test-*.txt")} == sharded
+def test_decode_streaming_sh_decodes_an_amortized_model(tmp_path: Path):
+    """Cut lengths of 30-49 frames: most utterances end inside an attention chunk (chunk_multiple 8)."""
+    from serac.decode.job import load_model
+    from serac.decode.offline import decode_cuts
+    from serac.data.dataset import load_cuts
+    from serac.scoring.wer import load_transcripts
+
+    exp, lang, cuts = tiny_experiment(tmp_path, "amortized_transformer")
+    proc = step("steps/decode_streaming.sh", "--nj", 2, "--epoch", 1, "--chunk-ms", 80, exp, lang, cuts, "test")
+    recogs = exp / "decode/test/recogs-test-streaming_greedy_search-chunk-80ms-epoch-1-avg-1.txt"
+    assert proc.stdout.splitlines()[-1] == f"steps/decode_streaming.sh: recogs: {recogs}"
+    model, tokenizer, _ = load_model(exp, lang, 1, 1, 6)
+    offline, _, _ = decode_cuts(model, tokenizer, load_cuts(cuts), "greedy_search", 4, 300.0)
+    assert sorted(offline) == load_transcripts(recogs)
+    assert sum(len(hyp) for _, _, hyp in offline) > 5, "near-empty transcripts would make the comparison vacuous"
