@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 from serac.encoders import register_encoder
-from serac.encoders._streaming import CausalConv2dSubsampling, ChunkedSelfAttention, State
+from serac.encoders.streaming import CausalConv2dSubsampling, ChunkedSelfAttention, State
 from serac.encoders.chunked_attention import ChunkedAttentionEncoder
 from serac.encoders.conformer import FeedForward
 

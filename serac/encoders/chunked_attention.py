@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Tuple
 import torch
 
 from serac.encoders import EncoderBase
-from serac.encoders._streaming import check_chunk
+from serac.encoders.streaming import check_chunk
 
 EncoderState = Dict[str, Any]
 

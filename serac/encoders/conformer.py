@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from serac.encoders import register_encoder
-from serac.encoders._streaming import CausalConv1d, CausalConv2dSubsampling, ChunkedSelfAttention, State
+from serac.encoders.streaming import CausalConv1d, CausalConv2dSubsampling, ChunkedSelfAttention, State
 from serac.encoders.chunked_attention import ChunkedAttentionEncoder
 
 
