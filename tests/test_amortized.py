@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from serac.encoders import build_encoder
-from serac.encoders.streaming import encoder_flops_per_second
+from serac.encoders.cost import encoder_flops_per_second
 
 NUM_FEATURES = 80
 SMALL = dict(name="amortized_transformer", dim=16, num_layers=3, num_heads=2, ffn_dim=32, subsampling_channels=4,

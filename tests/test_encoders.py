@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from serac.encoders import available_encoders, build_encoder
-from serac.encoders.streaming import count_parameters, encoder_flops_per_second
+from serac.encoders.cost import count_parameters, encoder_flops_per_second
 
 NUM_FEATURES = 80
 

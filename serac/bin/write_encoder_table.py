@@ -13,7 +13,7 @@ Reads, under each --exp-dirs entry:
                                                 streaming WER, RTF, compute ms per chunk, algorithmic latency
   decode/<cohort-set>/cohorts-<greedy suffix>/cohort-summary-<cohort-key>.json
                                                 worst cohort and its WER
-and computes encoder GFLOPs per second of audio with serac.encoders.streaming.encoder_flops_per_second.
+and computes encoder GFLOPs per second of audio with serac.encoders.cost.encoder_flops_per_second.
 A missing file is an error naming it (the stage that writes it has not run).
 
 Usage:
@@ -70,7 +70,7 @@ def encoder_gflops(cfg: Dict[str, Any]) -> float:
     import torch
 
     from serac.encoders import build_encoder
-    from serac.encoders.streaming import encoder_flops_per_second
+    from serac.encoders.cost import encoder_flops_per_second
 
     torch.manual_seed(0)
     num_features = int(cfg.get("env", {}).get("num_features") or 80)
