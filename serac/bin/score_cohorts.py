@@ -42,6 +42,8 @@ from serac.fairness.cohort_metrics import (
     write_speaker_tsv,
 )
 
+from serac.utils import format_number
+
 logger = logging.getLogger("score_cohorts")
 
 # attribute used to label regions on the speaker map, first one present wins
@@ -83,7 +85,7 @@ def summary_table(reports: List[CohortReport]) -> str:
     header = f"{'key':<14} {'cohorts':>7} {'overall':>8} {'min':>7} {'max':>7} {'std':>6} {'gap%':>7}  bottom (spk%/utt%)"
     lines = [header, "-" * len(header)]
     for r in reports:
-        gap = "NA" if r.relative_gap is None else f"{r.relative_gap:.1f}"
+        gap = format_number(r.relative_gap, 1)
         lines.append(
             f"{r.key:<14} {len(r.cohorts):>7d} {r.overall_wer:>8.2f} {r.min_wer:>7.2f} {r.max_wer:>7.2f} "
             f"{r.std_wer:>6.2f} {gap:>7}  {r.bottom_cohort} ({r.bottom_speaker_share:.0f}/{r.bottom_utt_share:.0f})"

@@ -26,7 +26,7 @@ import torch
 from serac.data.dataset import eval_dataloader, load_cuts
 from serac.decode.job import load_model
 from serac.encoders.cost import time_encoders
-from serac.utils import atomic_write_text, setup_logging
+from serac.utils import MISSING, atomic_write_text, setup_logging
 
 
 def parse_model(spec: str) -> Tuple[str, Path, int, int]:
@@ -83,7 +83,7 @@ def main() -> None:
     cols = ["encoder_cpu_s", "encoder_wall_s", "time_vs_reference", "speedup_vs_reference", "flops",
             "flops_vs_reference"]
     lines = ["model\t" + "\t".join(cols)]
-    lines += [name + "\t" + "\t".join("NA" if r[c] is None else f"{r[c]:.4g}" for c in cols) for name, r in rows.items()]
+    lines += [name + "\t" + "\t".join(MISSING if r[c] is None else f"{r[c]:.4g}" for c in cols) for name, r in rows.items()]
     atomic_write_text(out_path.with_suffix(".tsv"), "\n".join(lines) + "\n")
 
 
