@@ -23,8 +23,14 @@ Definitions (what the numbers in the tables mean):
 - summary statistics (mean, min, max, variance, std) are over the cohort WERs, each cohort
   weighted equally; variance and std are *population* statistics (``ddof=0``): the cohorts
   are the whole population being compared, not a sample of one.
-- top cohort = lowest WER, bottom cohort = highest WER (ties broken by cohort name);
-  relative gap = (bottom - top) / top * 100, undefined (None) when the top cohort's WER is 0.
+- top cohort = lowest WER, bottom cohort = highest WER (ties broken by cohort name; when every
+  cohort ties, top is the first and bottom the last by name, and the tables say "no gap: all
+  cohorts tie" instead of a gap); relative gap = (bottom - top) / top * 100, undefined (None) when
+  the top cohort's WER is 0.
+- too small to judge: a cohort with fewer speakers than ``min_speakers`` (3 by default).  A
+  speaker bootstrap of one speaker gives a zero-width interval ([2.00, 2.00]) that looks precise
+  and is not; the tables print "too small to judge (N speakers)" instead of its interval and the
+  summary lists such cohorts (``too_small_cohorts``).
 - bottom share = the bottom cohort's speakers (utterances) as a percentage of all distinct
   speakers (utterances) that were scored.
 - cohorts whose utterances have no reference words have no WER: they are left out of the

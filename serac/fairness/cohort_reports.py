@@ -35,7 +35,27 @@ def write_speaker_tsv(points: Sequence[SpeakerPoint], path: PathLike) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-COHORT_TSV_COLUMNS = ("cohort", "num_speakers", "num_utts", "num_words", "wer", "ins", "del", "sub", "ci_low", "ci_high")
+COHORT_TSV_COLUMNS = ("cohort", "num_speakers", "num_utts", "num_words", "wer", "ins", "del", "sub", "ci_low", "ci_high",
+                      "too_small")
+
+
+def interval_cell(ci_low: str, ci_high: str, num_speakers: int, too_small: bool) -> str:
+    """The interval column of a Markdown table: ``[low, high]``, or why it does not say much."""
+    if too_small:
+        return f"too small to judge ({num_speakers} speaker{'s' if int(num_speakers) != 1 else ''})"
+    return MISSING if ci_low == MISSING else f"[{ci_low}, {ci_high}]"
+
+
+def gap_sentence(report: CohortReport) -> str:
+    """The disparity line: bottom vs top cohort and their relative gap, or that there is none to report."""
+    if len(report.cohorts) == 1:
+        return f"- one cohort (`{report.top_cohort}`): no gap to report"
+    if report.all_tie:
+        return f"- no gap: all {len(report.cohorts)} cohorts tie at {report.min_wer:.2f}% WER"
+    gap = "undefined (top cohort at 0% WER)" if report.relative_gap is None else f"{report.relative_gap:.1f}%"
+    small = [c for c in (report.bottom_cohort, report.top_cohort) if c in report.too_small_cohorts]
+    note = f" ({', '.join(f'`{c}`' for c in small)} too small to judge)" if small else ""
+    return f"- relative gap, bottom `{report.bottom_cohort}` vs top `{report.top_cohort}`: {gap}{note}"
 
 
 def _clean_cell(text: str) -> str:
@@ -49,7 +69,8 @@ def safe_key_name(key: str) -> str:
 
 
 def write_cohort_tsv(report: CohortReport, path: PathLike) -> None:
-    """``cohort-wer-<key>.tsv``; WER and interval in percent with 2 decimals, ``-`` if absent."""
+    """``cohort-wer-<key>.tsv``; WER and interval in percent with 2 decimals, ``-`` if absent; ``too_small`` 1
+    for a cohort with fewer speakers than the report's ``min_speakers``."""
     lines = ["\t".join(COHORT_TSV_COLUMNS)]
     for c in report.cohorts:
         lines.append(
@@ -65,6 +86,7 @@ def write_cohort_tsv(report: CohortReport, path: PathLike) -> None:
                     str(c.subs),
                     _fmt(c.ci_low),
                     _fmt(c.ci_high),
+                    "1" if c.too_small else "0",
                 ]
             )
         )
@@ -93,17 +115,16 @@ def cohort_markdown(report: CohortReport) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in report.cohorts:
-        interval = MISSING if c.ci_low is None else f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+        interval = interval_cell(_fmt(c.ci_low), _fmt(c.ci_high), c.num_speakers, c.too_small)
         lines.append(
             f"| {_clean_cell(c.cohort)} | {c.num_speakers} | {c.num_utts} | {c.num_words} | "
             f"{c.wer:.2f} | {interval} | {c.ins} | {c.dels} | {c.subs} |"
         )
-    gap = "undefined (top cohort at 0% WER)" if report.relative_gap is None else f"{report.relative_gap:.1f}%"
     lines += [
         "",
         f"- cohort WERs: mean {report.mean_wer:.2f}, min {report.min_wer:.2f}, max {report.max_wer:.2f}, "
         f"std {report.std_wer:.2f} (population, ddof=0)",
-        f"- relative gap, bottom `{report.bottom_cohort}` vs top `{report.top_cohort}`: {gap}",
+        gap_sentence(report),
         f"- bottom cohort share: {report.bottom_speaker_share:.1f}% of speakers, "
         f"{report.bottom_utt_share:.1f}% of utterances",
     ]
@@ -111,6 +132,9 @@ def cohort_markdown(report: CohortReport) -> str:
         lines.append(
             f"- intervals: percentile bootstrap over speakers, {report.n_bootstrap} resamples, seed {report.seed}"
         )
+    if report.too_small_cohorts:
+        lines.append(f"- too small to judge (fewer than {report.min_speakers} speakers): "
+                     f"{', '.join(report.too_small_cohorts)}")
     if report.excluded_cohorts:
         lines.append(f"- left out (no reference words): {', '.join(report.excluded_cohorts)}")
     return "\n".join(lines) + "\n"

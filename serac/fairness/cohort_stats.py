@@ -95,6 +95,8 @@ class CohortStats:
     wer: float
     ci_low: Optional[float] = None
     ci_high: Optional[float] = None
+    #: fewer speakers than the report's ``min_speakers``: its WER and interval say little about the cohort
+    too_small: bool = False
 
 
 @dataclass
@@ -122,6 +124,16 @@ class CohortReport:
     seed: int
     confidence: float
     excluded_cohorts: List[str] = field(default_factory=list)
+    min_speakers: int = 1
+
+    @property
+    def too_small_cohorts(self) -> List[str]:
+        return [c.cohort for c in self.cohorts if c.too_small]
+
+    @property
+    def all_tie(self) -> bool:
+        """Every cohort has the same WER (one cohort included): there is no gap to report."""
+        return self.max_wer == self.min_wer
 
     def cohort(self, name: str) -> CohortStats:
         """The stats of cohort ``name`` (KeyError naming the known cohorts otherwise)."""
@@ -154,6 +166,9 @@ class CohortReport:
                 "relative_gap": self.relative_gap,
                 "bottom_speaker_share": self.bottom_speaker_share,
                 "bottom_utt_share": self.bottom_utt_share,
+                "all_cohorts_tie": self.all_tie,
+                "min_speakers": self.min_speakers,
+                "too_small_cohorts": self.too_small_cohorts,
             },
             "bootstrap": {
                 "n_bootstrap": self.n_bootstrap,
@@ -216,6 +231,7 @@ def cohort_wer(
     n_bootstrap: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    min_speakers: int = 3,
 ) -> CohortReport:
     """Score ``results`` per cohort of attribute ``key``.
 
@@ -229,11 +245,15 @@ def cohort_wer(
       n_bootstrap: speaker resamples per cohort for the interval; 0 disables it.
       seed: makes the intervals reproducible.
       confidence: interval coverage, e.g. 0.95.
+      min_speakers: cohorts with fewer speakers are marked ``too_small`` (warned; the tables say so): a
+        speaker bootstrap of one speaker gives a zero-width interval, of two a meaningless one.
     """
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if min_speakers < 1:
+        raise ValueError(f"min_speakers must be >= 1, got {min_speakers}")
     scored = _as_scored(results)
     _check_cuts_known(scored, attrs)
 
@@ -302,6 +322,7 @@ def cohort_wer(
                 wer=100.0 * errors / words,
                 ci_low=ci_low,
                 ci_high=ci_high,
+                too_small=len(speakers) < min_speakers,
             )
         )
     if not cohorts:
@@ -315,6 +336,13 @@ def cohort_wer(
     wers = np.array([c.wer for c in cohorts], dtype=np.float64)
     top = min(cohorts, key=lambda c: (c.wer, c.cohort))
     bottom = min(cohorts, key=lambda c: (-c.wer, c.cohort))
+    if bottom is top and len(cohorts) > 1:
+        # every cohort ties: name two different ones (first and last by name) rather than one as best and worst
+        bottom = max(cohorts, key=lambda c: c.cohort)
+    small = [f"{c.cohort} ({c.num_speakers})" for c in cohorts if c.too_small]
+    if small:
+        logger.warning(f"{key}: {len(small)} cohort(s) with fewer than {min_speakers} speakers, too small to judge: "
+                       f"{', '.join(small)}")
     relative_gap = None if top.wer == 0 else (bottom.wer - top.wer) / top.wer * 100.0
     return CohortReport(
         key=key,
@@ -338,6 +366,7 @@ def cohort_wer(
         seed=seed,
         confidence=confidence,
         excluded_cohorts=excluded,
+        min_speakers=min_speakers,
     )
 
 
