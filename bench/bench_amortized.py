@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from serac.encoders import build_encoder  # noqa: E402
-from serac.encoders._streaming import count_parameters  # noqa: E402
+from serac.encoders.cost import count_parameters  # noqa: E402
 
 FRAMES_PER_SECOND = 100
 

@@ -7,7 +7,7 @@ For each encoder (default config, 80-dim fbank input, output_dim 256):
   reported as seconds of audio processed per wall-clock second on one thread (higher is better);
 * stream: chunk-by-chunk ``streaming_forward`` of one utterance (batch 1) in 160 ms chunks (rounded up to
   the encoder's ``chunk_multiple``), reported as real-time factor = wall time / audio time (lower is better);
-* params and GFLOPs per second of audio (``serac.encoders._streaming.encoder_flops_per_second``).
+* params and GFLOPs per second of audio (``serac.encoders.cost.encoder_flops_per_second``).
 
 Each figure is also printed as a ratio against the LSTM encoder measured in the same run. Timings are
 figures, never pass/fail: on a shared machine they move from run to run.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from serac.encoders import build_encoder  # noqa: E402
-from serac.encoders._streaming import count_parameters, encoder_flops_per_second  # noqa: E402
+from serac.encoders.cost import count_parameters, encoder_flops_per_second  # noqa: E402
 
 FRAMES_PER_SECOND = 100
 

@@ -84,7 +84,7 @@ def main() -> None:
         from serac.transducer.search import greedy_search_batch, modified_beam_search
 
         if args.exp_dir:
-            from serac.bin.decode import load_model
+            from serac.decode.job import load_model
 
             dcuts = load_cuts(args.cuts)
             first = next(iter(dcuts))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import yaml
 
@@ -68,16 +68,28 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
-def deep_update(base: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+def deep_merge(base: Dict[str, Any], new: Dict[str, Any],
+               replaces: Optional[Callable[[str, Dict[str, Any], Dict[str, Any]], bool]] = None) -> Dict[str, Any]:
+    """``base`` updated recursively with ``new`` (neither is modified): the one config merge of serac (experiment
+    configs here, the synthetic corpus config in serac.data.synth.config). ``replaces(key, old, new)`` True makes a
+    mapping in ``new`` replace the one in ``base`` instead of merging into it."""
     out = copy.deepcopy(base)
     for k, v in (new or {}).items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            # an encoder section naming another encoder replaces the default one instead of merging into it
-            replaces = k == "encoder" and v.get("name", out[k].get("name")) != out[k].get("name")
-            out[k] = copy.deepcopy(v) if replaces else deep_update(out[k], v)
+            out[k] = copy.deepcopy(v) if replaces and replaces(k, out[k], v) else deep_merge(out[k], v, replaces)
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def _names_another_encoder(key: str, old: Dict[str, Any], new: Dict[str, Any]) -> bool:
+    return key == "encoder" and new.get("name", old.get("name")) != old.get("name")
+
+
+def deep_update(base: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`deep_merge` for experiment configs: an encoder section naming another encoder replaces the default
+    one instead of merging into it."""
+    return deep_merge(base, new, _names_another_encoder)
 
 
 def apply_override(cfg: Dict[str, Any], item: str) -> None:

@@ -1,15 +1,16 @@
-"""Small shared helpers: atomic writes, logging set-up, environment report."""
+"""Small shared helpers: atomic writes, number formatting for tables, logging set-up, environment report."""
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import platform
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Union
+from typing import Any, Dict, Iterator, Optional, Union
 
 PathLike = Union[str, Path]
 
@@ -33,6 +34,18 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 def atomic_write_text(path: PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+#: what every table and TSV that serac writes shows for a number that does not exist (no interval, gap undefined)
+MISSING = "-"
+
+
+def format_number(value: Optional[float], digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals, or :data:`MISSING` for None and NaN: the one number formatter of the
+    tables (RESULTS.md, cohort TSVs and Markdown, summaries)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    return f"{value:.{digits}f}"
 
 
 def setup_logging(log_file: PathLike | None = None, rank: int = 0, level: int = logging.INFO) -> None:

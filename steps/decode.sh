@@ -25,7 +25,11 @@ Options:
   --beam <n>           # for modified_beam_search (default: $beam)
   --lm <arpa> --lm-scale <s>  # shallow fusion with a token n-gram LM (modified_beam_search; serac.bin.train_lm)
   --blank-penalty <p>  # modified_beam_search: subtract p from the blank logit (default: $blank_penalty)
-Results go to <exp-dir>/decode/<set-name>/; an existing wer-summary for the same setting is not redone."
+  --num-threads <n>    # torch threads per job (default: $num_threads)
+  --max-duration <s>   # seconds of audio per batch (default: $max_duration)
+Results go to <exp-dir>/decode/<set-name>/ (the last line printed names the recogs file). An existing wer-summary
+for the same setting is not redone, whatever --nj: shards hold every nj-th cut and the merged files are sorted by
+cut id, so they do not depend on --nj (the stats JSON records num_shards)."
 
 . ./path.sh
 . utils/parse_options.sh
@@ -33,22 +37,21 @@ Results go to <exp-dir>/decode/<set-name>/; an existing wer-summary for the same
 if [ $# -ne 4 ]; then echo "$help_message" >&2; exit 1; fi
 exp_dir=$1; lang_dir=$2; cuts=$3; set_name=$4
 [ -z "$epoch" ] && { echo "$0: --epoch is required" >&2; exit 1; }
-bp=$(printf '%g' "$blank_penalty")
-suffix=$method-epoch-$epoch-avg-$avg
-if [ "$method" = modified_beam_search ]; then   # as serac.bin.decode.decode_suffix
-  suffix=$suffix-beam-$beam
-  [ -n "$lm" ] && suffix=$suffix-lm-$(printf '%g' "$lm_scale")
-  [ "$bp" != 0 ] && suffix=$suffix-bp-$bp
-fi
+search_opts="--method $method --epoch $epoch --avg $avg --beam $beam"
+[ -n "$lm" ] && search_opts="$search_opts --lm $lm --lm-scale $lm_scale"
+[ "$(printf '%g' "$blank_penalty")" != 0 ] && search_opts="$search_opts --blank-penalty $blank_penalty"
+suffix=$(python -m serac.bin.decode --print-suffix $search_opts)
 out_dir=$exp_dir/decode/$set_name
+recogs=$out_dir/recogs-$set_name-$suffix.txt
 if [ -f "$out_dir/wer-summary-$set_name-$suffix.txt" ]; then
-  echo "$0: $out_dir/wer-summary-$set_name-$suffix.txt exists, skipping"; exit 0
+  echo "$0: $out_dir/wer-summary-$set_name-$suffix.txt exists (the results do not depend on --nj), skipping"
+  echo "$0: recogs: $recogs"; exit 0
 fi
 mkdir -p "$out_dir/log"
-opts="--exp-dir $exp_dir --lang-dir $lang_dir --epoch $epoch --avg $avg --cuts $cuts --set-name $set_name \
-  --method $method --beam $beam --num-threads $num_threads --max-duration $max_duration"
-[ -n "$lm" ] && opts="$opts --lm $lm --lm-scale $lm_scale"
-[ "$bp" != 0 ] && opts="$opts --blank-penalty $blank_penalty"
+# shards of an earlier, interrupted run (perhaps with another --nj) must not be merged into this one
+rm -f "$out_dir"/recogs-$set_name-$suffix.shard-*.txt "$out_dir"/stats-$set_name-$suffix.shard-*.json
+opts="--exp-dir $exp_dir --lang-dir $lang_dir --cuts $cuts --set-name $set_name $search_opts \
+  --num-threads $num_threads --max-duration $max_duration"
 if [ "$nj" -gt 1 ]; then
   $cmd --num-threads "$num_threads" JOB=1:$nj "$out_dir/log/decode-$suffix.JOB.log" \
     python -m serac.bin.decode $opts --num-shards "$nj" --shard JOB
@@ -57,4 +60,4 @@ else
   $cmd --num-threads "$num_threads" "$out_dir/log/decode-$suffix.log" python -m serac.bin.decode $opts
 fi
 echo "$0: $set_name $suffix: WER $(tail -n 1 "$out_dir/wer-summary-$set_name-$suffix.txt" | cut -f 2)%"
-echo "$0: done"
+echo "$0: recogs: $recogs"

@@ -31,15 +31,16 @@ if [ $# -ne 4 ]; then echo "$help_message" >&2; exit 1; fi
 exp_dir=$1; lang_dir=$2; cuts=$3; set_name=$4
 [ -z "$epoch" ] && { echo "$0: --epoch is required" >&2; exit 1; }
 [ -f "$cuts" ] || { echo "$0: no such file $cuts" >&2; exit 1; }
-# the suffix serac.bin.decode_streaming writes: the chunk in ms as Python's "%g" prints it (160, 12.5)
-chunk_name=$(python3 -c 'import sys; print(f"{float(sys.argv[1]):g}")' "$chunk_ms") ||
-  { echo "$0: --chunk-ms must be a number, got '$chunk_ms'" >&2; exit 1; }
-suffix=streaming_greedy_search-chunk-${chunk_name}ms-epoch-$epoch-avg-$avg
+suffix=$(python -m serac.bin.decode_streaming --print-suffix --chunk-ms "$chunk_ms" --epoch $epoch --avg $avg)
 out_dir=$exp_dir/decode/$set_name
+recogs=$out_dir/recogs-$set_name-$suffix.txt
 if [ -f "$out_dir/wer-summary-$set_name-$suffix.txt" ]; then
-  echo "$0: $out_dir/wer-summary-$set_name-$suffix.txt exists, skipping"; exit 0
+  echo "$0: $out_dir/wer-summary-$set_name-$suffix.txt exists (the results do not depend on --nj), skipping"
+  echo "$0: recogs: $recogs"; exit 0
 fi
 mkdir -p "$out_dir/log"
+# shards of an earlier, interrupted run (perhaps with another --nj) must not be merged into this one
+rm -f "$out_dir"/recogs-$set_name-$suffix.shard-*.txt "$out_dir"/stats-$set_name-$suffix.shard-*.json
 opts="--exp-dir $exp_dir --lang-dir $lang_dir --epoch $epoch --avg $avg --cuts $cuts --set-name $set_name \
   --chunk-ms $chunk_ms --num-threads $num_threads"
 if [ "$nj" -gt 1 ]; then
@@ -51,4 +52,4 @@ else
 fi
 echo "$0: $set_name $suffix: WER $(tail -n 1 "$out_dir/wer-summary-$set_name-$suffix.txt" | cut -f 2)%"
 sed 's/^/  /' "$out_dir/streaming-summary-$set_name-$suffix.txt"
-echo "$0: done"
+echo "$0: recogs: $recogs"

@@ -17,6 +17,7 @@ cohort_map=      # comma-separated cohort map TSVs (header "speaker<TAB>key" or 
 n_bootstrap=1000 # speaker resamples per cohort for the confidence interval; 0 disables it
 seed=0
 confidence=0.95
+min_speakers=3   # cohorts with fewer speakers are marked too small to judge
 cmd=             # e.g. "$decode_cmd"; empty: run here
 
 help_message="Usage: $0 [options] <recogs-file> <cuts.jsonl.gz> <out-dir>
@@ -29,6 +30,7 @@ Options:
   --n-bootstrap <n>      # speaker bootstrap resamples (default: $n_bootstrap)
   --seed <n>             # bootstrap seed (default: $seed)
   --confidence <p>       # interval coverage (default: $confidence)
+  --min-speakers <n>     # fewer speakers: marked too small to judge (default: $min_speakers)
   --cmd <cmd>            # job runner, e.g. \"\$decode_cmd\" (default: run locally)"
 
 . ./path.sh
@@ -61,7 +63,7 @@ fi
 
 score=(python3 -m serac.bin.score_cohorts
   --recogs "$recogs" --cuts "$cuts" --out-dir "$out_dir"
-  --n-bootstrap "$n_bootstrap" --seed "$seed" --confidence "$confidence"
+  --n-bootstrap "$n_bootstrap" --seed "$seed" --confidence "$confidence" --min-speakers "$min_speakers"
   ${opts[@]+"${opts[@]}"})
 
 if [ -n "$cmd" ]; then

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from serac.encoders import build_encoder
-from serac.encoders._streaming import encoder_flops_per_second
+from serac.encoders.cost import encoder_flops_per_second
 
 NUM_FEATURES = 80
 SMALL = dict(name="amortized_transformer", dim=16, num_layers=3, num_heads=2, ffn_dim=32, subsampling_channels=4,
@@ -267,10 +267,10 @@ def test_full_context_checkpoint_loads_into_a_sliding_window():
 
 @torch.no_grad()
 def test_time_encoders_reports_each_blocks_on_fraction_over_valid_frames():
-    """serac.bin.time_encoders' per-block gate fractions (RESULTS.md's "where the arbitrators run the modules")
+    """serac.encoders.cost.time_encoders' per-block gate fractions (RESULTS.md's "where the arbitrators run the modules")
     count valid frames only: a block forced MHA-on / FFN-off reads exactly 1 / 0 on a padded batch, the others
     match the gates of each utterance encoded on its own."""
-    from serac.bin.time_encoders import time_encoders
+    from serac.encoders.cost import time_encoders
 
     encoder = mixed_gate_encoder(seed=3)
     nn.init.zeros_(encoder.blocks[0].arbitrator.out.weight)

@@ -286,7 +286,7 @@ def test_writers(tmp_path: Path) -> None:
     paths = write_cohort_report(report, tmp_path)
     rows = read_cohort_tsv(paths["tsv"])
     assert list(rows[0].keys()) == ["cohort", "num_speakers", "num_utts", "num_words", "wer", "ins", "del",
-                                    "sub", "ci_low", "ci_high"]
+                                    "sub", "ci_low", "ci_high", "too_small"]
     assert [(r["cohort"], r["wer"], r["num_words"]) for r in rows] == [("us", "20.00", "15"), ("uk", "25.00", "20"),
                                                                        ("in", "50.00", "10")]
     summary = json.loads(paths["json"].read_text())
@@ -297,6 +297,42 @@ def test_writers(tmp_path: Path) -> None:
     markdown = paths["md"].read_text()
     assert "| us | 2 | 3 | 15 | 20.00 |" in markdown
     assert "bottom `in` vs top `us`: 150.0%" in markdown
+
+
+def test_cohorts_with_few_speakers_are_too_small_to_judge(tmp_path: Path, caplog) -> None:
+    """A one-speaker cohort's speaker bootstrap is a zero-width interval that looks precise: the tables say the
+    cohort is too small to judge instead (below --min-speakers, default 3), and the summary lists it."""
+    with caplog.at_level(logging.WARNING):
+        report = cohort_wer(RESULTS, fixture_attrs(), "accent", n_bootstrap=100, seed=0, min_speakers=2)
+    assert "too small to judge: in (1)" in caplog.text
+    assert [(c.cohort, c.too_small) for c in report.cohorts] == [("us", False), ("uk", False), ("in", True)]
+    assert report.cohort("in").ci_low == report.cohort("in").ci_high  # what made it look precise
+    paths = write_cohort_report(report, tmp_path)
+    assert {r["cohort"]: r["too_small"] for r in read_cohort_tsv(paths["tsv"])} == {"us": "0", "uk": "0", "in": "1"}
+    summary = json.loads(paths["json"].read_text())["summary"]
+    assert summary["too_small_cohorts"] == ["in"] and summary["min_speakers"] == 2
+    markdown = paths["md"].read_text()
+    assert "| in | 1 | 2 | 10 | 50.00 | too small to judge (1 speaker) |" in markdown
+    assert "[50.00, 50.00]" not in markdown
+    assert "bottom `in` vs top `us`: 150.0% (`in` too small to judge)" in markdown
+    assert "too small to judge (fewer than 2 speakers): in" in markdown
+    # the default (3) marks every accent here; 1 marks none
+    assert all(c.too_small for c in cohort_wer(RESULTS, fixture_attrs(), "accent", n_bootstrap=0).cohorts)
+    assert not any(c.too_small for c in cohort_wer(RESULTS, fixture_attrs(), "accent", n_bootstrap=0,
+                                                   min_speakers=1).cohorts)
+    with pytest.raises(ValueError, match="min_speakers"):
+        cohort_wer(RESULTS, fixture_attrs(), "accent", min_speakers=0)
+
+
+def test_all_cohorts_tie_is_no_gap(tmp_path: Path) -> None:
+    """Equal WERs are not reported as 'bottom X vs top X: gap 0.0%' with one cohort as both best and worst."""
+    tie = [(cut_id, ["a", "b"], ["a", "x"]) for cut_id in CUT_SPEAKER]  # 50% WER for every cut
+    report = cohort_wer(tie, fixture_attrs(), "gender", n_bootstrap=0, min_speakers=1)
+    assert report.all_tie and report.top_cohort != report.bottom_cohort
+    markdown = write_cohort_report(report, tmp_path)["md"].read_text()
+    assert "no gap: all 2 cohorts tie at 50.00% WER" in markdown and "relative gap" not in markdown
+    one = cohort_wer(tie, {c: {**a, "corpus": "x"} for c, a in fixture_attrs().items()}, "corpus", n_bootstrap=0)
+    assert "one cohort (`x`): no gap to report" in write_cohort_report(one, tmp_path)["md"].read_text()
 
 
 def test_speaker_wer_points() -> None:
@@ -339,21 +375,21 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert json.loads((out_dir / "cohort-summary-auto_cohort.json").read_text())["summary"]["bottom_cohort"] == "B"
 
     # a key no cut has: a one-line error naming the cut and the key, exit status 1
-    from serac.bin.score_cohorts import main
+    from entry_points import run_entry_point
 
-    assert main(["--recogs", str(recogs), "--cuts", str(cuts), "--keys", "dialect", "--out-dir",
-                 str(tmp_path / "bad"), "--no-plots"]) == 1
+    assert run_entry_point("score_cohorts", ["--recogs", str(recogs), "--cuts", str(cuts), "--keys", "dialect",
+                                             "--out-dir", str(tmp_path / "bad"), "--no-plots"]) == 1
 
 
 def test_cli_default_keys(tmp_path: Path) -> None:
-    from serac.bin.score_cohorts import main
+    from entry_points import run_entry_point
 
     cuts = tmp_path / "cuts.jsonl.gz"
     write_fixture_cuts(cuts)
     recogs = tmp_path / "recogs.txt"
     store_transcripts(recogs, RESULTS)
-    assert main(["--recogs", str(recogs), "--cuts", str(cuts), "--out-dir", str(tmp_path / "out"),
-                 "--n-bootstrap", "50"]) == 0
+    assert run_entry_point("score_cohorts", ["--recogs", str(recogs), "--cuts", str(cuts), "--out-dir",
+                                             str(tmp_path / "out"), "--n-bootstrap", "50"]) == 0
     _check_cli_outputs(tmp_path / "out", ["accent", "age_band", "gender", "state"])
 
 

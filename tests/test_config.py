@@ -9,7 +9,7 @@ import torch
 
 from serac.config import DEFAULTS, load_config
 from serac.encoders import build_encoder
-from serac.encoders._streaming import count_parameters
+from serac.encoders.cost import count_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARE_MODELS = ["lstm", "conv_rnnt", "conformer", "contextnet"]

@@ -1,18 +1,19 @@
-"""Streaming decoding (serac/bin/decode_streaming.py): chunk-by-chunk greedy search gives the offline greedy
+"""Streaming decoding (serac/decode/streaming.py): chunk-by-chunk greedy search gives the offline greedy
 transcript for every encoder, the chunk size is checked against the encoder, latency figures are computed."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from serac.bin.decode_streaming import (latency_summary, merge_streaming_stats, resolve_chunk_frames,
-                                        stream_utterance, streaming_suffix)
+from serac.decode.naming import streaming_suffix
+from serac.decode.results import latency_summary, merge_streaming_stats
+from serac.decode.streaming import resolve_chunk_frames, stream_utterance
 from serac.transducer.model import build_model
 from serac.transducer.search import greedy_search_batch
 
 NUM_FEATURES = 80
 VOCAB = 9
-# the four encoders of the ConvRNN-T comparison, small (the conformer's chunk_multiple is 8 here)
+# every registered encoder, small (the conformer's and the amortized Transformer's chunk_multiple is 8 here)
 SMALL_CONFIGS = {
     "lstm": dict(hidden_dim=16, num_layers=2, output_dim=8),
     "conv_rnnt": dict(local_channels=4, local_blocks=1, local_dim=16, global_channels=16, global_dilations=(1, 2, 4),
@@ -20,6 +21,8 @@ SMALL_CONFIGS = {
     "conformer": dict(dim=16, num_layers=2, num_heads=2, ffn_dim=32, conv_kernel_size=5, subsampling_channels=4,
                       chunk_size=2, left_context=3, output_dim=8),
     "contextnet": dict(channels=16, num_blocks=4, layers_per_block=2, output_dim=8),
+    "amortized_transformer": dict(dim=16, num_layers=2, num_heads=2, ffn_dim=32, subsampling_channels=4,
+                                  chunk_size=2, left_context=3, output_dim=8, arbitrator_dim=8),
 }
 
 
@@ -37,10 +40,17 @@ def tiny_model(name: str, seed: int = 0):
     return model
 
 
+def test_every_registered_encoder_is_streamed():
+    from serac.encoders import available_encoders
+
+    assert set(available_encoders()) == set(SMALL_CONFIGS)
+
+
 @pytest.mark.parametrize("name", list(SMALL_CONFIGS))
 def test_streaming_transcript_equals_offline_greedy(name):
     """Utterance lengths that are not multiples of the chunk (nor of the subsampling factor), chunks of one and
-    of several chunk_multiples: the conformer (chunk_multiple 8 here) also ends streams inside an attention chunk."""
+    of several chunk_multiples: the chunked-attention encoders (chunk_multiple 8 here) also end streams inside an
+    attention chunk."""
     model = tiny_model(name)
     m = model.encoder.chunk_multiple
     g = torch.Generator().manual_seed(5)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from serac.encoders import available_encoders, build_encoder
-from serac.encoders._streaming import count_parameters, encoder_flops_per_second
+from serac.encoders.cost import count_parameters, encoder_flops_per_second
 
 NUM_FEATURES = 80
 
@@ -119,6 +119,33 @@ def test_streaming_matches_forward_small(name, chunk_pattern):
     y_stream = stream(encoder, x, [k * m for k in chunk_pattern])
     assert y_stream.shape == y_full.shape
     torch.testing.assert_close(y_stream, y_full, atol=1e-4, rtol=0)
+
+
+def test_every_registered_encoder_is_tested():
+    assert set(available_encoders()) <= {c.get("encoder", n) for n, c in SMALL_CONFIGS.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@torch.no_grad()
+def test_stream_ends_on_any_length(name):
+    """Every encoder ends a stream the same way: whole chunks through streaming_forward, then the tail that fills
+    no chunk (cut to a multiple of the subsampling factor, as forward cuts it) through streaming_forward_final;
+    the output is forward's, for lengths that are not multiples of the chunk."""
+    encoder = small_encoder(name)
+    m, f = encoder.chunk_multiple, encoder.subsampling_factor
+    g = torch.Generator().manual_seed(4)
+    for t in (3 * m + f + 1, 2 * m + m // 2 + 3, m + f, f + 2, 5 * m - 1):
+        x = torch.randn(1, t, NUM_FEATURES, generator=g)
+        y_full, _ = encoder(x, torch.tensor([t]))
+        usable = t - t % f
+        state, outputs, start = encoder.init_state(1, x.device), [], 0
+        while start < usable:
+            end = min(start + m, usable)
+            step = encoder.streaming_forward if end - start == m else encoder.streaming_forward_final
+            y, state = step(x[:, start:end], state)
+            outputs.append(y)
+            start = end
+        torch.testing.assert_close(torch.cat(outputs, dim=1), y_full, atol=1e-4, rtol=0, msg=f"{name}, {t} frames")
 
 
 @pytest.mark.parametrize("name", PAPER_ENCODERS)

@@ -212,9 +212,13 @@ def write_cuts(path: Path, speakers: Dict[str, dict], utts: Dict[str, str]) -> N
 
 
 def test_discover_cli_geo_and_geodemo(tmp_path: Path) -> None:
-    from serac.bin.discover_cohorts import main
+    from functools import partial
+
+    from entry_points import run_entry_point
     from serac.fairness.cohort_metrics import apply_cohort_maps, cohort_wer, load_cohort_map, load_cut_attributes
     from serac.scoring.wer import store_transcripts
+
+    main = partial(run_entry_point, "discover_cohorts")
 
     def make(prefix: str, n: int, seed: int) -> Tuple[Path, Path]:
         rng = np.random.default_rng(seed)
@@ -493,8 +497,12 @@ def test_cohort_map_writer_roundtrip(tmp_path: Path) -> None:
 
 
 def test_mitigation_table_by_hand(tmp_path: Path) -> None:
-    from serac.bin.compare_methods import main
+    from functools import partial
+
+    from entry_points import run_entry_point
     from serac.scoring.wer import store_transcripts
+
+    main = partial(run_entry_point, "compare_methods")
 
     ref = "a b c d e f g h i j".split()
 

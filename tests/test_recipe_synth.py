@@ -31,7 +31,7 @@ GEN_OPTS = ("--dev-speakers 4 --test-speakers 6 --min-test-speakers-per-accent 0
 
 CORPUS_ARGS = ["--num-speakers", "10", "--utts-per-speaker", "4", "--gen-opts", GEN_OPTS, "--vocab-size", "80"]
 ARGS = CORPUS_ARGS + ["--train-config", "conf/tiny.yaml", "--num-epochs", "1", "--avg", "1", "--n-bootstrap", "50",
-                      "--decode-nj", "2", "--lm-order", "3", "--lm-beam", "4", "--lm-scales", "0.5 1",
+                      "--nj", "2", "--lm-order", "3", "--lm-beam", "4", "--lm-scales", "0.5 1",
                       "--blank-penalties", "1"]
 
 
@@ -117,7 +117,7 @@ def check_comparison_stages(recipe: Path) -> None:
 
     proc = run_recipe(recipe, *corpus, "--stage", "8", "--stop-stage", "10", "--compare-config-dir",
                       "conf/compare_tiny", "--compare-sets", "test", "--compare-epochs", "1", "--compare-avg", "1",
-                      "--decode-nj", "1", "--n-bootstrap", "20")
+                      "--nj", "1", "--n-bootstrap", "20")
     for n in (8, 9, 10):
         assert f"Stage {n}:" in proc.stdout
     for m in MODELS:

@@ -234,12 +234,12 @@ def test_trn_ids_are_safe_for_sclite(tmp_path: Path) -> None:
         write_trn(path, results, "both")
 
 
-def test_pick_decode_prints_the_best_setting_and_its_recorded_options(tmp_path, monkeypatch, capsys):
+def test_pick_decode_prints_the_best_setting_and_its_recorded_options(tmp_path, capsys):
     """The LM grid's winner is repeated on test with the options its decode recorded, not ones parsed back out
     of the suffix; a missing stats file is a clear error naming it."""
     import json
-    import sys
-    from serac.bin import pick_decode
+
+    from entry_points import run_entry_point
 
     grid = {"beam-8-lm-0.6-bp-1": (20.5, {"lm_scale": 0.6, "blank_penalty": 1.0}),
             "beam-8-lm-0.8": (19.25, {"lm_scale": 0.8}),
@@ -247,16 +247,14 @@ def test_pick_decode_prints_the_best_setting_and_its_recorded_options(tmp_path, 
     for suffix, (wer, stats) in grid.items():
         (tmp_path / f"wer-summary-dev-{suffix}.txt").write_text(f"settings\tWER\n{suffix}\t{wer}\n")
         (tmp_path / f"stats-dev-{suffix}.json").write_text(json.dumps(stats))
-    argv = ["pick_decode", "--decode-dir", str(tmp_path), "--set-name", "dev", "--pattern", "beam-8-lm-*",
+    argv = ["--decode-dir", str(tmp_path), "--set-name", "dev", "--pattern", "beam-8-lm-*",
             "--out", str(tmp_path / "grid.tsv")]
-    monkeypatch.setattr(sys, "argv", argv)
-    pick_decode.main()
+    assert run_entry_point("pick_decode", argv) == 0
     assert capsys.readouterr().out == "beam-8-lm-0.8\n"
     assert (tmp_path / "grid.tsv").read_text().splitlines()[1:] == [
         "beam-8-lm-0.8\t19.25", "beam-8-lm-1-bp-2.5\t19.75", "beam-8-lm-0.6-bp-1\t20.50"]
-    monkeypatch.setattr(sys, "argv", argv + ["--with-options"])
-    pick_decode.main()
+    assert run_entry_point("pick_decode", argv + ["--with-options"]) == 0
     assert capsys.readouterr().out == "beam-8-lm-0.8 --lm-scale 0.8 --blank-penalty 0\n"
     (tmp_path / "wer-summary-dev-beam-8-lm-0.5.txt").write_text("settings\tWER\nx\t10.0\n")  # no stats JSON
-    with pytest.raises(SystemExit, match="stats-dev-beam-8-lm-0.5.json"):
-        pick_decode.main()
+    assert run_entry_point("pick_decode", argv + ["--with-options"]) == 1
+    assert "stats-dev-beam-8-lm-0.5.json" in capsys.readouterr().err

@@ -157,7 +157,7 @@ def parse_config(text: str, path: str) -> SlurmConfig:
     return config
 
 
-def load_config(path: str | None) -> SlurmConfig:
+def load_slurm_conf(path: str | None) -> SlurmConfig:
     if path is not None:
         try:
             return parse_config(Path(path).read_text(), path)
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except BrokenPipeError:
                 pass
             return 0
-        config = load_config(cmd.options.config)
+        config = load_slurm_conf(cmd.options.config)
         sbatch_flags(cmd, config)  # unknown options are an error before anything is written
     except UsageError as e:
         print(f"{PROG}: {e}", file=sys.stderr)

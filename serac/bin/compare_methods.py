@@ -36,7 +36,7 @@ import numpy as np
 
 from serac.fairness.cohort_metrics import (apply_cohort_maps, cohort_wer, load_cohort_map, load_cut_attributes,
                                            score_utterances)
-from serac.fairness.discovery import fmt
+from serac.utils import format_number as fmt
 from serac.utils import atomic_write_text
 
 
@@ -76,10 +76,10 @@ def discovery_markdown(table: Dict[str, Any]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table["rows"]:
         e, o = r.get("eval") or {}, r.get("eval_own") or {}
-        lines.append(f"| {r['method']} | {r['settings']} | {r['fit']['num_cohorts']} | {fmt(r['fit']['relative_gap'])} | "
-                     f"{fmt(r['fit']['bottom_speaker_share'])} | {fmt(e.get('relative_gap'))} | "
-                     f"{fmt(e.get('bottom_speaker_share'))} | {fmt(o.get('relative_gap'))} | "
-                     f"{fmt(o.get('bottom_speaker_share'))} |")
+        lines.append(f"| {r['method']} | {r['settings']} | {r['fit']['num_cohorts']} | {fmt(r['fit']['relative_gap'], 1)} | "
+                     f"{fmt(r['fit']['bottom_speaker_share'], 1)} | {fmt(e.get('relative_gap'), 1)} | "
+                     f"{fmt(e.get('bottom_speaker_share'), 1)} | {fmt(o.get('relative_gap'), 1)} | "
+                     f"{fmt(o.get('bottom_speaker_share'), 1)} |")
     lines += ["", "| method | dev bottom (WER %) | dev top (WER %) | test: dev-bottom WER % | test: dev-top WER % |",
               "|---|---|---|---:|---:|"]
     for r in table["rows"]:
@@ -264,10 +264,10 @@ def mitigation_markdown(t: Dict[str, Any], tolerance: float = 1.0) -> str:
         dist = r.get("fisher_distance")
         lines.append(
             f"| {r['method']} | {r.get('steps') if r.get('steps') is not None else '-'} | {r['overall']:.2f}"
-            f"{_sd(r, 'overall')} | {fmt(rr['overall'])} | {fmt(r['targeted'], 2)}{_sd(r, 'targeted')} | "
-            f"{fmt(rr['targeted'])}{_ci(r.get('ci_targeted'))} | {fmt(r['other'], 2)}{_sd(r, 'other')} | "
-            f"{fmt(rr['other'])}{_ci(r.get('ci_other'))} | {r['mean']:.2f} | {r['max']:.2f} (`{r['worst']}`) | "
-            f"{r['var']:.2f}{_sd(r, 'var')} | {fmt(rr['var'])} | {'-' if dist is None else f'{dist:.3g}'} |")
+            f"{_sd(r, 'overall')} | {fmt(rr['overall'], 1)} | {fmt(r['targeted'], 2)}{_sd(r, 'targeted')} | "
+            f"{fmt(rr['targeted'], 1)}{_ci(r.get('ci_targeted'))} | {fmt(r['other'], 2)}{_sd(r, 'other')} | "
+            f"{fmt(rr['other'], 1)}{_ci(r.get('ci_other'))} | {r['mean']:.2f} | {r['max']:.2f} (`{r['worst']}`) | "
+            f"{r['var']:.2f}{_sd(r, 'var')} | {fmt(rr['var'], 1)} | {'-' if dist is None else f'{dist:.3g}'} |")
     regions = sorted(rows[0]["regions"], key=lambda c: (c not in t["targets"], c))
     lines += ["", "Per-region test WER (%), targeted regions first:", "",
               "| method | " + " | ".join(f"{c}{' *' if c in t['targets'] else ''}" for c in regions) + " |",
@@ -283,15 +283,15 @@ def mitigation_markdown(t: Dict[str, Any], tolerance: float = 1.0) -> str:
         rr = r["rel"]
         ci = r.get("ci_targeted")
         sig = "" if not ci else (", interval excludes 0" if ci[1] < 0 or ci[0] > 0 else ", interval includes 0")
-        parts = [f"targeted {fmt(rr['targeted'])}% ({'better' if (rr['targeted'] or 0) < 0 else 'not better'}{sig})",
-                 f"other regions {fmt(rr['other'])}% ({'kept' if rr['other'] is not None and rr['other'] <= tolerance else 'not kept'} "
+        parts = [f"targeted {fmt(rr['targeted'], 1)}% ({'better' if (rr['targeted'] or 0) < 0 else 'not better'}{sig})",
+                 f"other regions {fmt(rr['other'], 1)}% ({'kept' if rr['other'] is not None and rr['other'] <= tolerance else 'not kept'} "
                  f"within +{tolerance:g}% of baseline)",
-                 f"overall {fmt(rr['overall'])}%", f"variance {fmt(rr['var'])}%"]
+                 f"overall {fmt(rr['overall'], 1)}%", f"variance {fmt(rr['var'], 1)}%"]
         vs = r.get("vs_reference")
         if vs is not None and r.get("ewc_lambda") is not None:
             less = vs["other"] is not None and vs["other"] < 0
-            parts.append(f"vs {vs['method']}: other regions {fmt(vs['other'])}%{_ci(vs['ci_other'])} "
-                         f"({'forgets less' if less else 'does not forget less'}), targeted {fmt(vs['targeted'])}%"
+            parts.append(f"vs {vs['method']}: other regions {fmt(vs['other'], 1)}%{_ci(vs['ci_other'])} "
+                         f"({'forgets less' if less else 'does not forget less'}), targeted {fmt(vs['targeted'], 1)}%"
                          f"{_ci(vs['ci_targeted'])}")
         lines.append(f"- **{r['method']}**: " + "; ".join(parts))
     return "\n".join(lines) + "\n"

@@ -35,7 +35,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from serac.fairness.cohort_metrics import load_cut_attributes
-from serac.fairness.discovery import disparity, fmt, speaker_attributes, speaker_records, write_cohort_map
+from serac.fairness.discovery import disparity, speaker_attributes, speaker_records, write_cohort_map
+from serac.utils import format_number as fmt
 from serac.utils import atomic_write_text, setup_logging
 
 DEFAULT_KEYS = {"geo": "geo_region", "geodemo": "geodemo", "auto": "auto_cohort", "given": None}
@@ -116,7 +117,7 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
             continue
         lines.append(f"- {name}: {d['num_cohorts']} cohorts over {d['num_speakers']} speakers, bottom `{d['bottom']}` "
                      f"{fmt(d.get('bottom_wer'), 2)}% vs top `{d['top']}` {fmt(d.get('top_wer'), 2)}%: relative gap "
-                     f"{fmt(d.get('relative_gap'))}%, bottom share {fmt(d.get('bottom_speaker_share'))}% of speakers")
+                     f"{fmt(d.get('relative_gap'), 1)}%, bottom share {fmt(d.get('bottom_speaker_share'), 1)}% of speakers")
     lines += ["", "| cohort | fit speakers | fit WER % | eval speakers | eval WER % |", "|---|---:|---:|---:|---:|"]
     ev = {c["cohort"]: c for c in (summary.get("eval") or {}).get("cohorts", [])}
     for c in summary["fit"]["cohorts"]:

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from serac.bin.write_results import read_summary_wer
+from serac.decode.results import read_summary_wer
 from serac.utils import atomic_write_text
 
 

@@ -42,6 +42,8 @@ from serac.fairness.cohort_metrics import (
     write_speaker_tsv,
 )
 
+from serac.utils import format_number
+
 logger = logging.getLogger("score_cohorts")
 
 # attribute used to label regions on the speaker map, first one present wins
@@ -67,6 +69,8 @@ def add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-bootstrap", type=int, default=1000, help="speaker resamples per cohort; 0 = no interval")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
+    parser.add_argument("--min-speakers", type=int, default=3,
+                        help="cohorts with fewer speakers are marked too small to judge in the tables")
     parser.add_argument("--no-plots", action="store_true", help="write the tables only")
 
 
@@ -83,7 +87,7 @@ def summary_table(reports: List[CohortReport]) -> str:
     header = f"{'key':<14} {'cohorts':>7} {'overall':>8} {'min':>7} {'max':>7} {'std':>6} {'gap%':>7}  bottom (spk%/utt%)"
     lines = [header, "-" * len(header)]
     for r in reports:
-        gap = "NA" if r.relative_gap is None else f"{r.relative_gap:.1f}"
+        gap = "tie" if r.all_tie else format_number(r.relative_gap, 1)
         lines.append(
             f"{r.key:<14} {len(r.cohorts):>7d} {r.overall_wer:>8.2f} {r.min_wer:>7.2f} {r.max_wer:>7.2f} "
             f"{r.std_wer:>6.2f} {gap:>7}  {r.bottom_cohort} ({r.bottom_speaker_share:.0f}/{r.bottom_utt_share:.0f})"
@@ -113,7 +117,7 @@ def score_cohorts(args: argparse.Namespace) -> List[CohortReport]:
     reports = []
     for key in keys:
         report = cohort_wer(scored, attrs, key, n_bootstrap=args.n_bootstrap, seed=args.seed,
-                            confidence=args.confidence)
+                            confidence=args.confidence, min_speakers=args.min_speakers)
         paths = write_cohort_report(report, args.out_dir)
         if not args.no_plots:
             from serac.fairness.plots import plot_cohort_bars

@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Tuple
 
 import torch
 
-from serac.bin.decode import load_model
 from serac.data.dataset import eval_dataloader, load_cuts
-from serac.utils import atomic_write_text, setup_logging
+from serac.decode.job import load_model
+from serac.encoders.cost import time_encoders
+from serac.utils import MISSING, atomic_write_text, setup_logging
 
 
 def parse_model(spec: str) -> Tuple[str, Path, int, int]:
@@ -50,44 +50,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--out", required=True, help="JSON; a TSV with the same stem is written next to it")
     return p
-
-
-@torch.no_grad()
-def time_encoders(models: Dict[str, torch.nn.Module], batches: List[Tuple[torch.Tensor, torch.Tensor]],
-                  repeats: int) -> Dict[str, Dict[str, float]]:
-    """Encoder CPU and wall seconds per model (summed over batches and repeats) and executed FLOPs per pass."""
-    names = list(models)
-    totals = {n: {"encoder_cpu_s": 0.0, "encoder_wall_s": 0.0, "flops": 0.0, "dense_flops": 0.0} for n in names}
-    for name in names:  # warm-up: first-call allocations are not the models' cost
-        models[name].encode(*batches[0])
-    for r in range(repeats):
-        for b, (feats, lens) in enumerate(batches):
-            k = (b + r) % len(names)
-            for name in names[k:] + names[:k]:
-                model = models[name]
-                c0, w0 = time.process_time(), time.perf_counter()
-                model.encode(feats, lens)
-                totals[name]["encoder_cpu_s"] += time.process_time() - c0
-                totals[name]["encoder_wall_s"] += time.perf_counter() - w0
-                if r == 0 and getattr(model.encoder, "last_flops", None) is not None:
-                    totals[name]["flops"] += float(model.encoder.last_flops.sum())
-                    totals[name]["dense_flops"] += float(model.encoder.last_dense_flops.sum())
-                if r == 0 and getattr(model.encoder, "last_gates", None):
-                    add_gate_counts(totals[name], model.encoder.last_gates, lens, model.encoder.subsampling_factor)
-    for t in totals.values():
-        if "gate_on_frames" in t:
-            t["gate_on_fraction"] = [[on / max(t["gate_frames"], 1) for on in block] for block in t.pop("gate_on_frames")]
-    return totals
-
-
-def add_gate_counts(total: Dict, gates: List[torch.Tensor], lens: torch.Tensor, subsampling_factor: int) -> None:
-    """Accumulate, per block, the valid frames each module ran on (gates: per block (N, T', k) bool, already
-    False on padding) and the number of valid frames."""
-    counts = [g.sum((0, 1)).tolist() for g in gates]
-    prev = total.setdefault("gate_on_frames", [[0] * len(c) for c in counts])
-    total["gate_on_frames"] = [[a + b for a, b in zip(pb, cb)] for pb, cb in zip(prev, counts)]
-    total["gate_frames"] = total.get("gate_frames", 0) + int(
-        torch.div(lens, subsampling_factor, rounding_mode="floor").sum())
 
 
 def main() -> None:
@@ -121,7 +83,7 @@ def main() -> None:
     cols = ["encoder_cpu_s", "encoder_wall_s", "time_vs_reference", "speedup_vs_reference", "flops",
             "flops_vs_reference"]
     lines = ["model\t" + "\t".join(cols)]
-    lines += [name + "\t" + "\t".join("NA" if r[c] is None else f"{r[c]:.4g}" for c in cols) for name, r in rows.items()]
+    lines += [name + "\t" + "\t".join(MISSING if r[c] is None else f"{r[c]:.4g}" for c in cols) for name, r in rows.items()]
     atomic_write_text(out_path.with_suffix(".tsv"), "\n".join(lines) + "\n")
 
 

@@ -13,7 +13,7 @@ Reads, under each --exp-dirs entry:
                                                 streaming WER, RTF, compute ms per chunk, algorithmic latency
   decode/<cohort-set>/cohorts-<greedy suffix>/cohort-summary-<cohort-key>.json
                                                 worst cohort and its WER
-and computes encoder GFLOPs per second of audio with serac.encoders._streaming.encoder_flops_per_second.
+and computes encoder GFLOPs per second of audio with serac.encoders.cost.encoder_flops_per_second.
 A missing file is an error naming it (the stage that writes it has not run).
 
 Usage:
@@ -31,11 +31,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from serac.bin.decode import decode_suffix
-from serac.bin.decode_streaming import format_ms, streaming_suffix
-from serac.bin.write_results import fmt, read_summary_wer
+from serac.decode.naming import decode_suffix, format_ms, streaming_suffix
+from serac.decode.results import read_summary_wer
 from serac.train.checkpoint import load_checkpoint
 from serac.utils import atomic_write_text
+from serac.utils import format_number as fmt
 
 PAPER_WINNER = "conv_rnnt"  # Radfar et al., Interspeech 2022: ConvRNN-T has the lowest WER of the four
 
@@ -70,7 +70,7 @@ def encoder_gflops(cfg: Dict[str, Any]) -> float:
     import torch
 
     from serac.encoders import build_encoder
-    from serac.encoders._streaming import encoder_flops_per_second
+    from serac.encoders.cost import encoder_flops_per_second
 
     torch.manual_seed(0)
     num_features = int(cfg.get("env", {}).get("num_features") or 80)
@@ -106,7 +106,7 @@ def collect(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _m(n: Optional[int]) -> str:
-    return "-" if n is None else f"{n / 1e6:.2f}"
+    return fmt(None if n is None else n / 1e6)
 
 
 def claim_sentences(rows: List[Dict[str, Any]], claim_sets: Sequence[str]) -> List[str]:

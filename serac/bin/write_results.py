@@ -16,18 +16,13 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import yaml
 
+from serac.decode.results import read_summary_wer
 from serac.utils import atomic_write_text
-
-
-def read_summary_wer(path: Path) -> float:
-    lines = path.read_text().splitlines()
-    if len(lines) < 2 or lines[0].split("\t") != ["settings", "WER"]:
-        raise ValueError(f"{path}: not a wer-summary file")
-    return float(lines[1].split("\t")[1])
+from serac.utils import format_number as fmt
 
 
 def decode_rows(exp_dir: Path, set_name: str) -> List[Dict]:
@@ -61,10 +56,6 @@ def seen_section(exp_dir: Path, set_name: str, text_path: Path) -> List[str]:
             cells += [str(len(parts[k])), fmt(st["wer"] if st else None)]
         out.append(f"| {suffix} | " + " | ".join(cells) + " |")
     return out
-
-
-def fmt(x: Optional[float], digits: int = 2) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
 
 
 def model_section(exp_dir: Path) -> List[str]:
@@ -104,7 +95,7 @@ def copy_figure(png: Path, figures_dir: Path, out_path: Path) -> str:
 
 def cohort_section(exp_dir: Path, set_name: str, keys: List[str], suffix: str, figures_dir: Path,
                    out_path: Path) -> List[str]:
-    from serac.fairness.cohort_metrics import read_cohort_tsv
+    from serac.fairness.cohort_reports import interval_cell, read_cohort_tsv
 
     cdir = exp_dir / "decode" / set_name / f"cohorts-{suffix}"
     out = [f"### Per-cohort WER on {set_name} ({suffix})", "",
@@ -118,14 +109,21 @@ def cohort_section(exp_dir: Path, set_name: str, keys: List[str], suffix: str, f
         s = json.loads(summary_path.read_text())
         sm = s["summary"]
         ratio = sm["max_wer"] / sm["min_wer"] if sm["min_wer"] > 0 else None
-        out.append(f"| {key} | {sm['num_cohorts']} | {s['overall']['wer']:.2f} | {sm['top_cohort']} "
-                   f"({sm['min_wer']:.2f}) | {sm['bottom_cohort']} ({sm['max_wer']:.2f}) | {fmt(ratio)} | "
+        if sm.get("all_cohorts_tie"):
+            extremes = f"all tie ({sm['min_wer']:.2f}) | all tie ({sm['max_wer']:.2f})"
+        else:
+            small = set(sm.get("too_small_cohorts", ()))
+            mark = {c: " (too small to judge)" if c in small else "" for c in (sm["top_cohort"], sm["bottom_cohort"])}
+            extremes = (f"{sm['top_cohort']} ({sm['min_wer']:.2f}){mark[sm['top_cohort']]} | "
+                        f"{sm['bottom_cohort']} ({sm['max_wer']:.2f}){mark[sm['bottom_cohort']]}")
+        out.append(f"| {key} | {sm['num_cohorts']} | {s['overall']['wer']:.2f} | {extremes} | {fmt(ratio)} | "
                    f"{fmt(sm['relative_gap'], 1)} | {sm['std_wer']:.2f} | {sm['bottom_speaker_share']:.1f} |")
         detail += ["", f"#### {key}", "", "| cohort | speakers | utts | words | WER | 95% CI | ins | del | sub |",
                    "|---|---|---|---|---|---|---|---|---|"]
         for r in read_cohort_tsv(cdir / f"cohort-wer-{key}.tsv"):
+            interval = interval_cell(r["ci_low"], r["ci_high"], r["num_speakers"], r.get("too_small") == "1")
             detail.append(f"| {r['cohort']} | {r['num_speakers']} | {r['num_utts']} | {r['num_words']} | {r['wer']} | "
-                          f"[{r['ci_low']}, {r['ci_high']}] | {r['ins']} | {r['del']} | {r['sub']} |")
+                          f"{interval} | {r['ins']} | {r['del']} | {r['sub']} |")
         png = cdir / f"cohort-wer-{key}.png"
         if png.is_file():
             detail += ["", f"![{key}]({copy_figure(png, figures_dir, out_path)})"]

@@ -54,8 +54,9 @@ Usage:
   dense = build_encoder(80, {"name": "amortized_transformer", "arbitrators": False})
   sliding = build_encoder(80, {"name": "amortized_transformer", "arbitrators": False, "left_context": 8})
 
-Streaming: ``chunk_multiple = 4 * chunk_size`` input frames, ``look_ahead = 4 * chunk_size - 1`` (the first
-frame of a chunk waits for the chunk's end); the state is the subsampling convolutions' caches and per block
+Streaming (shared with the Conformer: :mod:`serac.encoders.chunked_attention`): ``chunk_multiple = 4 *
+chunk_size`` input frames, ``look_ahead = 4 * chunk_size - 1`` (the first frame of a chunk waits for the chunk's
+end), a stream may end inside a chunk; the state is the subsampling convolutions' caches and per block
 the last ``left_context`` keys/values with their validity (False for padding and for frames whose MHA gate was
 off). A checkpoint without arbitrators (the dense model) loads into an encoder with them: the arbitrators
 keep their initialisation (see :meth:`_fill_missing_arbitrators`), which is how the recipe fine-tunes.
@@ -68,8 +69,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from serac.encoders import EncoderBase, register_encoder
-from serac.encoders._streaming import CausalConv2dSubsampling, ChunkedSelfAttention, State, check_chunk
+from serac.encoders import register_encoder
+from serac.encoders.streaming import CausalConv2dSubsampling, ChunkedSelfAttention, State
+from serac.encoders.chunked_attention import ChunkedAttentionEncoder
 from serac.encoders.conformer import FeedForward
 
 
@@ -195,7 +197,7 @@ class AmortizedBlock(nn.Module):
 
 
 @register_encoder("amortized_transformer")
-class AmortizedTransformerEncoder(EncoderBase):
+class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
     """Streaming Transformer with per-frame, per-module arbitrators (``arbitrators: false`` is the dense
     baseline, a smaller ``left_context`` the sliding-window baseline). chunk_size / left_context in output
     frames; ``cost_weight`` scales the expected executed FLOP fraction added to the per-frame loss."""
@@ -219,10 +221,7 @@ class AmortizedTransformerEncoder(EncoderBase):
         cost_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        self.subsampling_factor = 4
-        self.chunk_size, self.left_context = chunk_size, left_context
-        self.chunk_multiple = chunk_size * self.subsampling_factor
-        self.look_ahead = self.chunk_multiple - 1
+        self._set_chunking(chunk_size, left_context)
         self.output_dim = output_dim
         self.cost_weight = float(cost_weight)
         self.has_arbitrators = bool(arbitrators)
@@ -265,16 +264,11 @@ class AmortizedTransformerEncoder(EncoderBase):
                     state_dict[prefix + name] = tensor.detach().clone()
             logging.info(f"{len(missing)} arbitrator parameters not in the checkpoint: kept at initialisation")
 
-    def init_state(self, batch_size: int, device: torch.device) -> Dict[str, Any]:
-        return {"subsampling": self.subsampling.init_state(batch_size, device),
-                "blocks": [b.init_state(batch_size, device) for b in self.blocks]}
-
-    def _encode(self, x: torch.Tensor, key_valid: torch.Tensor, state: Dict[str, Any]
-                ) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        h, sub_state = self.subsampling(x, state["subsampling"])
-        h = self.dropout(h)
+    def _run_blocks(self, h: torch.Tensor, key_valid: torch.Tensor, states: List[State]
+                    ) -> Tuple[torch.Tensor, List[State]]:
+        """The blocks, then the FLOP bookkeeping of their gates (``last_*`` and ``aux_loss``)."""
         block_states, gates, probs = [], [], []
-        for block, block_state in zip(self.blocks, state["blocks"]):
+        for block, block_state in zip(self.blocks, states):
             h, block_state, block_gates, block_probs = block(h, key_valid, block_state)
             block_states.append(block_state)
             if block_gates is not None:
@@ -289,7 +283,10 @@ class AmortizedTransformerEncoder(EncoderBase):
             # per-frame mean over the batch: the trainer multiplies it by the number of frames
             fraction = flops.sum() / dense.sum().clamp(min=1)
             self.aux_loss = self.cost_weight * fraction.to(h.dtype)
-        return self.out(self.norm_out(h)), {"subsampling": sub_state, "blocks": block_states}
+        return h, block_states
+
+    def _output(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm_out(h))
 
     def _count_flops(self, key_valid: torch.Tensor, gates: List[torch.Tensor], probs: List[Optional[torch.Tensor]]
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -313,15 +310,3 @@ class AmortizedTransformerEncoder(EncoderBase):
         core_queries = (pad_to_chunks(key_valid, self.chunk_size).sum(-1) * chunk_active).sum((0, 2)).to(torch.float64)
         return (always + counts[:, 0] * b.mha_proj_flops + core_queries * b.attn_core_flops
                 + counts[:, 1] * b.ffn_flops), dense
-
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = x[:, : x.size(1) // self.subsampling_factor * self.subsampling_factor]
-        y_lens = torch.div(x_lens, self.subsampling_factor, rounding_mode="floor")
-        key_valid = torch.arange(x.size(1) // self.subsampling_factor, device=x.device)[None, :] < y_lens[:, None]
-        y, _ = self._encode(x, key_valid, self.init_state(x.size(0), x.device))
-        return y, y_lens
-
-    def streaming_forward(self, x: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        check_chunk(x, self.chunk_multiple, type(self).__name__)
-        key_valid = torch.ones(x.size(0), x.size(1) // self.subsampling_factor, dtype=torch.bool, device=x.device)
-        return self._encode(x, key_valid, state)

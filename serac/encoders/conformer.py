@@ -19,22 +19,23 @@ the causal convolution modules carry order and a learned per-head relative-posit
 attention window gives attention its own sense of distance. LayerNorm replaces the Conformer's BatchNorm,
 whose training statistics would mix padding and future frames into every frame.
 
-Streaming: ``chunk_multiple = 4 * chunk_size`` input frames; ``look_ahead = 4 * chunk_size - 1`` input
-frames (the first frame of a chunk waits for the chunk's end). The state carries the two subsampling
+Streaming (shared with every chunked-attention encoder: :mod:`serac.encoders.chunked_attention`):
+``chunk_multiple = 4 * chunk_size`` input frames; ``look_ahead = 4 * chunk_size - 1`` input frames (the first
+frame of a chunk waits for the chunk's end); a stream may end inside a chunk. The state carries the two subsampling
 convolutions' caches, and per block the last ``left_context`` keys/values (with which slots hold real
 frames) and the depthwise convolution's last ``kernel-1`` frames. In ``forward`` keys beyond ``x_lens``
 are masked, so padding cannot reach the frames before it even inside their chunk.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Tuple
 
 import torch
 from torch import nn
 
-from serac.encoders import EncoderBase, register_encoder
-from serac.encoders._streaming import (CausalConv1d, CausalConv2dSubsampling, ChunkedSelfAttention, State,
-                                       check_chunk)
+from serac.encoders import register_encoder
+from serac.encoders.streaming import CausalConv1d, CausalConv2dSubsampling, ChunkedSelfAttention, State
+from serac.encoders.chunked_attention import ChunkedAttentionEncoder
 
 
 class FeedForward(nn.Module):
@@ -93,7 +94,7 @@ class ConformerBlock(nn.Module):
 
 
 @register_encoder("conformer")
-class ConformerEncoder(EncoderBase):
+class ConformerEncoder(ChunkedAttentionEncoder):
     """Streaming Conformer with chunked attention (chunk_size / left_context in output frames)."""
 
     def __init__(
@@ -111,10 +112,7 @@ class ConformerEncoder(EncoderBase):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.subsampling_factor = 4
-        self.chunk_size, self.left_context = chunk_size, left_context
-        self.chunk_multiple = chunk_size * self.subsampling_factor
-        self.look_ahead = self.chunk_multiple - 1
+        self._set_chunking(chunk_size, left_context)
         self.output_dim = output_dim
         self.subsampling = CausalConv2dSubsampling(num_features, subsampling_channels, dim)
         self.dropout = nn.Dropout(dropout)
@@ -122,38 +120,3 @@ class ConformerEncoder(EncoderBase):
             ConformerBlock(dim, num_heads, ffn_dim, conv_kernel_size, chunk_size, left_context, dropout)
             for _ in range(num_layers))
         self.out = nn.Linear(dim, output_dim)
-
-    def init_state(self, batch_size: int, device: torch.device) -> Dict[str, Any]:
-        return {"subsampling": self.subsampling.init_state(batch_size, device),
-                "blocks": [b.init_state(batch_size, device) for b in self.blocks]}
-
-    def _encode(self, x: torch.Tensor, key_valid: torch.Tensor, state: Dict[str, Any]
-                ) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        h, sub_state = self.subsampling(x, state["subsampling"])
-        h = self.dropout(h)
-        block_states = []
-        for block, block_state in zip(self.blocks, state["blocks"]):
-            h, block_state = block(h, key_valid, block_state)
-            block_states.append(block_state)
-        return self.out(h), {"subsampling": sub_state, "blocks": block_states}
-
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = x[:, : x.size(1) // self.subsampling_factor * self.subsampling_factor]
-        y_lens = torch.div(x_lens, self.subsampling_factor, rounding_mode="floor")
-        key_valid = torch.arange(x.size(1) // self.subsampling_factor, device=x.device)[None, :] < y_lens[:, None]
-        y, _ = self._encode(x, key_valid, self.init_state(x.size(0), x.device))
-        return y, y_lens
-
-    def streaming_forward(self, x: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        check_chunk(x, self.chunk_multiple, type(self).__name__)
-        key_valid = torch.ones(x.size(0), x.size(1) // self.subsampling_factor, dtype=torch.bool, device=x.device)
-        return self._encode(x, key_valid, state)
-
-    def streaming_forward_final(self, x: torch.Tensor, state: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
-        """The end of a stream may stop inside an attention chunk (any multiple of 4 frames): the attention
-        then pads the partial chunk with invalid keys, exactly as ``forward`` treats an utterance's tail."""
-        if x.size(1) % self.subsampling_factor:
-            raise ValueError(f"{type(self).__name__}.streaming_forward_final needs a multiple of "
-                             f"{self.subsampling_factor} input frames, got {x.size(1)}")
-        key_valid = torch.ones(x.size(0), x.size(1) // self.subsampling_factor, dtype=torch.bool, device=x.device)
-        return self._encode(x, key_valid, state)

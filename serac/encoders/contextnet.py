@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from serac.encoders import EncoderBase, register_encoder
-from serac.encoders._streaming import CausalConv1d, RunningMeanSqueezeExcitation, State, check_chunk
+from serac.encoders.streaming import CausalConv1d, RunningMeanSqueezeExcitation, State, check_chunk
 
 
 class SeparableConvLayer(nn.Module):

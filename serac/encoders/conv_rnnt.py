@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from serac.encoders import EncoderBase, register_encoder
-from serac.encoders._streaming import (CausalConv1d, CausalConv2d, CausalConv2dSubsampling,
-                                       RunningMeanSqueezeExcitation, State, check_chunk)
+from serac.encoders.streaming import (CausalConv1d, CausalConv2d, CausalConv2dSubsampling,
+                                      RunningMeanSqueezeExcitation, State, check_chunk)
 from serac.encoders._subsampling import StackSubsampling
 
 

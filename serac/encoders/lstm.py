@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from serac.encoders import EncoderBase, register_encoder
-from serac.encoders._streaming import CausalConv2dSubsampling, check_chunk
+from serac.encoders.streaming import CausalConv2dSubsampling, check_chunk
 from serac.encoders._subsampling import StackSubsampling
 
 

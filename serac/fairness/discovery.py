@@ -22,7 +22,6 @@ Definitions (the numbers of the comparison table):
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +169,3 @@ def disparity(assignment: Mapping[str, str], records: Mapping[str, SpeakerRecord
     })
     return out
 
-
-def fmt(x: Optional[float], digits: int = 1) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"

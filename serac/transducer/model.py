@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from serac.encoders import EncoderBase, build_encoder
-from serac.encoders._streaming import count_parameters  # noqa: F401  (re-exported for the trainer)
+from serac.encoders.cost import count_parameters  # noqa: F401  (re-exported for the trainer)
 from serac.transducer.loss import ctc_forced_alignment, feasible_earliest, pruned_rnnt_loss, speech_onset
 
 

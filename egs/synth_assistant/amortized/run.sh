@@ -11,7 +11,7 @@
 #   ./run.sh --cost-weights "0.1 0.3 1 3 10" --stage 3     # another sweep (stages 3-7; finished runs are kept)
 #   ./run.sh --stage 7                               # rewrite RESULTS.md
 #
-# Stages: 0 data (../asr, running its stages 0-3 if needed), 1 train dense, 2 fine-tune dense reference and
+# Stages: 0 data (the corpus of ../asr, linked by ./prepare.sh, which prepares it there if needed), 1 train dense, 2 fine-tune dense reference and
 # sliding-window baselines, 3 fine-tune amortized models (cost-weight sweep), 4 decode test (greedy, per-utterance
 # compute), 5 encoder CPU time vs dense (1 thread, one process), 6 per-cohort WER, 7 RESULTS.md.
 set -euo pipefail
@@ -26,8 +26,8 @@ dense_config=conf/dense.yaml
 dense_epochs=12
 dense_threads=2                # the dense model trains alone: both cores
 ft_epochs=6                    # every fine-tuned variant (dense reference included) gets the same epochs
-ft_threads=1                   # fine-tunes run --ft-nj at a time, one thread each (better than 2 threads each
-ft_nj=2                        # on 2 cores: small matmuls scale poorly)
+ft_threads=1                   # fine-tunes run --nj at a time, one thread each (better than 2 threads each
+nj=2                           # on 2 cores: small matmuls scale poorly)
 sw_left_contexts="4"           # sliding-window baselines: attention left context in frames (dense: 32)
 cost_weights="0.1 0.2 0.3 0.4 1"  # the amortized sweep (0.3-0.4: about half the FLOPs, 1: about a quarter)
 kd_cost_weights="0.3 0.4 0.5 0.6 0.8"  # amortized fine-tunes also distilled from the dense reference (conf/amortized_distill.yaml;
@@ -39,7 +39,7 @@ compute_key=accent             # compute fraction per cohort of this key in RESU
 n_bootstrap=1000
 results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--vocab-size N] [--dense-epochs N]
-          [--ft-epochs N] [--ft-nj N] [--sw-left-contexts \"L1 L2\"] [--cost-weights \"W1 W2 ...\"]
+          [--ft-epochs N] [--nj N] [--sw-left-contexts \"L1 L2\"] [--cost-weights \"W1 W2 ...\"]
           [--kd-cost-weights \"W1 ...\"] [--n-bootstrap N]"
 
 cd "$(dirname "$(readlink -f "$0")")"
@@ -54,14 +54,7 @@ dev_cuts=data/fbank/${prefix}_cuts_dev.jsonl.gz
 test_cuts=data/fbank/${prefix}_cuts_test.jsonl.gz
 mkdir -p exp
 timing=exp/timing.tsv
-[ -f $timing ] || printf "stage\tname\tseconds\tfinished\n" > $timing
-t_stage=$(date +%s)
-stage_done() {  # stage_done N name: record the stage's wall time
-  local now; now=$(date +%s)
-  printf "%s\t%s\t%s\t%s\n" "$1" "$2" "$((now - t_stage))" "$(date '+%F %T')" >> $timing
-  echo "stage $1 ($2): $((now - t_stage)) s"
-  t_stage=$now
-}
+. utils/stage_utils.sh $timing   # stage_done N name: the stage's wall time into $timing
 
 # the fine-tuned variants: name -> config and overrides
 variants="dense-ft"
@@ -84,7 +77,7 @@ variant_set() {
     amortized-kd-cw*) echo "--set model.encoder.cost_weight=${1#amortized-kd-cw} --set distill.teacher=exp/dense-ft/epoch-$ft_epochs.pt" ;;
   esac
 }
-fine_tune() {  # fine_tune VARIANT...: train each from the dense model, --ft-nj at a time
+fine_tune() {  # fine_tune VARIANT...: train each from the dense model, --nj at a time
   local pids=() v
   for v in "$@"; do
     steps/train.sh --cmd "$train_cmd" --train-config $(variant_config $v) --num-epochs $ft_epochs \
@@ -92,7 +85,7 @@ fine_tune() {  # fine_tune VARIANT...: train each from the dense model, --ft-nj 
       $lang $train_cuts $dev_cuts exp/$v > exp/log/train-$v.out 2>&1 &
     pids+=($!)
     echo "fine-tuning $v (exp/$v/log/train.log)"
-    if [ ${#pids[@]} -ge $ft_nj ]; then
+    if [ ${#pids[@]} -ge $nj ]; then
       wait ${pids[0]} || { echo "$0: a fine-tune failed: see exp/log/train-*.out" >&2; exit 1; }
       pids=("${pids[@]:1}")
     fi
@@ -105,16 +98,7 @@ mkdir -p exp/log
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "Stage 0: data from $asr_dir (features and BPE, linked read only into data/)"
-  asr=$(readlink -f "$asr_dir")
-  if [ ! -f "$asr/data/fbank/${prefix}_cuts_test.jsonl.gz" ] || [ ! -f "$asr/data/lang_bpe_$vocab_size/tokens.txt" ]; then
-    echo "no features or BPE $vocab_size in $asr: running its stages 0-3"
-    (cd "$asr" && ./run.sh --stage 0 --stop-stage 3 --vocab-size $vocab_size)
-  fi
-  mkdir -p data
-  # the manifests store feature paths relative to the recipe (data/fbank/...): a data/fbank link resolves them
-  ln -sfn "$asr/data/fbank" data/fbank
-  ln -sfn "$asr/data/lang_bpe_$vocab_size" $lang
-  [ -f "$asr/data/manifests/summary.md" ] && ln -sfn "$asr/data/manifests" data/manifests
+  ./prepare.sh --home "$asr_dir" --vocab-size $vocab_size   # prepares the corpus there first if it has none
   stage_done 0 data
 fi
 
@@ -140,7 +124,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   stage_done 3 amortized
 fi
 
-suffix=greedy_search-epoch-$ft_epochs-avg-1
+suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $ft_epochs --avg 1)
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "Stage 4: decode test (greedy search), executed encoder FLOPs per utterance"
   for v in $variants; do

@@ -19,21 +19,20 @@ echo "$0 $*"
 
 stage=0
 stop_stage=7
-# corpus
-num_speakers=300       # training speakers (empty: the generator default, 150)
-utts_per_speaker=      # utterances per training speaker (empty: generator default)
+# corpus: stages 0-3 are ./prepare.sh (../prepare.sh); these options go to it, empty ones keep its defaults
+num_speakers=          # training speakers (prepare.sh: 300)
+utts_per_speaker=      # utterances per training speaker
 hours=                 # alternatively: hours of training audio
-seed=1
+seed=                  # corpus seed (prepare.sh: 1)
 gen_opts=              # more generator options, e.g. "--dev-speakers 8 --test-speakers 8" (see local/generate.sh)
-gen_nj=2               # generation jobs
-corpus_dir=download/synth
+corpus_dir=            # where the audio goes (prepare.sh: download/synth)
+nj=2                   # parallel jobs: corpus generation, features, decoding
 # model
 train_config=conf/lstm.yaml
 exp_dir=exp/lstm
 num_epochs=15
 avg=5
 vocab_size=64
-decode_nj=2
 beam=4
 lm_order=6             # token n-gram LM on the training transcripts, for shallow fusion in beam search
 lm_beam=8
@@ -55,7 +54,7 @@ chunk_ms=160                      # streaming chunk; a multiple of every compare
 compare_cohort_key=accent         # the worst cohort of this attribute goes in the table
 compare_results=RESULTS-encoders.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-per-speaker N | --hours H]
-          [--seed S] [--gen-nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]
+          [--seed S] [--nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]
           [--compare-models \"lstm conv_rnnt conformer contextnet\"] [--compare-config-dir DIR] [--chunk-ms MS]"
 
 cd "$(dirname "$(readlink -f "$0")")"
@@ -69,33 +68,16 @@ for v in $compare_opts; do compare_default[$v]=${!v}; done
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
 
 lang=data/lang_bpe_$vocab_size
-splits=train,dev,test,adapt
 
-if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  echo "Stage 0: generate the synthetic corpus"
-  opts="--seed $seed --nj $gen_nj"
-  [ -n "$num_speakers" ] && opts="$opts --num-speakers $num_speakers"
-  [ -n "$utts_per_speaker" ] && opts="$opts --utts-per-speaker $utts_per_speaker"
-  [ -n "$hours" ] && opts="$opts --hours $hours"
-  local/generate.sh --cmd "$train_cmd" $opts --extra-opts "$gen_opts" $corpus_dir data/manifests
-fi
-
-if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  echo "Stage 1: check the manifests and summarise the corpus"
-  python -m serac.bin.corpus_summary --manifest-dir data/manifests --prefix synth --splits $splits \
-    --out data/manifests/summary.md
-fi
-
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  echo "Stage 2: fbank (80 bins, 16 kHz)"
-  steps/make_fbank.sh --cmd "$train_cmd" --num-mel-bins 80 --sampling-rate 16000 --num-jobs 2 \
-    data/manifests synth $splits data/fbank
-fi
-
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "Stage 3: BPE ($vocab_size)"
-  steps/prepare_lang.sh --kind bpe --vocab-size $vocab_size data/fbank/synth_cuts_train.jsonl.gz $lang
-  python -m serac.bin.train_lm --lang-dir $lang --order $lm_order --out $lang/lm-${lm_order}gram.arpa
+if [ $stage -le 3 ] && [ $stop_stage -ge 0 ]; then
+  # stages 0-3, the corpus preparation every synth_assistant task shares: 0 generate, 1 check manifests,
+  # 2 fbank, 3 BPE + token n-gram LM on the training transcripts
+  prepare_opts=()
+  for v in num_speakers utts_per_speaker hours seed gen_opts corpus_dir; do
+    if [ -n "${!v}" ]; then prepare_opts+=(--${v//_/-} "${!v}"); fi
+  done
+  ./prepare.sh --stage $stage --stop-stage $((stop_stage < 3 ? stop_stage : 3)) ${prepare_opts[@]+"${prepare_opts[@]}"} \
+    --nj $nj --vocab-size $vocab_size --lm-order $lm_order
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -108,7 +90,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "Stage 5: decode dev and test"
   for set in dev test; do
     for method in greedy_search modified_beam_search; do
-      steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg --method $method \
+      steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $num_epochs --avg $avg --method $method \
         --beam $beam $exp_dir $lang data/fbank/synth_cuts_$set.jsonl.gz $set
     done
   done
@@ -116,18 +98,19 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     # shallow fusion: the grid on dev, then the best dev setting on test
     for s in $lm_scales; do
       for bp in $blank_penalties; do
-        steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg \
+        steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $num_epochs --avg $avg \
           --method modified_beam_search --beam $lm_beam --lm $lang/lm-${lm_order}gram.arpa --lm-scale $s \
           --blank-penalty $bp $exp_dir $lang data/fbank/synth_cuts_dev.jsonl.gz dev
       done
     done
     # the best suffix and the options that repeat it (--lm-scale S --blank-penalty P, from its stats JSON)
     read -r best best_opts < <(python -m serac.bin.pick_decode --decode-dir $exp_dir/decode/dev --set-name dev \
-      --pattern "modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$lm_beam-lm-*" --with-options \
+      --pattern "$(python -m serac.bin.decode --print-suffix --method modified_beam_search --epoch $num_epochs \
+                    --avg $avg --beam $lm_beam)-lm-*" --with-options \
       --out $exp_dir/decode/lm-tuning-dev.tsv)
     [ -n "$best" ] || { echo "$0: no LM setting picked on dev" >&2; exit 1; }
     echo "$0: best LM setting on dev: $best ($best_opts)"
-    steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg \
+    steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $num_epochs --avg $avg \
       --method modified_beam_search --beam $lm_beam --lm $lang/lm-${lm_order}gram.arpa $best_opts \
       $exp_dir $lang data/fbank/synth_cuts_test.jsonl.gz test
     echo "$best" > $exp_dir/decode/lm-best.txt
@@ -139,7 +122,8 @@ if [ -n "$lm_scales" ] && [ $stop_stage -ge 6 ] && [ $stage -le 7 ]; then
   [ -f $exp_dir/decode/lm-best.txt ] || { echo "$0: $exp_dir/decode/lm-best.txt missing: run stage 5" >&2; exit 1; }
   suffix=$(cat $exp_dir/decode/lm-best.txt)
 else
-  suffix=modified_beam_search-epoch-$num_epochs-avg-$avg-beam-$beam
+  suffix=$(python -m serac.bin.decode --print-suffix --method modified_beam_search --epoch $num_epochs --avg $avg \
+    --beam $beam)
 fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "Stage 6: per-cohort scoring ($cohort_keys)"
@@ -158,7 +142,8 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     --preamble data/manifests/summary.md --command "cd egs/synth_assistant/asr && ./run.sh" --out $results
 fi
 
-compare_suffix=greedy_search-epoch-$compare_epochs-avg-$compare_avg
+compare_suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $compare_epochs \
+  --avg $compare_avg)
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   echo "Stage 8: train the encoder comparison models ($compare_models)"
   for m in $compare_models; do
@@ -174,11 +159,11 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   for m in $compare_models; do
     for set in $compare_sets; do
       for method in greedy_search modified_beam_search; do
-        steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $compare_epochs --avg $compare_avg --method $method \
+        steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $compare_epochs --avg $compare_avg --method $method \
           --beam $beam $compare_exp_dir/$m $lang data/fbank/synth_cuts_$set.jsonl.gz $set
       done
     done
-    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $compare_epochs --avg $compare_avg \
+    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $nj --epoch $compare_epochs --avg $compare_avg \
       --chunk-ms $chunk_ms \
       $compare_exp_dir/$m $lang data/fbank/synth_cuts_$streaming_set.jsonl.gz $streaming_set
     steps/score_cohorts.sh --cmd "$decode_cmd" --keys $compare_cohort_key --n-bootstrap $n_bootstrap \

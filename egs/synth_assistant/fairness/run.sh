@@ -10,7 +10,7 @@
 #
 # Finished outputs are skipped on a re-run; after retraining the baseline start afresh: rm -rf exp data
 #
-# Stages: 0 data (absolute-path manifests of ../asr), 1 cohort discovery fitted on dev, applied to test,
+# Stages: 0 data (the corpus of ../asr linked by ./prepare.sh), 1 cohort discovery fitted on dev, applied to test,
 # 2 per-cohort scoring of the baseline with the discovered cohort maps + discovery table, 3 target regions and
 # training sets, 4 theta* and the Fisher, 5 fine-tune every variant, 6 decode test, 7 tables and RESULTS.md.
 set -euo pipefail
@@ -47,7 +47,7 @@ fisher_max_duration=40
 fisher_threads=1
 train_threads=1
 emb_threads=1
-decode_nj=2
+nj=2                         # parallel decoding jobs
 results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--baseline-exp DIR] [--baseline-epoch E]
           [--baseline-avg A] [--target-key region|geo_region] [--num-targets N] [--ewc-lambdas \"L1 L2 L3\"]
@@ -61,19 +61,12 @@ if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
 
 asr=$(readlink -f "$asr_dir")
 lang=$asr/data/lang_bpe_$vocab_size
-data=data/asr
-bsuffix=greedy_search-epoch-$baseline_epoch-avg-$baseline_avg
+data=data/fbank               # the asr recipe's features, linked by ./prepare.sh
+bsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $baseline_epoch --avg $baseline_avg)
 disc=exp/discovery
 mkdir -p exp
 timing=exp/timing.tsv
-[ -f $timing ] || printf "stage\tname\tseconds\tfinished\n" > $timing
-t_stage=$(date +%s)
-stage_done() {  # stage_done N name: record the stage's wall time
-  local now; now=$(date +%s)
-  printf "%s\t%s\t%s\t%s\n" "$1" "$2" "$((now - t_stage))" "$(date '+%F %T')" >> $timing
-  echo "stage $1 ($2): $((now - t_stage)) s"
-  t_stage=$now
-}
+. utils/stage_utils.sh $timing   # stage_done N name: the stage's wall time into $timing
 baseline_recogs() {  # baseline_recogs SET: the baseline's greedy decode of SET (the asr recipe's, else ours)
   local f=$asr/$baseline_exp/decode/$1/recogs-$1-$bsuffix.txt
   [ -f "$f" ] || f=exp/baseline/decode/$1/recogs-$1-$bsuffix.txt
@@ -81,11 +74,11 @@ baseline_recogs() {  # baseline_recogs SET: the baseline's greedy decode of SET 
 }
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  echo "Stage 0: baseline and data from $asr (manifests with absolute paths in $data)"
+  echo "Stage 0: baseline and data from $asr (its corpus linked into data/)"
   for e in $(seq $((baseline_epoch - baseline_avg + 1)) $baseline_epoch); do
     [ -f "$asr/$baseline_exp/epoch-$e.pt" ] || { echo "$0: $asr/$baseline_exp/epoch-$e.pt missing: run $asr/run.sh first" >&2; exit 1; }
   done
-  python local/prepare_data.py --asr-dir "$asr" --prefix $prefix --splits train,dev,test,adapt --out-dir $data
+  ./prepare.sh --home "$asr" --vocab-size $vocab_size
   for set in dev test; do
     if [ ! -f "$(baseline_recogs $set)" ]; then
       echo "no baseline decode of $set in $asr/$baseline_exp: decoding it into exp/baseline"
@@ -180,7 +173,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "Stage 6: decode test (greedy search) with every variant"
   for s in $ft_seeds; do
     for v in $variants; do
-      steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $ft_epochs --avg 1 --method greedy_search \
+      steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $ft_epochs --avg 1 --method greedy_search \
         exp/ft/$v-seed$s "$lang" $data/${prefix}_cuts_test.jsonl.gz test
     done
   done
@@ -191,7 +184,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "Stage 7: mitigation table and $results"
   map_opt=""
   [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
-  fsuffix=greedy_search-epoch-$ft_epochs-avg-1
+  fsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $ft_epochs --avg 1)
   methods=(--method "no adaptation" "$(baseline_recogs test)")
   add_method() {  # add_method NAME VARIANT: one --method per seed
     for s in $ft_seeds; do

@@ -27,6 +27,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Optional
 
+from serac.config import deep_merge
+
 ACCENT_MIX_DEFAULT = {
     "en-US": 0.78, "en-US-nyc": 0.04, "en": 0.05, "en-GB-x-rp": 0.03, "en-029": 0.03,
     "en-GB-scotland": 0.02, "en-GB-x-gbclan": 0.03, "en-GB-x-gbcwmd": 0.02,
@@ -150,17 +152,6 @@ DEFAULT_CONFIG: Dict[str, Any] = {
 
 CONDITIONS = ("clean", "noisy", "reverb", "telephone")
 NOISE_TYPES = ("babble", "pink", "brown")
-
-
-def deep_merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
-    """``base`` updated recursively with ``override`` (neither is modified)."""
-    out = copy.deepcopy(base)
-    for k, v in (override or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

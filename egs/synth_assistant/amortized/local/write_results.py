@@ -26,8 +26,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from serac.bin.write_results import fmt, read_summary_wer
+from serac.decode.results import read_summary_wer
 from serac.utils import atomic_write_text
+from serac.utils import format_number as fmt
 
 # Xie et al. (Interspeech 2022): 60% less compute at 3% relative WER degradation (LibriSpeech)
 PAPER_SAVING, PAPER_REL_WER = 60.0, 3.0

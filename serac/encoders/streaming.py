@@ -25,7 +25,7 @@ frames and future frames into every frame.
 Carried states are nested dicts/lists of tensors whose first dimension is the batch, so streams can be
 selected or merged with ``index_select`` / ``torch.cat`` on dim 0.
 
-Also here: :func:`count_parameters` and :func:`encoder_flops_per_second` for comparing encoders.
+Parameter and FLOP counting for comparing encoders live in :mod:`serac.encoders.cost`.
 """
 from __future__ import annotations
 
@@ -36,54 +36,6 @@ import torch
 from torch import nn
 
 State = Dict[str, torch.Tensor]
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def _lstm_flops(module: nn.LSTM, batch: int, frames: int) -> int:
-    """Multiply-accumulates x2 of an LSTM stack (FlopCounterMode has no formula for aten.lstm)."""
-    directions = 2 if module.bidirectional else 1
-    hidden, proj = module.hidden_size, module.proj_size
-    out_dim = proj if proj > 0 else hidden
-    macs = 0
-    for layer in range(module.num_layers):
-        in_dim = module.input_size if layer == 0 else out_dim * directions
-        macs += directions * (4 * hidden * (in_dim + out_dim) + (hidden * proj if proj > 0 else 0))
-    return 2 * macs * batch * frames
-
-
-@torch.no_grad()
-def encoder_flops_per_second(encoder: nn.Module, num_features: int = 80, seconds: float = 4.0,
-                             frames_per_second: int = 100) -> float:
-    """Encoder FLOPs (multiply-accumulates x2 of matmuls, convolutions, attention and LSTMs) per second of
-    audio, counted by ``torch.utils.flop_counter.FlopCounterMode`` on one utterance of ``seconds`` seconds
-    (elementwise work is not counted). A few seconds rather than one, so chunked attention runs whole chunks
-    and the figure is the steady-state cost."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    frames = int(round(seconds * frames_per_second))
-    x = torch.randn(1, frames, num_features, device=next(encoder.parameters()).device)
-    lstm_flops = []
-
-    def lstm_hook(module: nn.LSTM, inputs, _output) -> None:
-        x_in = inputs[0]
-        n, t = (x_in.size(0), x_in.size(1)) if module.batch_first else (x_in.size(1), x_in.size(0))
-        lstm_flops.append(_lstm_flops(module, n, t))
-
-    hooks = [m.register_forward_hook(lstm_hook) for m in encoder.modules() if isinstance(m, nn.LSTM)]
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        with FlopCounterMode(display=False) as counter:
-            encoder(x, torch.tensor([frames], device=x.device))
-    finally:
-        encoder.train(was_training)
-        for h in hooks:
-            h.remove()
-    return (counter.get_total_flops() + sum(lstm_flops)) / seconds
 
 
 def _keep_last(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:

@@ -1,0 +1,99 @@
+"""Offline decoding: whole utterances in batches, greedy or modified beam search (with an optional token n-gram LM
+in shallow fusion), written as the files of :mod:`serac.decode.results` (or one shard's, :mod:`serac.decode.shards`).
+
+    from serac.decode.offline import decode_set
+    decode_set("exp/lstm", "data/lang_bpe_64", "data/fbank/synth_cuts_test.jsonl.gz", "test", epoch=15, avg=5)
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from serac.data.dataset import eval_dataloader
+from serac.data.tokenizer import Tokenizer
+from serac.decode.job import load_model, open_cuts, set_threads
+from serac.decode.naming import decode_suffix
+from serac.decode.results import result_path, write_compute, write_results
+from serac.decode.shards import shard_of, shard_paths, write_shard
+from serac.lm.ngram import NgramLm, load_lm
+from serac.scoring.wer import Result
+from serac.transducer.search import greedy_search_batch, modified_beam_search
+
+
+@torch.no_grad()
+def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_duration: float,
+                compute: Optional[Dict[str, Any]] = None, lm: Optional[NgramLm] = None, lm_scale: float = 0.0,
+                blank_penalty: float = 0.0) -> Tuple[List[Result], float, float]:
+    """Returns (results, audio seconds, decoding seconds). With a ``compute`` dict, also fills in
+    ``encoder_seconds`` (process CPU time in the encoder) and, when the encoder counts its FLOPs
+    (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops)."""
+    results, audio_s, t0 = [], 0.0, time.time()
+    compute = {} if compute is None else compute
+    compute.setdefault("encoder_seconds", 0.0)
+    for batch in eval_dataloader(cuts, max_duration):
+        feats = batch["inputs"]
+        x_lens = batch["supervisions"]["num_frames"]
+        c0 = time.process_time()
+        enc, enc_lens = model.encode(feats, x_lens)
+        compute["encoder_seconds"] += time.process_time() - c0
+        flops = getattr(model.encoder, "last_flops", None)
+        if flops is not None:
+            dense = model.encoder.last_dense_flops
+            compute.setdefault("rows", []).extend(
+                (cut.id, int(n), float(f), float(d))
+                for cut, n, f, d in zip(batch["supervisions"]["cut"], enc_lens.tolist(), flops.tolist(), dense.tolist()))
+        if method == "greedy_search":
+            hyps = greedy_search_batch(model, enc, enc_lens)
+        else:
+            hyps = modified_beam_search(model, enc, enc_lens, beam=beam, lm=lm, lm_scale=lm_scale,
+                                        blank_penalty=blank_penalty)
+        for cut, text, hyp in zip(batch["supervisions"]["cut"], batch["supervisions"]["text"], hyps):
+            results.append((cut.id, text.split(), tokenizer.decode(hyp).split()))
+            audio_s += cut.duration
+    return results, audio_s, time.time() - t0
+
+
+def check_search_options(method: str, lm: Optional[str], blank_penalty: float) -> None:
+    """An LM and a blank penalty need modified_beam_search (ValueError otherwise)."""
+    if lm and method != "modified_beam_search":
+        raise ValueError(f"--lm needs --method modified_beam_search, not {method}")
+    if blank_penalty and method != "modified_beam_search":
+        raise ValueError(f"--blank-penalty needs --method modified_beam_search, not {method}")
+
+
+def decode_set(exp_dir: str, lang_dir: str, cuts_path: str, set_name: str, epoch: int, avg: int = 1,
+               method: str = "greedy_search", beam: int = 4, lm: Optional[str] = None, lm_scale: float = 0.3,
+               blank_penalty: float = 0.0, max_duration: float = 300.0, out_dir: Optional[str] = None,
+               num_shards: int = 1, shard: int = 1, num_threads: int = 1) -> Path:
+    """Decode ``cuts_path`` (or shard ``shard`` of ``num_shards`` of it) with the model of ``exp_dir`` averaged over
+    ``avg`` epochs ending at ``epoch``; returns the recogs file written (a shard's with ``num_shards`` > 1).
+    Bad input raises ValueError naming the file."""
+    set_threads(num_threads)
+    check_search_options(method, lm, blank_penalty)
+    out = Path(out_dir) if out_dir else Path(exp_dir) / "decode" / set_name
+    cuts, first = open_cuts(cuts_path)
+    model, tokenizer, _ = load_model(Path(exp_dir), Path(lang_dir), epoch, avg, first.num_features)
+    ngram = load_lm(lm, tokenizer.id2token) if lm else None
+    suffix = decode_suffix(method, epoch, avg, beam, lm_scale if ngram else None, blank_penalty)
+    cuts = shard_of(cuts, shard, num_shards)
+    compute: Dict[str, Any] = {}
+    results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, method, beam, max_duration, compute, lm=ngram,
+                                          lm_scale=lm_scale, blank_penalty=blank_penalty)
+    stats = {"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
+             "num_threads": num_threads, "method": method, "epoch": epoch, "avg": avg,
+             "encoder_seconds": compute["encoder_seconds"]}
+    if ngram is not None:
+        stats.update(lm=str(lm), lm_order=ngram.order, lm_scale=lm_scale)
+    if blank_penalty:
+        stats["blank_penalty"] = blank_penalty
+    if compute.get("rows"):
+        shard_tag = f".shard-{shard}" if num_shards > 1 else ""
+        stats.update(write_compute(out / f"compute-{set_name}-{suffix}{shard_tag}.tsv", compute["rows"]))
+    if num_shards > 1:
+        write_shard(out, set_name, suffix, shard, num_shards, results, stats)
+        return shard_paths(out, set_name, suffix, shard)["recogs"]
+    write_results(out, set_name, suffix, results, stats)
+    return result_path(out, "recogs", set_name, suffix)
