@@ -59,7 +59,7 @@ def test_sts_recipe_stages_0_to_3(tiny_sts_run, monkeypatch):
     again = run_recipe(recipe, *ARGS, "--stage", "1", "--stop-stage", "2")
     out = again.stdout + again.stderr
     assert "conv_cuts_{train,dev,test}.jsonl.gz exist; skipping" in out
-    assert "data/fbank/conv_cuts_test.jsonl.gz exists, skipping" in out
+    assert "data/fbank/conv_cuts_test.jsonl.gz is complete, skipping" in out
 
 
 def test_sts_recipe_training_stage_says_it_is_not_there_yet(tiny_sts_run):

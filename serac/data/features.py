@@ -24,7 +24,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 from lhotse import CutSet, LilcomChunkyWriter, MonoCut, Recording, SupervisionSegment, combine, load_manifest_lazy
-from lhotse.cut import Cut, MultiCut
+from lhotse.cut import Cut, MixedCut, MultiCut
 from lhotse.features import Features
 from lhotse.qa import validate_features
 from lhotse.utils import fastcopy
@@ -248,6 +248,12 @@ def write_fbank(cuts: Iterable[Cut], archive_path: str | Path, cuts_path: str | 
                                                                          for s in cut.supervisions],
                                   custom={**(cut.custom or {}), "downmixed_channels": channels})
                     summary.downmixed += 1
+                elif isinstance(cut, MixedCut):
+                    # a mixture (e.g. a simulated conversation) becomes one cut of its mixed features, as lhotse's
+                    # MixedCut.compute_and_store_features makes it; its supervisions already carry their offsets
+                    cut = MonoCut(id=cut.id, start=0, duration=cut.duration, channel=0, recording=None,
+                                  supervisions=[fastcopy(s, channel=0) for s in cut.supervisions],
+                                  custom=getattr(cut, "custom", None))
                 cut_writer.write(fastcopy(cut, features=features))
                 summary.cuts += 1
                 summary.seconds += cut.duration
