@@ -52,6 +52,16 @@ def normalise_weights(scores: Tensor, floor: float = 1.0, eps: float = 1e-12) ->
     return (floor + n * scores / scores.sum().clamp_min(eps)) / (1.0 + floor)
 
 
+def normalise_log_weights(log_scores: Tensor, floor: float = 1.0) -> Tensor:
+    """:func:`normalise_weights` of ``exp(log_scores)``, computed in log space: exact also when every score has
+    underflowed (a saturated sigmoid), where the plain sum would be clamped and the mean would no longer be 1."""
+    if log_scores.dim() != 1 or log_scores.numel() == 0:
+        raise ValueError(f"adversary scores must be a non-empty vector, got shape {tuple(log_scores.shape)}")
+    if floor < 0:
+        raise ValueError(f"floor must be >= 0, got {floor}")
+    return (floor + log_scores.numel() * torch.softmax(log_scores, dim=0)) / (1.0 + floor)
+
+
 def pair_weights(sample_weights: Tensor, first: Tensor, second: Tensor) -> Tensor:
     """The weight of pair k is ``w[first[k]] + w[second[k]]`` (Jin et al.'s pairwise weighting)."""
     return sample_weights[first] + sample_weights[second]
@@ -90,12 +100,15 @@ class Adversary(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def scores(self, x: Tensor) -> Tensor:
+        return self.log_scores(x).exp()
+
+    def log_scores(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"adversary expects inputs (n, {self.input_dim}), got {tuple(x.shape)}")
-        return torch.sigmoid(self.net(self.norm(x))).squeeze(-1)
+        return nn.functional.logsigmoid(self.net(self.norm(x))).squeeze(-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return normalise_weights(self.scores(x), self.floor)
+        return normalise_log_weights(self.log_scores(x), self.floor)
 
 
 class AdversarialReweighting:
