@@ -165,3 +165,17 @@ def test_saturated_adversary_keeps_mean_one():
     weights = adversary(torch.randn(6, 3))
     assert float(weights.mean()) == pytest.approx(1.0, abs=1e-5)
     assert bool((weights >= 0.1 / 1.1 - 1e-6).all())
+
+
+def test_fairness_arw_config_inherits_the_baseline():
+    from pathlib import Path
+
+    from serac.config import load_config
+    from serac.train.arw_addon import adversary_input_dim
+
+    root = Path(__file__).resolve().parent.parent / "egs" / "synth_assistant"
+    cfg = load_config(root / "fairness" / "conf" / "arw.yaml")
+    baseline = load_config(root / "asr" / "conf" / "lstm.yaml")
+    assert cfg["arw"]["enabled"] is True
+    assert {k: v for k, v in cfg.items() if k != "arw"} == {k: v for k, v in baseline.items() if k != "arw"}
+    assert adversary_input_dim(cfg["arw"]["inputs"], 80, cfg["model"]["encoder"]["output_dim"]) == 2 * 80 + 2 * 256 + 1
