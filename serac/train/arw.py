@@ -39,15 +39,19 @@ import torch
 from torch import Tensor, nn
 
 
+def _check_scores(scores: Tensor, floor: float) -> None:
+    if scores.dim() != 1 or scores.numel() == 0:
+        raise ValueError(f"adversary scores must be a non-empty vector, got shape {tuple(scores.shape)}")
+    if floor < 0:
+        raise ValueError(f"floor must be >= 0, got {floor}")
+
+
 def normalise_weights(scores: Tensor, floor: float = 1.0, eps: float = 1e-12) -> Tensor:
     """``lambda_i = (floor + n s_i / sum_j s_j) / (1 + floor)`` for positive scores ``s`` of shape (n,).
 
     Mean exactly 1, every weight >= floor / (1 + floor) > 0 (for ``floor > 0``). Differentiable in ``scores``.
     """
-    if scores.dim() != 1 or scores.numel() == 0:
-        raise ValueError(f"adversary scores must be a non-empty vector, got shape {tuple(scores.shape)}")
-    if floor < 0:
-        raise ValueError(f"floor must be >= 0, got {floor}")
+    _check_scores(scores, floor)
     n = scores.numel()
     return (floor + n * scores / scores.sum().clamp_min(eps)) / (1.0 + floor)
 
@@ -55,10 +59,7 @@ def normalise_weights(scores: Tensor, floor: float = 1.0, eps: float = 1e-12) ->
 def normalise_log_weights(log_scores: Tensor, floor: float = 1.0) -> Tensor:
     """:func:`normalise_weights` of ``exp(log_scores)``, computed in log space: exact also when every score has
     underflowed (a saturated sigmoid), where the plain sum would be clamped and the mean would no longer be 1."""
-    if log_scores.dim() != 1 or log_scores.numel() == 0:
-        raise ValueError(f"adversary scores must be a non-empty vector, got shape {tuple(log_scores.shape)}")
-    if floor < 0:
-        raise ValueError(f"floor must be >= 0, got {floor}")
+    _check_scores(log_scores, floor)
     return (floor + log_scores.numel() * torch.softmax(log_scores, dim=0)) / (1.0 + floor)
 
 
