@@ -65,6 +65,14 @@ DEFAULTS: Dict[str, Any] = {
     # must have the student's output dimension and frame rate. Used by the amortized recipe to fine-tune the
     # skipping model towards the dense reference (serac's addition, not the paper's: docs/encoders.md).
     "distill": {"teacher": None, "weight": 0.0},
+    # Adversarial reweighting (serac/train/arw_addon.py, Lahoti et al. 2020), off unless `enabled`: an adversary
+    # (one hidden layer of `hidden_dim`, 0: linear) maps each utterance's `inputs` (features: pooled fbank mean/std;
+    # encoder: pooled detached encoder-output mean/std; label_length: log(1 + tokens); never cohort labels) to a
+    # weight, normalised per batch to mean 1 and at least floor / (1 + floor); the transducer minimises the weighted
+    # per-utterance loss, the adversary (its own Adam, `lr`, `weight_decay`) maximises it. Unit weights and a frozen
+    # adversary for the first `warmup_steps` steps; then the adversary steps every `adversary_every` steps.
+    "arw": {"enabled": False, "inputs": ["features"], "hidden_dim": 32, "lr": 1.0e-3, "weight_decay": 0.0,
+            "warmup_steps": 1000, "adversary_every": 1, "floor": 1.0},
 }
 
 

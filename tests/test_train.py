@@ -15,6 +15,8 @@ from typing import Dict, List, Optional
 import pytest
 import torch
 
+from serac.train.addon import TrainingAddon
+
 from trainer_utils import TinyTrainer
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -32,7 +34,7 @@ def add_addon(monkeypatch, addon) -> None:
     monkeypatch.setattr(trainer, "TRAINING_ADDONS", (*trainer.TRAINING_ADDONS, lambda cfg, setup: addon))
 
 
-class PoisonedGradient:
+class PoisonedGradient(TrainingAddon):
     """An add-on whose penalty is 0 with a NaN gradient (d sqrt(x) / dx at 0) on the steps in ``poisoned``
     (counted from 0 by calls); it records the parameters on those steps and checks at the next call that the
     skipped update left them unchanged."""

@@ -16,6 +16,7 @@ hook                   called
                        (EWC's penalty on the parameters)
 ``after_step``         after the optimizer step (skipped steps excluded): an add-on's own update, e.g. an
                        adversary's optimizer step on the same batch
+``epoch_summary``      in the epoch line (training only): a short text, e.g. the epoch's weight range; "" for none
 ``state_dict``         at every checkpoint; ``load_state_dict`` on resume (an adversary and its optimizer)
 =====================  ==============================================================================================
 """
@@ -82,6 +83,10 @@ class TrainingAddon:
 
     def after_step(self, ctx: StepContext) -> None:
         """Called after each optimizer step of the model."""
+
+    def epoch_summary(self) -> str:
+        """Text appended to the epoch line (what the add-on did over the epoch), or ""."""
+        return ""
 
     def state_dict(self) -> Dict[str, Any]:
         return {}

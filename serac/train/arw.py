@@ -39,17 +39,28 @@ import torch
 from torch import Tensor, nn
 
 
+def _check_scores(scores: Tensor, floor: float) -> None:
+    if scores.dim() != 1 or scores.numel() == 0:
+        raise ValueError(f"adversary scores must be a non-empty vector, got shape {tuple(scores.shape)}")
+    if floor < 0:
+        raise ValueError(f"floor must be >= 0, got {floor}")
+
+
 def normalise_weights(scores: Tensor, floor: float = 1.0, eps: float = 1e-12) -> Tensor:
     """``lambda_i = (floor + n s_i / sum_j s_j) / (1 + floor)`` for positive scores ``s`` of shape (n,).
 
     Mean exactly 1, every weight >= floor / (1 + floor) > 0 (for ``floor > 0``). Differentiable in ``scores``.
     """
-    if scores.dim() != 1 or scores.numel() == 0:
-        raise ValueError(f"adversary scores must be a non-empty vector, got shape {tuple(scores.shape)}")
-    if floor < 0:
-        raise ValueError(f"floor must be >= 0, got {floor}")
+    _check_scores(scores, floor)
     n = scores.numel()
     return (floor + n * scores / scores.sum().clamp_min(eps)) / (1.0 + floor)
+
+
+def normalise_log_weights(log_scores: Tensor, floor: float = 1.0) -> Tensor:
+    """:func:`normalise_weights` of ``exp(log_scores)``, computed in log space: exact also when every score has
+    underflowed (a saturated sigmoid), where the plain sum would be clamped and the mean would no longer be 1."""
+    _check_scores(log_scores, floor)
+    return (floor + log_scores.numel() * torch.softmax(log_scores, dim=0)) / (1.0 + floor)
 
 
 def pair_weights(sample_weights: Tensor, first: Tensor, second: Tensor) -> Tensor:
@@ -90,12 +101,15 @@ class Adversary(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def scores(self, x: Tensor) -> Tensor:
+        return self.log_scores(x).exp()
+
+    def log_scores(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"adversary expects inputs (n, {self.input_dim}), got {tuple(x.shape)}")
-        return torch.sigmoid(self.net(self.norm(x))).squeeze(-1)
+        return nn.functional.logsigmoid(self.net(self.norm(x))).squeeze(-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return normalise_weights(self.scores(x), self.floor)
+        return normalise_log_weights(self.log_scores(x), self.floor)
 
 
 class AdversarialReweighting:

@@ -41,6 +41,7 @@ from serac.config import dump_config
 from serac.data.dataset import check_cuts, eval_dataloader, load_cuts, train_dataloader
 from serac.data.tokenizer import Tokenizer
 from serac.train.addon import AddonSetup, StepContext, TrainingAddon
+from serac.train.arw_addon import ARWAddon
 from serac.train.checkpoint import last_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from serac.train.distill import DistillAddon
 from serac.train.ewc import EWCAddon
@@ -124,7 +125,7 @@ MODEL_LOSSES = ("ctc_loss", "aux_loss")
 # the add-ons the trainer builds from the config, in this order (serac/train/addon.py): each builder returns None
 # when its config section leaves it off. A new add-on adds a module under serac/train/ and its builder here.
 TRAINING_ADDONS: Tuple[Callable[[Dict[str, Any], AddonSetup], Optional[TrainingAddon]], ...] = (
-    EWCAddon.from_config, DistillAddon.from_config)
+    EWCAddon.from_config, DistillAddon.from_config, ARWAddon.from_config)
 
 
 def compute_loss(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dict[str, Any], step: int,
@@ -535,6 +536,7 @@ class Trainer:
         extra = "".join(f", {k.replace('_loss', '')} {valid[k]:.4f}" for k in self.loss_names if k in valid)
         if "aux_loss" in tot:
             extra += f"; train aux {tot['aux_loss'] / max(tot['frames'], 1):.4f}"
+        extra += "".join(f"; {text}" for a in self.addons if (text := a.epoch_summary()))
         logging.info(
             f"epoch {epoch}: train loss {tot['loss'] / max(tot['frames'], 1):.4f}, valid loss {valid['loss']:.4f} "
             f"(simple {valid['simple_loss']:.4f}, pruned {valid['pruned_loss']:.4f}{extra}), {elapsed:.0f}s, "
