@@ -7,12 +7,11 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from recipe_utils import ROOT, SHARED_DATA, recipe_copy, recipe_env, run_recipe
+from recipe_utils import ROOT, SHARED_DATA, recipe_copy, run_recipe
 
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 TEMPLATE_LOCAL = ROOT / "egs" / "TEMPLATE" / "asr" / "local"
@@ -114,17 +113,12 @@ def test_template_16khz_manifests_with_custom_cohort(tmp_path):
     _assert_cohort_tables(recipe, proc)
 
 
-def _run_template(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "./run.sh", *args], cwd=recipe, env=recipe_env(), capture_output=True, text=True,
-                          timeout=300)
-
-
 def test_template_refuses_missing_inputs(tmp_path):
     recipe = recipe_copy("TEMPLATE/asr", tmp_path / "recipe")
     missing = tmp_path / "no-such-corpus"
-    proc = _run_template(recipe, "--corpus-dir", str(missing))
+    proc = run_recipe(recipe, "--corpus-dir", str(missing), check=False)
     assert proc.returncode != 0 and f"{missing}: no such directory" in proc.stderr
-    proc = _run_template(recipe)
+    proc = run_recipe(recipe, check=False)
     assert proc.returncode != 0 and "--corpus-dir DIR | --manifest-dir DIR" in proc.stderr
 
 

@@ -1,11 +1,9 @@
 """End to end: egs/yesno/asr/run.sh on the real yesno corpus, all stages, then re-run (everything skipped)."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from recipe_utils import SHARED_DATA, recipe_copy, recipe_env, run_recipe, summary_wer
+from recipe_utils import SHARED_DATA, recipe_copy, run_recipe, summary_wer
 
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 
@@ -35,18 +33,13 @@ def test_yesno_recipe_end_to_end(tmp_path):
     assert summary_wer(dec / "wer-summary-test-greedy_search-epoch-60-avg-10.txt") == greedy
 
 
-def _run_yesno(recipe, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "./run.sh", *args], cwd=recipe, env=recipe_env(), capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.parametrize("where", ["no-such-parent/waves_yesno", "waves_yesno"])
 def test_yesno_missing_corpus_dir_is_an_error_not_a_download(tmp_path, where):
     # issue 14, defect 5: a missing --corpus-dir exited 1 without a message, or (when its parent existed) started a
     # download that, offline, left an empty tarball behind
     recipe = recipe_copy("yesno/asr", tmp_path / "yesno")
     missing = tmp_path / where
-    proc = _run_yesno(recipe, "--corpus-dir", str(missing), "--stop-stage", "1")
+    proc = run_recipe(recipe, "--corpus-dir", str(missing), "--stop-stage", "1", check=False)
     assert proc.returncode == 1
     assert f"--corpus-dir {missing}: no such directory" in proc.stderr
     assert "Stage 0" not in proc.stdout and not (recipe / "download").exists()
