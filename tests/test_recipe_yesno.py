@@ -31,3 +31,15 @@ def test_yesno_recipe_end_to_end(tmp_path):
     assert "exists, skipping" in out
     assert "nothing to do" in (recipe / "exp/lstm/log/train.log").read_text()  # training found epoch-60.pt
     assert summary_wer(dec / "wer-summary-test-greedy_search-epoch-60-avg-10.txt") == greedy
+
+
+@pytest.mark.parametrize("where", ["no-such-parent/waves_yesno", "waves_yesno"])
+def test_yesno_missing_corpus_dir_is_an_error_not_a_download(tmp_path, where):
+    # issue 14, defect 5: a missing --corpus-dir exited 1 without a message, or (when its parent existed) started a
+    # download that, offline, left an empty tarball behind
+    recipe = recipe_copy("yesno/asr", tmp_path / "yesno")
+    missing = tmp_path / where
+    proc = run_recipe(recipe, "--corpus-dir", str(missing), "--stop-stage", "1", check=False)
+    assert proc.returncode == 1
+    assert f"--corpus-dir {missing}: no such directory" in proc.stderr
+    assert "Stage 0" not in proc.stdout and not (recipe / "download").exists()

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # yesno: the smallest end-to-end serac recipe (60 utterances of one speaker saying YES/NO, 8 kHz).
+# Its own stages get the corpus and write the lhotse manifests; the generic stages are the template's
+# (asr.sh -> ../../TEMPLATE/asr/asr.sh; docs/your-corpus.md).
 #
-#   ./run.sh                                   # downloads yesno with lhotse (needs internet)
+#   ./run.sh                                   # downloads yesno with lhotse into download/ (needs internet)
 #   ./run.sh --corpus-dir /path/to/waves_yesno # uses an existing copy
 #   ./run.sh --stage 4 --stop-stage 5          # re-run training and decoding only
+#   ./run.sh --seed 2 --num-threads 1 --exp-dir exp/lstm-seed2   # another training seed (bench/yesno_seeds.sh)
 #
-# Stages: 0 get corpus, 1 manifests, 2 fbank, 3 lang, 4 train, 5 decode, 6 score.
+# Stages: 0 get corpus, 1 manifests, then asr.sh: 2 fbank, 3 lang, 4 train, 5 decode, 6 score.
 set -euo pipefail
 echo "$0 $*"
 
@@ -17,8 +20,11 @@ train_config=conf/lstm.yaml
 exp_dir=exp/lstm
 num_epochs=60
 avg=10
+seed=                # empty: the config's train.seed
+num_threads=2        # torch threads for training
 nj=1
-help_message="Usage: $0 [--stage N] [--stop-stage M] [--corpus-dir DIR] [--exp-dir DIR] [--num-epochs N] [--avg N] [--nj N]"
+help_message="Usage: $0 [--stage N] [--stop-stage M] [--corpus-dir DIR] [--dl-dir DIR] [--exp-dir DIR]
+          [--train-config YAML] [--num-epochs N] [--avg N] [--seed N] [--num-threads N] [--nj N]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
@@ -26,57 +32,42 @@ cd "$(dirname "$(readlink -f "$0")")"
 . utils/parse_options.sh
 
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
-[ -n "$corpus_dir" ] && corpus_dir=$(readlink -f "$corpus_dir")
-[ -z "$corpus_dir" ] && corpus_dir=$dl_dir/waves_yesno
+if [ -n "$corpus_dir" ]; then
+  # a corpus the user names must exist: never download in its place
+  [ -d "$corpus_dir" ] || { echo "$0: --corpus-dir $corpus_dir: no such directory" >&2; exit 1; }
+  corpus_dir=$(readlink -f "$corpus_dir")
+else
+  corpus_dir=$dl_dir/waves_yesno
+fi
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "Stage 0: get the corpus"
   if [ -d "$corpus_dir" ]; then
-    echo "using $corpus_dir ($(ls "$corpus_dir"/*.wav | wc -l) wav files)"
+    echo "using $corpus_dir ($(find "$corpus_dir" -maxdepth 1 -name '*.wav' | wc -l) wav files)"
   else
-    lhotse download yesno "$dl_dir"
+    echo "no --corpus-dir given: downloading yesno into $dl_dir with lhotse"
+    if ! lhotse download yesno "$dl_dir"; then
+      rm -f "$dl_dir/waves_yesno.tar.gz"  # offline, lhotse leaves an empty archive that a rerun would trust
+      echo "$0: downloading yesno into $dl_dir failed; give an existing copy with --corpus-dir" >&2; exit 1
+    fi
   fi
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   echo "Stage 1: lhotse manifests"
   if [ ! -f data/manifests/yesno_supervisions_test.jsonl.gz ]; then
+    [ -d "$corpus_dir" ] || { echo "$0: $corpus_dir: no such directory (run stage 0)" >&2; exit 1; }
     lhotse prepare yesno "$corpus_dir" data/manifests
   else
     echo "data/manifests exist, skipping"
   fi
 fi
 
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  echo "Stage 2: fbank (23 bins, 8 kHz)"
-  steps/make_fbank.sh --cmd "$train_cmd" --num-mel-bins 23 --sampling-rate 8000 \
-    data/manifests yesno train,test data/fbank
-fi
-
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "Stage 3: lang (word tokens)"
-  steps/prepare_lang.sh --kind word data/fbank/yesno_cuts_train.jsonl.gz data/lang_word
-fi
-
-if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  echo "Stage 4: train the streaming LSTM transducer"
+if [ $stop_stage -ge 2 ]; then
   # yesno has no dev set: the test set is the validation set, as in icefall's yesno recipe
-  steps/train.sh --cmd "$train_cmd" --train-config $train_config --num-epochs $num_epochs --num-threads 2 \
-    data/lang_word data/fbank/yesno_cuts_train.jsonl.gz data/fbank/yesno_cuts_test.jsonl.gz $exp_dir
-fi
-
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  echo "Stage 5: decode"
-  for method in greedy_search modified_beam_search; do
-    steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $num_epochs --avg $avg --method $method \
-      $exp_dir data/lang_word data/fbank/yesno_cuts_test.jsonl.gz test
-  done
-fi
-
-if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  echo "Stage 6: score"
-  for f in $exp_dir/decode/test/wer-summary-test-*.txt; do
-    printf "%-70s %s\n" "$f" "$(tail -n 1 "$f" | cut -f 2)"
-  done
+  ./asr.sh --stage $((stage > 2 ? stage : 2)) --stop-stage $stop_stage --prefix yesno \
+    --train-set train --valid-set test --test-sets test --sampling-rate 8000 --num-mel-bins 23 \
+    --lang-kind word --train-config $train_config --exp-dir $exp_dir --num-epochs $num_epochs \
+    ${seed:+--seed $seed} --num-threads $num_threads --avg $avg --nj $nj
 fi
 echo "$0: succeeded"
