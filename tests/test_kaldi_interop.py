@@ -58,7 +58,7 @@ def test_kaldi_data_dir_in_recipe_and_back_out(tmp_path):
     assert (recipe / "data/lang_word/tokens.txt").read_text().split()[::2] == ["<blk>", "NO", "YES", "<unk>"]
 
     # the lhotse CLI reads serac's cuts
-    described = run(recipe, "lhotse", "cut", "describe", "data/fbank/yesno_cuts_train.jsonl.gz")
+    described = run(recipe, "bash", "-c", ". ./path.sh && lhotse cut describe data/fbank/yesno_cuts_train.jsonl.gz")
     assert "Cuts count:" in described.stdout and "6" in described.stdout.split("Cuts count:")[1].split("\n")[0]
 
     # and the manifests go back out to a Kaldi data dir with the same utterances
