@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from entry_points import run_entry_point
 import soundfile as sf
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet, load_manifest
 from lhotse.utils import fastcopy
@@ -112,10 +113,7 @@ def test_source_cut_without_speaker_is_named(corpus):
 
 
 def _run(args, monkeypatch):
-    from serac.bin import simulate_conversations as entry
-
-    monkeypatch.setattr(sys, "argv", ["simulate_conversations", *args])
-    entry.main()
+    assert run_entry_point("simulate_conversations", args) == 0
 
 
 def test_bin_is_deterministic_for_any_nj_and_checks_speakers(corpus, tmp_path, monkeypatch):

@@ -186,4 +186,17 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
     --command "$repro" --out $compare_results
 fi
+# sherpa-onnx (not run by default: --stage 11 --stop-stage 11): the final model exported to ONNX, decoded by
+# sherpa-onnx from the audio (it computes the fbank itself), offline and streaming in 160 ms chunks (16 frames);
+# the results get a sherpa- suffix next to serac's own (docs/export.md)
+if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
+  echo "Stage 11: export to sherpa-onnx and decode test with it (offline and streaming)"
+  sherpa_dir=$exp_dir/sherpa-onnx-epoch-$num_epochs-avg-$avg
+  for mode in offline streaming; do
+    steps/export.sh --cmd "$train_cmd" --epoch $num_epochs --avg $avg --mode $mode --chunk-frames 16 \
+      --sample-rate 16000 $exp_dir $lang $sherpa_dir/$mode
+    steps/decode_sherpa.sh --cmd "$decode_cmd" --epoch $num_epochs --avg $avg $sherpa_dir/$mode $exp_dir \
+      data/fbank/synth_cuts_test.jsonl.gz test
+  done
+fi
 echo "$0: succeeded"

@@ -70,4 +70,17 @@ if [ $stop_stage -ge 2 ]; then
     --lang-kind word --train-config $train_config --exp-dir $exp_dir --num-epochs $num_epochs \
     ${seed:+--seed $seed} --num-threads $num_threads --avg $avg --nj $nj
 fi
+# sherpa-onnx (not run by default: --stage 7 --stop-stage 7): the final model exported to ONNX, decoded by sherpa-onnx
+# from the audio (it computes the fbank itself), offline and streaming in 160 ms chunks (16 frames); the results get
+# a sherpa- suffix next to serac's own (docs/export.md)
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  echo "Stage 7: export to sherpa-onnx and decode test with it (offline and streaming)"
+  sherpa_dir=$exp_dir/sherpa-onnx-epoch-$num_epochs-avg-$avg
+  for mode in offline streaming; do
+    steps/export.sh --cmd "$train_cmd" --epoch $num_epochs --avg $avg --mode $mode --chunk-frames 16 \
+      --sample-rate 8000 $exp_dir data/lang_word $sherpa_dir/$mode
+    steps/decode_sherpa.sh --cmd "$decode_cmd" --epoch $num_epochs --avg $avg $sherpa_dir/$mode $exp_dir \
+      data/fbank/yesno_cuts_test.jsonl.gz test
+  done
+fi
 echo "$0: succeeded"
