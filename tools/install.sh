@@ -25,6 +25,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# One install into a venv at a time: a second waits for the first (path.sh takes the same lock before it calls
+# this script and passes it on in SERAC_INSTALL_LOCK).
+lock=$(readlink -f "$venv").install.lock
+if [ "${SERAC_INSTALL_LOCK:-}" != "$lock" ]; then
+  mkdir -p "$(dirname "$lock")"
+  exec 9>"$lock"
+  if ! flock -n 9; then
+    echo "[install] another install into $venv is running (lock $lock); waiting for it"
+    flock 9
+  fi
+fi
+
 t0=$(date +%s)
 if [ ! -x "$venv/bin/python" ]; then
   echo "[install] creating virtual environment $venv"
