@@ -120,6 +120,34 @@ class CausalConv1d(nn.Module):
         return self.conv(x), _keep_last(x, self.cache_frames, 2)
 
 
+    def forward_time_major(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The same convolution on (N, T, C) input, output (N, T', C); the cache keeps the (N, C, frames) layout.
+
+        A depthwise convolution (``groups == channels``) is computed as ``kernel_size`` shifted multiply-adds in
+        the time-major layout: on CPU oneDNN's depthwise 1-D convolution (backward especially) and the transposes
+        around it cost several times these few elementwise passes. Other convolutions transpose and call
+        ``forward``."""
+        conv = self.conv
+        channels = conv.in_channels
+        if not (conv.groups == channels == conv.out_channels):
+            y, cache = self.forward(x.transpose(1, 2), cache)
+            return y.transpose(1, 2), cache
+        if cache is None:
+            cache = self.init_cache(x.size(0), x.device, x.dtype)
+        padded = torch.cat([cache.transpose(1, 2), x], dim=1)  # (N, cache + T, C)
+        stride, dilation, kernel = self.stride, conv.dilation[0], conv.kernel_size[0]
+        t_out = (padded.size(1) - dilation * (kernel - 1) - 1) // stride + 1
+        weight = conv.weight.view(channels, kernel)
+        y = None
+        for k in range(kernel):
+            tap = padded[:, k * dilation: k * dilation + (t_out - 1) * stride + 1: stride] * weight[:, k]
+            y = tap if y is None else y + tap
+        if conv.bias is not None:
+            y = y + conv.bias
+        return y, _keep_last(padded, self.cache_frames, 1).transpose(1, 2)
+
+
 class CausalConv2d(nn.Module):
     """2-D convolution over (N, C, T, F): causal in time as :class:`CausalConv1d`, centred ("same" padding
     before striding) in frequency. The cache holds the last ``kernel_t - stride_t`` input frames."""
@@ -142,12 +170,15 @@ class CausalConv2d(nn.Module):
 
     def init_cache(self, batch_size: int, freq: int, device: torch.device,
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.zeros(batch_size, self.in_channels, self.cache_frames, freq, device=device, dtype=dtype)
+        return torch.zeros(batch_size, self.in_channels, self.cache_frames, freq, device=device,
+                           dtype=dtype).contiguous(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         if cache is None:
             cache = self.init_cache(x.size(0), x.size(3), x.device, x.dtype)
-        x = torch.cat([cache, x], dim=2)
+        # channels-last (N, T, F, C in memory): oneDNN convolves it without reordering to and from its blocked
+        # layout, 2-3x faster forward and backward on CPU; the output is channels-last too (same values)
+        x = torch.cat([cache, x], dim=2).contiguous(memory_format=torch.channels_last)
         return self.conv(x), _keep_last(x, self.cache_frames, 2)
 
 
