@@ -220,7 +220,7 @@ def main() -> None:
             print(f"{name:<11} {r['greedy_rtf']:10.4f} {r['greedy_rtf'] / ref['greedy_rtf']:6.2f} "
                   f"{r['dec_rate']:11.1f} {r['dec_rate'] / peak:6.2f} {r['chunk_ms']:4d}ms "
                   f"{r['chunk_lat']:13.4f} {r['chunk_lat'] / ref['chunk_lat']:6.2f} {r['chunk_lat_max']:6.3f}")
-        print("greedy RTF: encode + greedy search of the batch, wall / audio time (enc GFLOP/s: encoder FLOPs / that "
+        print("greedy RTF: encode + greedy search of the batch, CPU / audio time (enc GFLOP/s: encoder FLOPs / that "
               "time); chunk latency: streaming encoder + greedy search time per chunk / chunk length (median, max).")
 
 
