@@ -1,20 +1,34 @@
 #!/usr/bin/env python3
-"""Encoder cost on one CPU core: training throughput, streaming real-time factor, parameters and FLOPs.
+"""Encoder cost on one CPU core against the machine's own limit: the fp32 GEMM peak, each encoder's achieved
+training FLOP/s, and decoding speed (greedy batch RTF, streaming per-chunk latency), all in one process.
 
-For each encoder (default config, 80-dim fbank input, output_dim 256):
+Measured, for each encoder (default config, 80-dim fbank input, output_dim 256), interleaved round by round
+with the GEMM peak so that a load change on a shared machine hits every figure alike (each figure is the
+median over rounds):
 
-* train: forward + backward of a batch (default 8 utterances x 4 s, dummy loss ``output.pow(2).mean()``),
-  reported as seconds of audio processed per wall-clock second on one thread (higher is better);
-* stream: chunk-by-chunk ``streaming_forward`` of one utterance (batch 1) in 160 ms chunks (rounded up to
-  the encoder's ``chunk_multiple``), reported as real-time factor = wall time / audio time (lower is better);
-* params and GFLOPs per second of audio (``serac.encoders.cost.encoder_flops_per_second``).
+* GEMM peak: ``torch.mm`` in fp32 on the shapes the encoders' own GEMMs have (a batch of 8 x 4 s is 800
+  frames at 25 frames/s: LSTM input/recurrent projections, FFN and attention projections), best shape;
+* encoder train: forward + backward of the encoder on a batch (default 8 utterances x 4 s, dummy loss);
+  achieved FLOP/s = 3 x forward FLOPs / step time (backward = 2 x forward, the usual convention);
+* transducer train: a whole training step (encoder, stateless decoder, joiner, pruned RNN-T loss with the
+  simple loss, backward, Adam step) on the same batch with random transcripts, as seconds of audio per second;
+  FLOP/s counts the encoder's FLOPs only (so the ratio shows what the loss and decoder cost on top);
+* greedy batch RTF: ``model.encode`` + ``greedy_search_batch`` on the batch, wall / audio time;
+* streaming latency: ``streaming_greedy_search`` on one stream in 160 ms chunks (rounded up to the encoder's
+  ``chunk_multiple``), per-chunk compute time as a fraction of the chunk's audio length (median and max).
 
-Each figure is also printed as a ratio against the LSTM encoder measured in the same run. Timings are
-figures, never pass/fail: on a shared machine they move from run to run.
+FLOPs are multiply-accumulates x 2 of matmuls, convolutions, attention and LSTMs as counted by
+``encoder_flops_per_second`` (elementwise work is not counted). Data loading is not in the step (the features
+are in memory; ``bench/bench_features_decode.py`` times feature extraction). Ratios: encoder FLOP/s / LSTM
+FLOP/s, and FLOP/s / GEMM peak. Timings are figures, never pass/fail: on a shared machine they move from run
+to run; the ratios within one run are the robust figures. Times are CPU seconds of this process (``time.process_time``), not
+wall time: on one thread that is the compute time, without the time other processes held the core (it still
+includes their effect on the caches).
 
 Usage:
   python bench/bench_encoders.py
-  python bench/bench_encoders.py --encoders lstm conv_rnnt --repeats 5 --batch 4 --seconds 2
+  python bench/bench_encoders.py --encoders lstm conformer --rounds 5 --batch 4 --seconds 2
+  python bench/bench_encoders.py --no-decode        # training figures only
 """
 from __future__ import annotations
 
@@ -23,57 +37,112 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from serac.encoders import build_encoder  # noqa: E402
 from serac.encoders.cost import count_parameters, encoder_flops_per_second  # noqa: E402
+from serac.transducer.model import build_model  # noqa: E402
+from serac.transducer.search import greedy_search_batch, streaming_greedy_search  # noqa: E402
 
 FRAMES_PER_SECOND = 100
+# (m, k, n): 800 rows = 8 x 4 s at 25 frames/s; LSTM 320 (x4 gates), conv_rnnt LSTM 384, conformer FFN/attention
+# 144, contextnet pointwise 256; and one large square GEMM
+GEMM_SHAPES = [(800, 320, 1280), (800, 384, 1536), (800, 144, 576), (800, 576, 144), (800, 144, 432),
+               (800, 256, 256), (1024, 1024, 1024)]
 
 
-def train_throughput(encoder, args) -> float:
-    """Seconds of audio per wall second for forward + backward."""
-    encoder.train()
-    frames = int(args.seconds * FRAMES_PER_SECOND)
-    x = torch.randn(args.batch, frames, args.num_features)
-    x_lens = torch.full((args.batch,), frames, dtype=torch.long)
+def timed(fn: Callable[[], object]) -> float:
+    """CPU seconds this process spent in ``fn``: on one thread that is the compute time, and unlike wall time it
+    does not count the time other processes on a shared machine held the core."""
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
 
-    def step() -> None:
-        encoder.zero_grad(set_to_none=True)
-        y, _ = encoder(x, x_lens)
+
+class Gemm:
+    """fp32 GEMM of one shape; ``run`` returns GFLOP/s."""
+
+    def __init__(self, m: int, k: int, n: int) -> None:
+        self.a, self.b, self.flops = torch.randn(m, k), torch.randn(k, n), 2 * m * k * n
+        self.out = torch.empty(m, n)
+
+    def run(self, repeats: int = 5) -> float:
+        torch.mm(self.a, self.b, out=self.out)
+        best = min(timed(lambda: torch.mm(self.a, self.b, out=self.out)) for _ in range(repeats))
+        return self.flops / best / 1e9
+
+
+class EncoderBench:
+    """One encoder inside a transducer: a training batch, a decoding batch and one stream."""
+
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        torch.manual_seed(0)
+        self.name, self.args = name, args
+        self.model = build_model({"encoder": {"name": name, "output_dim": args.output_dim}, "decoder_dim": 256,
+                                  "joiner_dim": 256}, args.num_features, args.vocab_size)
+        self.encoder = self.model.encoder
+        self.params = count_parameters(self.encoder)
+        self.flops_per_second = encoder_flops_per_second(self.encoder, args.num_features)
+        frames = int(args.seconds * FRAMES_PER_SECOND)
+        self.x = torch.randn(args.batch, frames, args.num_features)
+        self.x_lens = torch.full((args.batch,), frames, dtype=torch.long)
+        # ~3 tokens per second of audio, like BPE-64 speech
+        self.y = [torch.randint(1, args.vocab_size, (int(3 * args.seconds),)).tolist() for _ in range(args.batch)]
+        self.audio = args.batch * args.seconds
+        self.train_flops = 3 * self.flops_per_second * self.audio
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        chunk = int(args.chunk_ms * FRAMES_PER_SECOND / 1000)
+        self.chunk = -(-chunk // self.encoder.chunk_multiple) * self.encoder.chunk_multiple
+        num_chunks = max(1, int(args.stream_seconds * FRAMES_PER_SECOND) // self.chunk)
+        self.stream = torch.randn(1, num_chunks * self.chunk, args.num_features)
+        self.times: Dict[str, List[float]] = {"encoder": [], "transducer": [], "greedy": [], "chunk": []}
+
+    def encoder_step(self) -> None:
+        self.model.train()
+        self.encoder.zero_grad(set_to_none=True)
+        y, _ = self.encoder(self.x, self.x_lens)
         y.pow(2).mean().backward()
 
-    step()  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return args.batch * args.seconds / statistics.median(times)
+    def transducer_step(self) -> None:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(self.x, self.x_lens, self.y)
+        (0.5 * out["simple_loss"] + out["pruned_loss"]).backward()
+        self.optimizer.step()
 
+    @torch.no_grad()
+    def greedy(self) -> None:
+        self.model.eval()
+        enc, enc_lens = self.model.encode(self.x, self.x_lens)
+        greedy_search_batch(self.model, enc, enc_lens)
 
-@torch.no_grad()
-def streaming_rtf(encoder, args) -> tuple:
-    """Real-time factor of chunk-by-chunk encoding (batch 1); returns (rtf, chunk length in ms)."""
-    encoder.eval()
-    chunk_frames = int(args.chunk_ms * FRAMES_PER_SECOND / 1000)
-    chunk_frames = -(-chunk_frames // encoder.chunk_multiple) * encoder.chunk_multiple
-    num_chunks = max(1, int(args.stream_seconds * FRAMES_PER_SECOND) // chunk_frames)
-    x = torch.randn(1, num_chunks * chunk_frames, args.num_features)
-    state = encoder.init_state(1, x.device)
-    encoder.streaming_forward(x[:, :chunk_frames], state)  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        state = encoder.init_state(1, x.device)
-        start = time.perf_counter()
-        for i in range(num_chunks):
-            _, state = encoder.streaming_forward(x[:, i * chunk_frames:(i + 1) * chunk_frames], state)
-        times.append(time.perf_counter() - start)
-    audio_seconds = x.size(1) / FRAMES_PER_SECOND
-    return statistics.median(times) / audio_seconds, chunk_frames * 1000 // FRAMES_PER_SECOND
+    @torch.no_grad()
+    def chunk_times(self) -> List[float]:
+        self.model.eval()
+        state, times = None, []
+        for start in range(0, self.stream.size(1), self.chunk):
+            chunk = self.stream[:, start:start + self.chunk]
+            begin = time.process_time()
+            state = streaming_greedy_search(self.model, chunk, state)
+            times.append(time.process_time() - begin)
+        return times
+
+    def measure_round(self, decode: bool) -> None:
+        self.times["encoder"].append(timed(self.encoder_step))
+        self.times["transducer"].append(timed(self.transducer_step))
+        if decode:
+            self.times["greedy"].append(timed(self.greedy))
+            self.times["chunk"].extend(self.chunk_times())
+
+    def warm_up(self, decode: bool) -> None:
+        self.encoder_step()
+        self.transducer_step()
+        if decode:
+            self.greedy()
+            self.chunk_times()
 
 
 def main() -> None:
@@ -81,42 +150,78 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=["lstm", "conv_rnnt", "conformer", "contextnet"])
     parser.add_argument("--num-features", type=int, default=80)
     parser.add_argument("--output-dim", type=int, default=256)
+    parser.add_argument("--vocab-size", type=int, default=64, help="the main recipe's BPE 64")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=4.0, help="utterance length for the training step")
+    parser.add_argument("--seconds", type=float, default=4.0, help="utterance length of the batch")
     parser.add_argument("--stream-seconds", type=float, default=8.0)
     parser.add_argument("--chunk-ms", type=int, default=160)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians over them")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-decode", action="store_true", help="skip the decoding figures")
     args = parser.parse_args()
     if "lstm" not in args.encoders:
         args.encoders = ["lstm"] + args.encoders  # the reference every ratio is taken against
+    decode = not args.no_decode
 
     torch.set_num_threads(args.threads)
-    print(f"threads={args.threads} train batch={args.batch}x{args.seconds:g}s stream={args.stream_seconds:g}s "
-          f"in {args.chunk_ms} ms chunks, median of {args.repeats}")
-    rows = {}
-    for name in args.encoders:
-        torch.manual_seed(0)
-        encoder = build_encoder(args.num_features, {"name": name, "output_dim": args.output_dim})
-        params = count_parameters(encoder)
-        gflops = encoder_flops_per_second(encoder, args.num_features) / 1e9
-        throughput = train_throughput(encoder, args)
-        rtf, chunk_ms = streaming_rtf(encoder, args)
-        rows[name] = dict(params=params, gflops=gflops, throughput=throughput, rtf=rtf, chunk_ms=chunk_ms,
-                          look_ahead=encoder.look_ahead, chunk_multiple=encoder.chunk_multiple)
-        print(f"  measured {name}", flush=True)
+    print(f"torch {torch.__version__}, threads={args.threads}, batch {args.batch} x {args.seconds:g} s, "
+          f"stream {args.stream_seconds:g} s in {args.chunk_ms} ms chunks, median of {args.rounds} interleaved rounds",
+          flush=True)
+    gemms = [Gemm(*shape) for shape in GEMM_SHAPES]
+    benches = [EncoderBench(name, args) for name in args.encoders]
+    for b in benches:
+        b.warm_up(decode)
+    gemm_rates: List[List[float]] = [[] for _ in gemms]
+    for r in range(args.rounds):
+        for g, rates in zip(gemms, gemm_rates):
+            rates.append(g.run())
+        for b in benches:
+            b.measure_round(decode)
+        print(f"  round {r + 1}/{args.rounds} done", flush=True)
 
+    gemm_medians = [statistics.median(r) for r in gemm_rates]
+    peak = max(gemm_medians)
+    print("\nfp32 GEMM (torch.mm, one shape at a time), GFLOP/s: " + ", ".join(
+        f"{m}x{k}x{n} {rate:.1f}" for (m, k, n), rate in zip(GEMM_SHAPES, gemm_medians)) + f"; peak {peak:.1f}")
+
+    rows = {}
+    for b in benches:
+        med = {k: statistics.median(v) for k, v in b.times.items() if v}
+        row = dict(params=b.params, gflops=b.flops_per_second / 1e9,
+                   enc_rate=b.train_flops / med["encoder"] / 1e9, enc_tput=b.audio / med["encoder"],
+                   full_rate=b.train_flops / med["transducer"] / 1e9, full_tput=b.audio / med["transducer"])
+        if decode:
+            chunk_s = b.chunk / FRAMES_PER_SECOND
+            row.update(greedy_rtf=med["greedy"] / b.audio, chunk_ms=b.chunk * 1000 // FRAMES_PER_SECOND,
+                       chunk_lat=med["chunk"] / chunk_s, chunk_lat_max=max(b.times["chunk"]) / chunk_s,
+                       dec_rate=b.flops_per_second * b.audio / med["greedy"] / 1e9)
+        rows[b.name] = row
     ref = rows["lstm"]
-    header = (f"{'encoder':<11} {'params':>8} {'x lstm':>6} {'GFLOP/s':>7} {'x lstm':>6} {'train s/s':>9} "
-              f"{'x lstm':>6} {'stream RTF':>10} {'x lstm':>6} {'chunk':>6} {'look-ahead':>10}")
+
+    print("\nTraining (fwd+bwd), one thread")
+    header = (f"{'encoder':<11} {'params':>7} {'GFLOPs/s audio':>14} {'enc GFLOP/s':>11} {'x lstm':>6} {'/ peak':>6} "
+              f"{'enc s/s':>7} {'step s/s':>8} {'x lstm':>6} {'step GFLOP/s':>12} {'x lstm':>6}")
     print(header)
     print("-" * len(header))
     for name, r in rows.items():
-        print(f"{name:<11} {r['params'] / 1e6:7.2f}M {r['params'] / ref['params']:6.2f} {r['gflops']:7.3f} "
-              f"{r['gflops'] / ref['gflops']:6.2f} {r['throughput']:9.1f} {r['throughput'] / ref['throughput']:6.2f} "
-              f"{r['rtf']:10.4f} {r['rtf'] / ref['rtf']:6.2f} {r['chunk_ms']:4d}ms {r['look_ahead'] * 10:8d}ms")
-    print("train s/s: seconds of audio per wall second for forward+backward (higher is faster); "
-          "stream RTF: wall / audio time (lower is faster); look-ahead in ms of input.")
+        print(f"{name:<11} {r['params'] / 1e6:6.2f}M {r['gflops']:14.3f} {r['enc_rate']:11.1f} "
+              f"{r['enc_rate'] / ref['enc_rate']:6.2f} {r['enc_rate'] / peak:6.2f} {r['enc_tput']:7.1f} "
+              f"{r['full_tput']:8.1f} {r['full_tput'] / ref['full_tput']:6.2f} {r['full_rate']:12.1f} "
+              f"{r['full_rate'] / ref['full_rate']:6.2f}")
+    print("enc: encoder forward+backward (3 x forward FLOPs / time); step: the whole transducer training step "
+          "(loss, decoder, Adam), FLOP/s of the encoder's FLOPs; s/s: seconds of audio per second.")
+    if decode:
+        print("\nDecoding (no grad), one thread")
+        header = (f"{'encoder':<11} {'greedy RTF':>10} {'x lstm':>6} {'enc GFLOP/s':>11} {'/ peak':>6} {'chunk':>6} "
+                  f"{'chunk latency':>13} {'x lstm':>6} {'max':>6}")
+        print(header)
+        print("-" * len(header))
+        for name, r in rows.items():
+            print(f"{name:<11} {r['greedy_rtf']:10.4f} {r['greedy_rtf'] / ref['greedy_rtf']:6.2f} "
+                  f"{r['dec_rate']:11.1f} {r['dec_rate'] / peak:6.2f} {r['chunk_ms']:4d}ms "
+                  f"{r['chunk_lat']:13.4f} {r['chunk_lat'] / ref['chunk_lat']:6.2f} {r['chunk_lat_max']:6.3f}")
+        print("greedy RTF: encode + greedy search of the batch, CPU / audio time (enc GFLOP/s: encoder FLOPs / that "
+              "time); chunk latency: streaming encoder + greedy search time per chunk / chunk length (median, max).")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,8 @@ class CausalConvModule(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         h = nn.functional.glu(self.pointwise_in(self.norm_in(x)), dim=-1)
-        h, cache = self.depthwise(h.transpose(1, 2), cache)
-        h = self.pointwise_out(nn.functional.silu(self.norm_mid(h.transpose(1, 2))))
+        h, cache = self.depthwise.forward_time_major(h, cache)
+        h = self.pointwise_out(nn.functional.silu(self.norm_mid(h)))
         return self.dropout(h), cache
 
 

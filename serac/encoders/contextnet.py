@@ -48,8 +48,8 @@ class SeparableConvLayer(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        h, cache = self.depthwise(x.transpose(1, 2), cache)
-        return nn.functional.silu(self.norm(self.pointwise(h.transpose(1, 2)))), cache
+        h, cache = self.depthwise.forward_time_major(x, cache)
+        return nn.functional.silu(self.norm(self.pointwise(h))), cache
 
 
 class ContextNetBlock(nn.Module):

@@ -104,8 +104,8 @@ class GlobalContextBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
         h = nn.functional.glu(self.pointwise_in(self.norm_in(x)), dim=-1)
-        h, conv_cache = self.depthwise(h.transpose(1, 2), state["conv"])
-        h = self.pointwise_out(nn.functional.silu(self.norm_mid(h.transpose(1, 2))))
+        h, conv_cache = self.depthwise.forward_time_major(h, state["conv"])
+        h = self.pointwise_out(nn.functional.silu(self.norm_mid(h)))
         h, se_state = self.se(h, state["se"])
         return x + self.dropout(h), {"conv": conv_cache, "se": se_state}
 

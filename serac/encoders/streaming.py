@@ -71,6 +71,33 @@ class CausalConv1d(nn.Module):
         x = torch.cat([cache, x], dim=2)
         return self.conv(x), _keep_last(x, self.cache_frames, 2)
 
+    def forward_time_major(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The same convolution on (N, T, C) input, output (N, T', C); the cache keeps the (N, C, frames) layout.
+
+        A depthwise convolution (``groups == channels``) is computed as ``kernel_size`` shifted multiply-adds in
+        the time-major layout: on CPU oneDNN's depthwise 1-D convolution (backward especially) and the transposes
+        around it cost several times these few elementwise passes. Other convolutions transpose and call
+        ``forward``."""
+        conv = self.conv
+        channels = conv.in_channels
+        if not (conv.groups == channels == conv.out_channels):
+            y, cache = self.forward(x.transpose(1, 2), cache)
+            return y.transpose(1, 2), cache
+        if cache is None:
+            cache = self.init_cache(x.size(0), x.device, x.dtype)
+        padded = torch.cat([cache.transpose(1, 2), x], dim=1)  # (N, cache + T, C)
+        stride, dilation, kernel = self.stride, conv.dilation[0], conv.kernel_size[0]
+        t_out = (padded.size(1) - dilation * (kernel - 1) - 1) // stride + 1
+        weight = conv.weight.view(channels, kernel)
+        y = None
+        for k in range(kernel):
+            tap = padded[:, k * dilation: k * dilation + (t_out - 1) * stride + 1: stride] * weight[:, k]
+            y = tap if y is None else y + tap
+        if conv.bias is not None:
+            y = y + conv.bias
+        return y, _keep_last(padded, self.cache_frames, 1).transpose(1, 2)
+
 
 class CausalConv2d(nn.Module):
     """2-D convolution over (N, C, T, F): causal in time as :class:`CausalConv1d`, centred ("same" padding

@@ -1,0 +1,34 @@
+"""CausalConv1d.forward_time_major (the depthwise convolution as shifted multiply-adds on (N, T, C), used by the
+ContextNet, ConvRNN-T and Conformer blocks for speed) computes what the nn.Conv1d path computes: outputs, carried
+caches and gradients, for strides, dilations, carried caches and a non-depthwise fallback."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from serac.encoders._streaming import CausalConv1d
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,groups", [(5, 1, 1, 8), (5, 2, 1, 8), (5, 1, 4, 8), (2, 2, 1, 1),
+                                                           (3, 1, 2, 1)])
+def test_time_major_equals_conv1d(kernel, stride, dilation, groups):
+    torch.manual_seed(0)
+    conv = CausalConv1d(8, 8, kernel, stride=stride, dilation=dilation, groups=groups)
+    x = torch.randn(3, 12, 8, requires_grad=True)
+    cache = torch.randn(3, 8, conv.cache_frames)
+    ref, ref_cache = conv(x.transpose(1, 2), cache)
+    ref = ref.transpose(1, 2)
+    ref_grads = torch.autograd.grad(ref.pow(2).sum(), [x, conv.conv.weight, conv.conv.bias])
+    out, out_cache = conv.forward_time_major(x, cache)
+    grads = torch.autograd.grad(out.pow(2).sum(), [x, conv.conv.weight, conv.conv.bias])
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_cache, ref_cache)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_time_major_initial_cache_is_zero_padding():
+    conv = CausalConv1d(4, 4, 3, groups=4)
+    x = torch.randn(2, 7, 4)
+    torch.testing.assert_close(conv.forward_time_major(x)[0], conv(x.transpose(1, 2))[0].transpose(1, 2))
