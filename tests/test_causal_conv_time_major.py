@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from serac.encoders._streaming import CausalConv1d
+from serac.encoders.streaming import CausalConv1d
 
 
 @pytest.mark.parametrize("kernel,stride,dilation,groups", [(5, 1, 1, 8), (5, 2, 1, 8), (5, 1, 4, 8), (2, 2, 1, 1),
