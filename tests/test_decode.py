@@ -77,7 +77,7 @@ def tiny_experiment(tmp_path: Path, encoder: str) -> Tuple[Path, Path, Path]:
     from serac.data.tokenizer import Tokenizer, prepare_word_lang
     from serac.train.checkpoint import save_checkpoint
     from serac.transducer.model import build_model
-    from test_fairness import write_feature_cuts
+    from trainer_utils import write_feature_cuts
 
     lang, cuts, exp = tmp_path / "lang", tmp_path / "cuts.jsonl.gz", tmp_path / "exp"
     prepare_word_lang(["YES NO"], lang)
