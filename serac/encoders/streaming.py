@@ -88,12 +88,16 @@ class CausalConv1d(nn.Module):
             cache = self.init_cache(x.size(0), x.device, x.dtype)
         padded = torch.cat([cache.transpose(1, 2), x], dim=1)  # (N, cache + T, C)
         stride, dilation, kernel = self.stride, conv.dilation[0], conv.kernel_size[0]
-        t_out = (padded.size(1) - dilation * (kernel - 1) - 1) // stride + 1
+        # taps at stride 1, then every stride-th frame: slice bounds stay simple expressions of the input length,
+        # which the ONNX exporters can trace with a dynamic time axis
+        t_full = padded.size(1) - dilation * (kernel - 1)
         weight = conv.weight.view(channels, kernel)
         y = None
         for k in range(kernel):
-            tap = padded[:, k * dilation: k * dilation + (t_out - 1) * stride + 1: stride] * weight[:, k]
+            tap = padded.narrow(1, k * dilation, t_full) * weight[:, k]
             y = tap if y is None else y + tap
+        if stride > 1:
+            y = y[:, ::stride]
         if conv.bias is not None:
             y = y + conv.bias
         return y, _keep_last(padded, self.cache_frames, 1).transpose(1, 2)
@@ -184,7 +188,9 @@ class RunningMeanSqueezeExcitation(nn.Module):
                                                                    dtype=x.dtype).view(1, t, 1)
         summary = running_sum / running_count
         gate = torch.sigmoid(self.excite(nn.functional.silu(self.squeeze(summary))))
-        new_state = {"sum": running_sum[:, -1] if t > 0 else state["sum"], "count": state["count"] + t}
+        # the last running sum, or the old one for an empty chunk: no branch on t (exporters trace t symbolically)
+        last_sum = torch.cat([state["sum"].unsqueeze(1), running_sum], dim=1)[:, -1]
+        new_state = {"sum": last_sum, "count": state["count"] + t}
         return x * gate, new_state
 
 
