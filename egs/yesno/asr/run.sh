@@ -21,7 +21,7 @@ exp_dir=exp/lstm
 num_epochs=60
 avg=10
 seed=                # empty: the config's train.seed
-num_threads=2        # torch threads for training
+num_threads=1        # torch threads for training (1: the same numbers on any machine of a kind; see conf/lstm.yaml)
 nj=1
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--corpus-dir DIR] [--dl-dir DIR] [--exp-dir DIR]
           [--train-config YAML] [--num-epochs N] [--avg N] [--seed N] [--num-threads N] [--nj N]"
