@@ -75,7 +75,7 @@ TINY_ENCODERS: Dict[str, Dict[str, Any]] = {
 def tiny_experiment(tmp_path: Path, encoder: str) -> Tuple[Path, Path, Path]:
     """(exp dir with an untrained epoch-1.pt, word lang dir, cuts with features): enough to run the decoders."""
     from serac.data.tokenizer import Tokenizer, prepare_word_lang
-    from serac.train.checkpoint import save_checkpoint
+    from serac.checkpoint import save_checkpoint
     from serac.transducer.model import build_model
     from trainer_utils import write_feature_cuts
 

@@ -125,7 +125,7 @@ def test_huge_learning_rate_stops_at_the_nonfinite_validation_loss(tmp_path: Pat
 
 
 def test_checkpoint_with_nonfinite_parameters_is_refused(tmp_path: Path) -> None:
-    from serac.train.checkpoint import load_checkpoint, save_checkpoint
+    from serac.checkpoint import load_checkpoint, save_checkpoint
 
     path = tmp_path / "epoch-3.pt"
     good = {"encoder.w": torch.ones(2), "steps": torch.tensor([3])}

@@ -73,7 +73,7 @@ class TinyTrainer:
         return load_config(None, self.BASE + extra)
 
     def run(self, exp: str, extra: List[str], init_from: Optional[str] = None) -> Dict:
-        from serac.train.checkpoint import last_epoch, load_checkpoint
+        from serac.checkpoint import last_epoch, load_checkpoint
         from serac.train.trainer import train
 
         result = train(self.args(exp, init_from), self.config(extra))

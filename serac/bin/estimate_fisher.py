@@ -26,7 +26,7 @@ import torch
 from serac.data.dataset import load_cuts, train_dataloader
 from serac.data.tokenizer import Tokenizer
 from serac.train.ewc import fisher_diagonal, save_fisher
-from serac.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
+from serac.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
 from serac.transducer.model import build_model
 from serac.utils import atomic_write_text, setup_logging
 

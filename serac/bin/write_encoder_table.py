@@ -33,7 +33,7 @@ import yaml
 
 from serac.decode.naming import decode_suffix, format_ms, streaming_suffix
 from serac.decode.results import read_summary_wer
-from serac.train.checkpoint import load_checkpoint
+from serac.checkpoint import load_checkpoint
 from serac.utils import atomic_write_text
 from serac.utils import format_number as fmt
 

@@ -8,7 +8,7 @@ import torch
 
 from serac.data.dataset import load_cuts
 from serac.data.tokenizer import Tokenizer
-from serac.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint
+from serac.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint
 from serac.transducer.model import Transducer, build_model
 
 

@@ -374,7 +374,7 @@ def load_averaged_model(exp_dir: str | Path, lang_dir: str | Path, epoch: int, a
     """The model decoding uses (``epoch-E.pt`` or the average of the last ``avg`` epochs ending at E), with its
     tokenizer and config. The feature dimension is read from the checkpoint's normalisation constants."""
     from serac.decode.job import load_model
-    from serac.train.checkpoint import epoch_checkpoints, load_checkpoint
+    from serac.checkpoint import epoch_checkpoints, load_checkpoint
 
     paths = epoch_checkpoints(exp_dir, epoch, avg)
     state = load_checkpoint(paths[-1])["model"]

@@ -15,7 +15,7 @@ import torch
 
 from serac.data.tokenizer import Tokenizer
 from serac.train.addon import AddonSetup, StepContext, TrainingAddon
-from serac.train.checkpoint import load_checkpoint
+from serac.checkpoint import load_checkpoint
 from serac.transducer.model import build_model
 
 

@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Unio
 import torch
 
 from serac.train.addon import AddonSetup, TrainingAddon
-from serac.train.checkpoint import load_checkpoint
+from serac.checkpoint import load_checkpoint
 from serac.transducer.loss import loss_scales
 from serac.utils import atomic_path
 

@@ -42,7 +42,7 @@ from serac.data.dataset import check_cuts, eval_dataloader, load_cuts, train_dat
 from serac.data.tokenizer import Tokenizer
 from serac.train.addon import AddonSetup, StepContext, TrainingAddon
 from serac.train.arw_addon import ARWAddon
-from serac.train.checkpoint import last_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from serac.checkpoint import last_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from serac.train.distill import DistillAddon
 from serac.train.ewc import EWCAddon
 from serac.train.exp_lock import ExperimentLock
