@@ -235,6 +235,17 @@ def prepare_for_export(model: Transducer) -> Transducer:
     return model
 
 
+
+def _finish_export(model, tokenizer, out_dir: Path, meta: Dict[str, str], verify: bool, exporters: dict,
+                   diffs: dict, model_type: Optional[str], encoder_meta: Dict[str, str]) -> "ExportResult":
+    """Decoder, joiner and tokens.txt beside an exported encoder (offline or streaming alike)."""
+    dj_exporters, dj_diffs = export_decoder_joiner(model, out_dir, meta, verify)
+    exporters.update(dj_exporters)
+    diffs.update(dj_diffs)
+    atomic_write_text(out_dir / "tokens.txt", sherpa_tokens(tokenizer))
+    return ExportResult(out_dir, {n: out_dir / f"{n}.onnx" for n in ("encoder", "decoder", "joiner")} |
+                        {"tokens": out_dir / "tokens.txt"}, exporters, model_type, encoder_meta, diffs)
+
 def export_offline(model: Transducer, tokenizer: Tokenizer, out_dir: str | Path, sample_rate: int = 16000,
                    encoder_name: Optional[str] = None, verify: bool = True) -> ExportResult:
     """encoder.onnx (x, x_lens) -> (encoder_out, encoder_out_lens), decoder.onnx, joiner.onnx, tokens.txt."""
@@ -266,12 +277,7 @@ def export_offline(model: Transducer, tokenizer: Tokenizer, out_dir: str | Path,
         # compare the valid frames only: what lies beyond an utterance's length is not defined
         mask = (torch.arange(want_out.size(1))[None, :] < want_lens[:, None]).unsqueeze(-1)
         diffs["encoder"] = _check_close("encoder.onnx", [got_out * mask.numpy()], [want_out * mask])
-    dj_exporters, dj_diffs = export_decoder_joiner(model, out_dir, meta, verify)
-    exporters.update(dj_exporters)
-    diffs.update(dj_diffs)
-    atomic_write_text(out_dir / "tokens.txt", sherpa_tokens(tokenizer))
-    return ExportResult(out_dir, {n: out_dir / f"{n}.onnx" for n in ("encoder", "decoder", "joiner")} |
-                        {"tokens": out_dir / "tokens.txt"}, exporters, None, meta, diffs)
+    return _finish_export(model, tokenizer, out_dir, meta, verify, exporters, diffs, None, meta)
 
 
 def export_streaming(model: Transducer, tokenizer: Tokenizer, out_dir: str | Path, chunk_frames: int,
@@ -316,12 +322,7 @@ def export_streaming(model: Transducer, tokenizer: Tokenizer, out_dir: str | Pat
     exporters["encoder"] = _export(wrapper, args, out_dir / "encoder.onnx", names, out_names, dynamic, enc_meta)
     if verify:
         diffs["encoder"] = verify_streaming_encoder(model, layout, out_dir / "encoder.onnx", chunk_frames)
-    dj_exporters, dj_diffs = export_decoder_joiner(model, out_dir, meta, verify)
-    exporters.update(dj_exporters)
-    diffs.update(dj_diffs)
-    atomic_write_text(out_dir / "tokens.txt", sherpa_tokens(tokenizer))
-    return ExportResult(out_dir, {n: out_dir / f"{n}.onnx" for n in ("encoder", "decoder", "joiner")} |
-                        {"tokens": out_dir / "tokens.txt"}, exporters, model_type, enc_meta, diffs)
+    return _finish_export(model, tokenizer, out_dir, meta, verify, exporters, diffs, model_type, enc_meta)
 
 
 @torch.no_grad()
