@@ -47,8 +47,12 @@ DEFAULTS: Dict[str, Any] = {
     # alignment cannot place first tokens. onset_margin (integer m) bounds every emission to at most m encoder
     # frames before the speech onset found by an energy detector on the features: during the leading silence
     # nothing may be emitted, so first words have to be heard.
+    # delay_penalty (k2's, Kang et al. 2022): every emission at encoder frame t gets delay_penalty * ((T-1)/2 - t)
+    # added to its log-prob in training (both losses; validation losses are unpenalised), which rewards early
+    # emission; 0: off.
     "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500,
-             "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_align_margin": None, "onset_margin": None},
+             "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_align_margin": None, "onset_margin": None,
+             "delay_penalty": 0.0},
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},
     "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},

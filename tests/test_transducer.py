@@ -127,6 +127,59 @@ def test_pruned_loss_with_full_range_equals_full_loss(seed, rnnt_type):
     assert torch.all(narrow >= full - 1e-4)
 
 
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_delay_penalty_equals_the_backends_own(seed, rnnt_type):
+    """loss.delay_penalty: both losses equal the backend's rnnt_loss_smoothed / rnnt_loss_pruned with its own
+    delay_penalty (same prune ranges), and a penalty lowers the loss of a model that emits early more than that
+    of one that emits late."""
+    k = rnnt.require_backend()
+    _, symbols, x_lens, y_lens = random_batch(seed)
+    x_lens = torch.maximum(x_lens, y_lens + 1)
+    g = torch.Generator().manual_seed(seed + 20)
+    n, t_max, s_max, vocab = 3, 7, 4, 6
+    am = torch.randn(n, t_max, vocab, generator=g)
+    lm = torch.randn(n, s_max + 1, vocab, generator=g)
+    joiner, d = _AddJoiner(), 0.2
+    simple, pruned = rnnt.pruned_rnnt_loss(am=am, lm=lm, simple_am=am, simple_lm=lm, joiner=joiner,
+                                           symbols=symbols, x_lens=x_lens, y_lens=y_lens, prune_range=2,
+                                           lm_scale=0.25, reduction="none", rnnt_type=rnnt_type, delay_penalty=d)
+    boundary = rnnt._boundary(x_lens, y_lens)
+    ref_simple, (px_grad, py_grad) = k.rnnt_loss_smoothed(
+        lm=lm, am=am, symbols=symbols, termination_symbol=0, lm_only_scale=0.25, am_only_scale=0.0,
+        boundary=boundary, rnnt_type=rnnt_type, delay_penalty=d, reduction="none", return_grad=True)
+    assert torch.allclose(simple, ref_simple, rtol=1e-5, atol=1e-5)
+    ranges = k.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=2)
+    am_p, lm_p = k.do_rnnt_pruning(am=am, lm=lm, ranges=ranges)
+    ref_pruned = k.rnnt_loss_pruned(logits=joiner(am_p, lm_p), symbols=symbols, ranges=ranges,
+                                    termination_symbol=0, boundary=boundary, rnnt_type=rnnt_type,
+                                    delay_penalty=d, reduction="none")
+    assert torch.allclose(pruned, ref_pruned, rtol=1e-5, atol=1e-5)
+    plain, _ = rnnt.pruned_rnnt_loss(am=am, lm=lm, simple_am=am, simple_lm=lm, joiner=joiner, symbols=symbols,
+                                     x_lens=x_lens, y_lens=y_lens, prune_range=2, lm_scale=0.25,
+                                     reduction="none", rnnt_type=rnnt_type)
+    assert not torch.allclose(simple, plain)
+
+
+def test_delay_penalty_rewards_early_emission():
+    """One symbol, T frames: an acoustic model sure of it on the first frame gains from the penalty, one sure of
+    it on the last frame loses (the penalty is zero-mean over the frames)."""
+    t_len, vocab = 9, 3
+    symbols, x_lens, y_lens = torch.tensor([[1]]), torch.tensor([t_len]), torch.tensor([1])
+    lm = torch.zeros(1, 2, vocab)
+    losses = {}
+    for where in ("early", "late"):
+        am = torch.full((1, t_len, vocab), -5.0)
+        am[0, :, 0] = 5.0  # blank everywhere
+        frame = 0 if where == "early" else t_len - 1
+        am[0, frame, 1], am[0, frame, 0] = 5.0, -5.0
+        losses[where] = [rnnt.pruned_rnnt_loss(am=am, lm=lm, simple_am=am, simple_lm=lm, joiner=_AddJoiner(),
+                                               symbols=symbols, x_lens=x_lens, y_lens=y_lens, prune_range=2,
+                                               lm_scale=0.0, delay_penalty=d)[0].item() for d in (0.0, 0.1)]
+    assert losses["early"][1] < losses["early"][0] - 0.3
+    assert losses["late"][1] > losses["late"][0] + 0.3
+
+
 def test_loss_scale_warmup():
     assert rnnt.loss_scales(0, 0.5, 100) == (1.0, 0.1)
     s, p = rnnt.loss_scales(50, 0.5, 100)
@@ -139,6 +192,19 @@ def _tiny_model(seed: int = 0):
     torch.manual_seed(seed)
     return build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
                         "decoder_dim": 16, "joiner_dim": 16}, num_features=10, vocab_size=7).eval()
+
+
+def test_decoder_dropout_only_in_training():
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 16, "num_layers": 1, "output_dim": 8},
+                         "decoder_dim": 64, "joiner_dim": 8, "decoder_dropout": 0.5}, num_features=10, vocab_size=5)
+    y = torch.tensor([[0, 1, 2, 3]])
+    model.train()
+    a, b = model.decoder(y), model.decoder(y)
+    assert not torch.equal(a, b) and (a == 0).float().mean() > (model.eval().decoder(y) == 0).float().mean()
+    assert torch.equal(model.decoder(y), model.decoder(y))
+    with pytest.raises(ValueError, match="unknown model options"):
+        build_model({"encoder": {"name": "lstm"}, "decoder_droput": 0.5}, num_features=10, vocab_size=5)
 
 
 def test_model_loss_is_finite_and_trains():

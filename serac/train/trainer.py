@@ -165,6 +165,7 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
                 ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"), onset=onset,
+                delay_penalty=float(lc.get("delay_penalty") or 0.0) if train else 0.0,
                 **({"reduction": "none"} if reweighting else {}))
     if warming:
         simple_scale = pruned_scale = 0.0

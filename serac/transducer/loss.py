@@ -69,6 +69,7 @@ def pruned_rnnt_loss(
     rnnt_type: str = "modified",
     earliest: Optional[torch.Tensor] = None,
     px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    delay_penalty: float = 0.0,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The smoothed "simple" loss, prune ranges from its gradients, and the pruned loss.
 
@@ -81,14 +82,17 @@ def pruned_rnnt_loss(
     Mahadeokar et al. 2021, left side only); applied to both losses, so the prune ranges respect it too.
     px_hook: optional function of the (B, S, T) emission log-probs returning them modified (a penalty, a gradient
     scale: serac.multitalker's FastEmit and end-of-turn latency penalty); applied to both losses, like earliest.
+    delay_penalty: k2's delay penalty (Kang et al. 2022, "Delay-penalized transducer"): every emission at frame t
+    gets ``delay_penalty * ((T-1)/2 - t)`` added to its log-prob, which rewards early emission; applied to both
+    losses, as the backends' rnnt_loss_smoothed / rnnt_loss_pruned do. 0: off.
     Returns (simple_loss, pruned_loss).
     """
     k = require_backend()
     boundary = _boundary(x_lens, y_lens)
     if earliest is not None and rnnt_type == "regular":
         raise ValueError("emission restriction (earliest) is implemented for modified/constrained RNN-T only")
-    # the same two steps as the backend's rnnt_loss_smoothed / rnnt_loss_pruned (no delay penalty), with the
-    # optional restriction applied to px in between
+    # the same two steps as the backend's rnnt_loss_smoothed / rnnt_loss_pruned, with the optional restriction,
+    # hook and delay penalty applied to px in between
     px, py = k.get_rnnt_logprobs_smoothed(
         lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
         lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, rnnt_type=rnnt_type)
@@ -96,6 +100,8 @@ def pruned_rnnt_loss(
         px = restrict_emissions(px, earliest)
     if px_hook is not None:
         px = px_hook(px)
+    if delay_penalty:
+        px = px + emission_delay_penalty(px, x_lens, delay_penalty, rnnt_type)
     scores, (px_grad, py_grad) = k.mutual_information_recursion(px=px, py=py, boundary=boundary, return_grad=True)
     simple_loss = _reduce(-scores, reduction)
     ranges = k.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
@@ -107,6 +113,8 @@ def pruned_rnnt_loss(
         px = restrict_emissions(px, earliest)
     if px_hook is not None:
         px = px_hook(px)
+    if delay_penalty:
+        px = px + emission_delay_penalty(px, x_lens, delay_penalty, rnnt_type)
     pruned_loss = _reduce(-k.mutual_information_recursion(px=px, py=py, boundary=boundary), reduction)
     return simple_loss, pruned_loss
 
@@ -119,6 +127,16 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "none":
         return loss
     raise ValueError(f"reduction must be sum, mean or none, got {reduction!r}")
+
+
+def emission_delay_penalty(px: torch.Tensor, x_lens: torch.Tensor, delay_penalty: float,
+                           rnnt_type: str = "modified") -> torch.Tensor:
+    """The (B, 1, T0) term k2's ``delay_penalty`` adds to the emission log-probs px (B, S, T0): ``delay_penalty *
+    ((T_b - 1) / 2 - t)`` for utterance b of T_b frames, so an alignment that emits earlier scores higher (the
+    term is zero on average over the frames, so the loss of a uniform alignment is unchanged)."""
+    offset = (x_lens.to(px.dtype) - 1) / 2
+    t = torch.arange(px.size(2), device=px.device, dtype=px.dtype)
+    return (delay_penalty * (offset.view(-1, 1, 1) - t.view(1, 1, -1))).to(px.dtype)
 
 
 def restrict_emissions(px: torch.Tensor, earliest: torch.Tensor) -> torch.Tensor:

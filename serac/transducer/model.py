@@ -18,7 +18,8 @@ from serac.transducer.loss import ctc_forced_alignment, feasible_earliest, prune
 
 
 class StatelessDecoder(nn.Module):
-    def __init__(self, vocab_size: int, decoder_dim: int, blank_id: int = 0, context_size: int = 2) -> None:
+    def __init__(self, vocab_size: int, decoder_dim: int, blank_id: int = 0, context_size: int = 2,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if context_size < 1:
             raise ValueError(f"context_size must be >= 1, got {context_size}")
@@ -30,6 +31,9 @@ class StatelessDecoder(nn.Module):
         self.embedding = nn.Embedding(vocab_size, decoder_dim, padding_idx=blank_id)
         self.conv = (nn.Conv1d(decoder_dim, decoder_dim, kernel_size=context_size, groups=decoder_dim, bias=False)
                      if context_size > 1 else None)
+        # dropout on the output (training only), as icefall's yesno transducer drops 40% of its decoder's embedding:
+        # on a tiny corpus it keeps the joiner from memorising the training sentences through the token history
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, y: torch.Tensor, need_pad: bool = True) -> torch.Tensor:
         """y: (N, U) token ids, left-padded with blanks by the caller. Returns (N, U, decoder_dim).
@@ -40,7 +44,7 @@ class StatelessDecoder(nn.Module):
             if need_pad:
                 emb = F.pad(emb, (self.context_size - 1, 0))
             emb = self.conv(emb).permute(0, 2, 1)
-        return F.relu(emb)
+        return self.dropout(F.relu(emb))
 
 
 class Joiner(nn.Module):
@@ -59,12 +63,13 @@ class Joiner(nn.Module):
 
 class Transducer(nn.Module):
     def __init__(self, encoder: EncoderBase, vocab_size: int, blank_id: int = 0, decoder_dim: int = 256,
-                 joiner_dim: int = 256, context_size: int = 2, ctc_head: bool = False) -> None:
+                 joiner_dim: int = 256, context_size: int = 2, ctc_head: bool = False,
+                 decoder_dropout: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.vocab_size = vocab_size
         self.blank_id = blank_id
-        self.decoder = StatelessDecoder(vocab_size, decoder_dim, blank_id, context_size)
+        self.decoder = StatelessDecoder(vocab_size, decoder_dim, blank_id, context_size, decoder_dropout)
         self.joiner = Joiner(encoder.output_dim, decoder_dim, joiner_dim, vocab_size)
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
         # Global mean/variance normalisation of the input features (as ESPnet's global_mvn), estimated from the
@@ -102,6 +107,7 @@ class Transducer(nn.Module):
         onset: Optional[torch.Tensor] = None,
         reduction: str = "sum",
         px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        delay_penalty: float = 0.0,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, the
         encoder output and lengths (for distillation), and any auxiliary loss the encoder set (e.g. a
@@ -113,7 +119,7 @@ class Transducer(nn.Module):
         features, :func:`serac.transducer.loss.speech_onset`); ``onset`` (B,) gives those onsets in input frames
         instead, e.g. found on the features before SpecAugment masked or warped them. ``reduction="none"``: the
         simple, pruned and CTC losses per utterance (B,) instead of summed (for per-utterance loss weights).
-        ``px_hook``: see :func:`serac.transducer.loss.pruned_rnnt_loss`."""
+        ``px_hook``, ``delay_penalty``: see :func:`serac.transducer.loss.pruned_rnnt_loss`."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -147,7 +153,7 @@ class Transducer(nn.Module):
         else:
             simple_loss, pruned_loss = self._transducer_losses(encoder_out, enc_lens, symbols, y_lens, prune_range,
                                                                lm_scale, am_scale, rnnt_type, earliest, reduction,
-                                                               px_hook)
+                                                               px_hook, delay_penalty)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum(),
                "encoder_out": encoder_out, "encoder_lens": enc_lens}
         if log_probs is not None:
@@ -162,8 +168,8 @@ class Transducer(nn.Module):
                            y_lens: torch.Tensor, prune_range: int, lm_scale: float, am_scale: float,
                            rnnt_type: str, earliest: Optional[torch.Tensor] = None,
                            reduction: str = "sum",
-                           px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+                           px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                           delay_penalty: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
         sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
         decoder_out = self.decoder(sos_y)
         return pruned_rnnt_loss(
@@ -171,7 +177,7 @@ class Transducer(nn.Module):
             simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
             joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
             prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction=reduction,
-            rnnt_type=rnnt_type, earliest=earliest, px_hook=px_hook)
+            rnnt_type=rnnt_type, earliest=earliest, px_hook=px_hook, delay_penalty=delay_penalty)
 
 
 def encoder_num_features(encoder: EncoderBase) -> int:
@@ -182,7 +188,7 @@ def build_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, b
     """Build a Transducer from the ``model`` section of a config."""
     cfg = dict(model_cfg)
     encoder = build_encoder(num_features, cfg.pop("encoder"))
-    allowed = {"decoder_dim", "joiner_dim", "context_size", "ctc_head"}
+    allowed = {"decoder_dim", "joiner_dim", "context_size", "ctc_head", "decoder_dropout"}
     unknown = set(cfg) - allowed
     if unknown:
         raise ValueError(f"unknown model options {sorted(unknown)}; allowed: {sorted(allowed)} and 'encoder'")
