@@ -477,7 +477,8 @@ class Trainer:
                 tot[k] += stats[k]
             if "aux_loss" in stats:
                 tot["aux_loss"] = tot.get("aux_loss", 0.0) + stats["aux_loss"]
-            tot["audio_s"] += float(sum(c.duration for c in batch["supervisions"]["cut"]))
+            # a cut once, however many supervisions it has (a conversation has one per turn)
+            tot["audio_s"] += float(sum({c.id: c.duration for c in batch["supervisions"]["cut"]}.values()))
             if self.rank == 0 and self.batch_idx_train % tc["log_interval"] == 0:
                 self.log_batch(epoch, batch_idx, stats, tot, grad_norm, bar)
         return tot
