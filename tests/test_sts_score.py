@@ -105,3 +105,13 @@ def test_silence_segmentation_for_a_model_without_turn_tokens():
     turns = gap_turns([5, 6, 9, 7, 8], [0.2, 0.4, 0.5, 1.5, 1.6], gap_s=0.5, skip=[9])
     assert [t.token_ids for t in turns] == [[5, 6], [7, 8]]
     assert [(t.sot_s, t.eot_s) for t in turns] == [(0.2, 0.9), (1.5, 2.1)]
+
+
+def test_claim_verdicts_come_from_the_interval():
+    from serac.multitalker.report import verdict
+
+    assert verdict([-3.0, -1.0], "lower") == "holds"
+    assert verdict([1.0, 3.0], "lower") == "does not hold"
+    assert verdict([-1.0, 1.0], "lower") == "undecided"
+    assert verdict([0.5, 2.0], "higher") == "holds" and verdict([-2.0, -0.5], "higher") == "does not hold"
+    assert verdict([float("nan")] * 2, "higher").startswith("undecided")
