@@ -19,7 +19,7 @@ echo "$0 $*"
 command_line="$*"
 
 stage=0
-stop_stage=3
+stop_stage=7
 # source corpus (stage 0)
 num_speakers=60          # training speakers of the source corpus
 utts_per_speaker=12
