@@ -6,12 +6,10 @@ The source corpus is a tiny tone corpus laid out like the generator's manifests 
 and skips generation (espeak generation is what tests/test_recipe_synth.py covers, and takes minutes here)."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import yaml
 
-from recipe_utils import ROOT, recipe_copy, recipe_env, run_recipe
+from recipe_utils import ROOT, recipe_copy, run_recipe
 
 from test_multitalker_simulate import make_source_corpus
 

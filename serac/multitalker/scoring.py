@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from serac.multitalker.decode import ConversationHyp
-from serac.multitalker.metrics import (EmittedTurn, HypSegment, channel_hypotheses, multitalker_wer,
+from serac.multitalker.metrics import (EmittedTurn, HypSegment, channel_hypotheses, match_turns, multitalker_wer,
                                        paired_speaker_bootstrap_difference, speaker_bootstrap_interval,
                                        speaker_errors, turn_latency)
 from serac.multitalker.simulate import Turn, conversation_turns, overlap_ratio
@@ -144,8 +144,6 @@ def score_decode(cuts, hyps: Mapping[str, ConversationHyp], tokenizer, options: 
         wer = multitalker_wer(refs, segments, metric)
         for cid, (errors, words) in wer.per_conversation.items():
             per_conv[cid][metric] = [errors, words]
-    from serac.multitalker.metrics import match_turns
-
     for cid, turns in refs.items():
         pairs = match_turns(turns, emitted[cid], options.max_offset_s)
         per_conv[cid]["end_latency_ms"] = [round(1000.0 * (emitted[cid][j].eot_s - turns[i].end), 1)
