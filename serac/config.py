@@ -75,7 +75,10 @@ DEFAULTS: Dict[str, Any] = {
     # section: turn_tokens wraps each turn in <sot> ... <eot> (false: the MT-RNN-T baseline); fastemit_lambda
     # (FastEmit) and eot_penalty (log-prob per encoder frame of <eot> later than eot_tolerance_frames past the
     # reference turn end) are off at 0.
-    "sts": {"turn_tokens": True, "fastemit_lambda": 0.0, "eot_penalty": 0.0, "eot_tolerance_frames": 0},
+    # start_margin_frames m: no token of a turn may be emitted more than m encoder frames before the turn's
+    # reference start (null: unrestricted; the multi-talker loss.onset_margin).
+    "sts": {"turn_tokens": True, "fastemit_lambda": 0.0, "eot_penalty": 0.0, "eot_tolerance_frames": 0,
+            "start_margin_frames": None},
     "arw": {"enabled": False, "inputs": ["features"], "hidden_dim": 32, "lr": 1.0e-3, "weight_decay": 0.0,
             "warmup_steps": 1000, "adversary_every": 1, "floor": 1.0},
 }

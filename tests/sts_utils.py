@@ -23,7 +23,8 @@ def sts_model_section(turn_tokens: bool = True) -> Dict:
         "tail_encoder": {"name": "lstm", "hidden_dim": 16, "num_layers": 1, "output_dim": 12, "dropout": 0.0,
                          "subsampling_factor": 1},
         "separator_dim": 12}, "decoder_dim": 8, "joiner_dim": 8},
-        "sts": {"turn_tokens": turn_tokens, "fastemit_lambda": 0.01, "eot_penalty": 0.1, "eot_tolerance_frames": 1}}
+        "sts": {"turn_tokens": turn_tokens, "fastemit_lambda": 0.01, "eot_penalty": 0.1, "eot_tolerance_frames": 1,
+                "start_margin_frames": 1}}
 
 
 def write_conversation_cuts(path: Path, feats_dir: Path, n: int, seed: int) -> None:

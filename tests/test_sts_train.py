@@ -93,3 +93,35 @@ def test_a_row_without_symbols_costs_its_all_blank_path():
     torch.testing.assert_close(simple[0], one_simple[0])
     logits = joiner(joiner.encoder_proj(am[1, :5]), joiner.decoder_proj(lm[1, :1]), project_input=False)
     torch.testing.assert_close(pruned[1], -logits.log_softmax(-1)[:, 0].sum())
+
+
+def test_turn_start_restriction_forbids_tokens_before_their_turn():
+    from serac.multitalker.model import TurnLossConfig, turn_px_hook, turn_start_earliest
+    from serac.multitalker.targets import ChannelTarget
+
+    # channel 0: <sot> A <eot> (turn at 0.4 s), <sot> B <eot> (turn at 1.0 s); channel 1: empty; 40 ms frames
+    ch0 = ChannelTarget([1, 3, 2, 1, 4, 2], ["t0", "t1"], [0.4, 1.0], [0.8, 1.4], [0, 3], [2, 5],
+                        [0, 0, 0, 1, 1, 1])
+    earliest = turn_start_earliest([[ch0, ChannelTarget()]], 0.01, 4, margin=2, encoder_frames=torch.tensor([50]))
+    assert earliest.tolist() == [[8, 8, 8, 23, 23, 23], [0, 0, 0, 0, 0, 0]]
+    hook = turn_px_hook(TurnLossConfig(), None, earliest)
+    px = hook(torch.zeros(2, 6, 50))
+    assert torch.isinf(px[0, 0, :8]).all() and torch.isfinite(px[0, 0, 8:]).all()
+    assert torch.isinf(px[0, 3, :23]).all() and torch.isfinite(px[1]).all()
+    # infeasible (six symbols cannot fit after frame 23 in 25 frames): relaxed rather than an infinite loss
+    relaxed = turn_start_earliest([[ch0, ChannelTarget()]], 0.01, 4, margin=2, encoder_frames=torch.tensor([25]))
+    assert relaxed.max() == 0
+
+
+def test_channel_targets_record_each_tokens_turn(tmp_path):
+    from serac.data.tokenizer import Tokenizer, prepare_word_lang
+    from serac.multitalker.simulate import Turn
+    from serac.multitalker.targets import channel_targets
+
+    prepare_word_lang(["a b c"], tmp_path, extra_symbols=["<sot>", "<eot>"])
+    tok = Tokenizer(tmp_path)
+    turns = [Turn("x", "A", "a b", 0.0, 1.0), Turn("y", "B", "c", 0.5, 1.5), Turn("z", "A", "c a", 2.0, 3.0)]
+    ch0, ch1 = channel_targets(turns, tok, "conv")
+    assert ch0.token_turn == [0, 0, 0, 0, 1, 1, 1, 1] and ch1.token_turn == [0, 0, 0]
+    plain0, _ = channel_targets(turns, tok, "conv", turn_tokens=False)
+    assert plain0.token_turn == [0, 0, 1, 1]

@@ -10,6 +10,7 @@ The ``sts`` section of an experiment config (every key optional)::
       fastemit_lambda: 0.01    # FastEmit (0: off)
       eot_penalty: 0.1         # end-of-turn latency penalty per encoder frame past the reference end (0: off)
       eot_tolerance_frames: 2
+      start_margin_frames: 2   # no token of a turn more than 2 encoder frames before the turn's start (null: off)
 
 A conversation cut has one supervision per turn; lhotse's K2SpeechRecognitionDataset gives one entry per
 supervision (``sequence_idx`` says which batch row it belongs to), so the conversations, and their lengths (the
@@ -22,7 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from serac.multitalker.model import TurnLossConfig, flatten_channel_targets, turn_px_hook
+from serac.multitalker.model import TurnLossConfig, flatten_channel_targets, turn_px_hook, turn_start_earliest
 from serac.multitalker.simulate import conversation_turns
 from serac.multitalker.targets import ChannelTarget, TooManyTalkersError, channel_targets, turn_token_ids
 
@@ -90,8 +91,14 @@ def sts_batch_inputs(batch: Dict[str, Any], tokenizer, cfg: Mapping[str, Any], m
     cuts, x_lens = batch_conversations(batch)
     targets = [conversation_targets(c, tokenizer, channels, turn_tokens) for c in cuts]
     frame_shift = float(cuts[0].frame_shift)
-    tokens, end_frame = flatten_channel_targets(targets, frame_shift, int(core.encoder.subsampling_factor))
-    return x_lens, tokens, turn_px_hook(loss_config, end_frame), len(cuts)
+    factor = int(core.encoder.subsampling_factor)
+    tokens, end_frame = flatten_channel_targets(targets, frame_shift, factor)
+    earliest = None
+    if loss_config.start_margin_frames is not None:
+        # the encoder's frames, conservatively (one fewer than x_lens // factor): only a feasibility bound
+        earliest = turn_start_earliest(targets, frame_shift, factor, loss_config.start_margin_frames,
+                                       (x_lens // factor - 1).clamp(min=1))
+    return x_lens, tokens, turn_px_hook(loss_config, end_frame, earliest), len(cuts)
 
 
 def conversation_problem(cut, tokenizer, subsampling_factor: int, one_symbol_per_frame: bool, num_channels: int,

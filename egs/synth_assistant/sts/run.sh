@@ -40,8 +40,8 @@ fbank_nj=2               # feature jobs per split
 vocab_size=128
 # training (stage 4)
 systems="sts mt_rnnt sts_no_penalty sts_no_fastemit"   # conf/<system>.yaml each, exp/<system>
-num_epochs=8
-avg=3
+num_epochs=6
+avg=2
 train_threads=1          # torch threads per training
 train_parallel=2         # trainings run at once
 train_opts=              # e.g. "--set data.max_duration=30"
