@@ -7,6 +7,10 @@ A claim's verdict comes from the paired 95% bootstrap interval of the difference
 when it lies wholly on the other side, **undecided** when it contains zero (this run is too small or too short to
 tell). Whether the size of the effect matches the paper's is a separate question the table states but does not
 judge: the paper's numbers are on LibriCSS with much larger models.
+
+A difference between systems that do not recognise speech says nothing about the paper's claims (a system that
+emits nothing "loses" turn counting to one that emits anything): a claim involving a system whose ORC-WER is at or
+above :data:`UNTRAINED_ORC_WER` is marked **not testable here**, its difference and interval still shown.
 """
 from __future__ import annotations
 
@@ -52,6 +56,10 @@ CLAIMS = (
     Claim("FastEmit emits earlier (median <sot> emission)", "sts", "sts_no_fastemit", "start_latency_median_ms",
           "lower", "ms"),
 )
+
+
+#: ORC-WER (%) at or above which a system is taken not to recognise speech yet (its claims are not testable)
+UNTRAINED_ORC_WER = 90.0
 
 
 def verdict(ci: Sequence[float], better: str) -> str:
@@ -148,6 +156,13 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
               "Differences system - baseline on the same test conversations with paired bootstrap 95% intervals "
               f"({n_bootstrap} resamples; WERs: speakers resampled, turn counting and latency: conversations). "
               "Verdict from the interval: holds / does not hold / undecided (it contains 0).", ""]
+    untrained = [s for s in systems if scores[s]["overall"]["orcwer"]["wer"] >= UNTRAINED_ORC_WER]
+    if untrained:
+        lines += [f"**Not recognising speech yet** (ORC-WER >= {UNTRAINED_ORC_WER:g}%): "
+                  + ", ".join(f"`{s}` ({_f(scores[s]['overall']['orcwer']['wer'])}%)" for s in untrained)
+                  + ". A claim involving one of them is not testable on this run: its difference compares "
+                  "models that have not learned the task (e.g. one that emits nothing against one that emits "
+                  "its prior), whatever the interval says.", ""]
     claim_rows = []
     for c in CLAIMS:
         if c.system not in scores or c.baseline not in scores:
@@ -157,8 +172,11 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
         value = f"{_f(d['diff'])} {c.unit}"
         if "relative_pct" in d:
             value += f" ({_f(d['relative_pct'], 1)}% relative)"
+        said = verdict(d["ci"], c.better)
+        if c.system in untrained or c.baseline in untrained:
+            said = f"not testable here (interval alone: {said})"
         claim_rows.append([c.text, f"`{c.system}` - `{c.baseline}`", value,
-                           f"[{_f(d['ci'][0])}, {_f(d['ci'][1])}]", verdict(d["ci"], c.better)])
+                           f"[{_f(d['ci'][0])}, {_f(d['ci'][1])}]", said])
     lines += _table(("paper (LibriCSS)", "here", "difference", "95% CI", "verdict"), claim_rows) + [""]
 
     if streaming_set and streaming_suffix:
