@@ -44,10 +44,10 @@ def scored(tmp_path):
     path = tmp_path / "dec/hyps-valid-greedy_search-epoch-1-avg-1.jsonl"
     path.parent.mkdir()
     write_hyps(path, hyps, tok)
-    from serac.bin.score_multitalker import main
+    from entry_points import run_entry_point
 
-    main(["--hyps", str(path), "--cuts", str(convs.valid_cuts), "--lang-dir", str(convs.lang), "--n-bootstrap",
-          "200"])
+    assert run_entry_point("score_multitalker", ["--hyps", str(path), "--cuts", str(convs.valid_cuts), "--lang-dir",
+                                                 str(convs.lang), "--n-bootstrap", "200"]) == 0
     result = json.loads((tmp_path / "dec/multitalker-valid-greedy_search-epoch-1-avg-1.json").read_text())
     return cuts, hyps, tok, result, tmp_path
 
