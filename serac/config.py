@@ -75,6 +75,14 @@ DEFAULTS: Dict[str, Any] = {
     # weight, normalised per batch to mean 1 and at least floor / (1 + floor); the transducer minimises the weighted
     # per-utterance loss, the adversary (its own Adam, `lr`, `weight_decay`) maximises it. Unit weights and a frozen
     # adversary for the first `warmup_steps` steps; then the adversary steps every `adversary_every` steps.
+    # Separator-transducer-segmenter (serac/multitalker/training.py), read only for a model with a `separator`
+    # section: turn_tokens wraps each turn in <sot> ... <eot> (false: the MT-RNN-T baseline); fastemit_lambda
+    # (FastEmit) and eot_penalty (log-prob per encoder frame of <eot> later than eot_tolerance_frames past the
+    # reference turn end) are off at 0.
+    # start_margin_frames m: no token of a turn may be emitted more than m encoder frames before the turn's
+    # reference start (null: unrestricted; the multi-talker loss.onset_margin).
+    "sts": {"turn_tokens": True, "fastemit_lambda": 0.0, "eot_penalty": 0.0, "eot_tolerance_frames": 0,
+            "start_margin_frames": None},
     "arw": {"enabled": False, "inputs": ["features"], "hidden_dim": 32, "lr": 1.0e-3, "weight_decay": 0.0,
             "warmup_steps": 1000, "adversary_every": 1, "floor": 1.0},
 }

@@ -250,9 +250,12 @@ def write_fbank(cuts: Iterable[Cut], archive_path: str | Path, cuts_path: str | 
                     summary.downmixed += 1
                 elif isinstance(cut, MixedCut):
                     # a mixture (e.g. a simulated conversation) becomes one cut of its mixed features, as lhotse's
-                    # MixedCut.compute_and_store_features makes it; its supervisions already carry their offsets
+                    # MixedCut.compute_and_store_features makes it; its supervisions already carry their offsets.
+                    # The mixture is its own recording: the features and supervisions name the cut, so lhotse's
+                    # checks (validate_for_asr in every batch) find them consistent
+                    features = fastcopy(features, recording_id=cut.id)
                     cut = MonoCut(id=cut.id, start=0, duration=cut.duration, channel=0, recording=None,
-                                  supervisions=[fastcopy(s, channel=0) for s in cut.supervisions],
+                                  supervisions=[fastcopy(s, channel=0, recording_id=cut.id) for s in cut.supervisions],
                                   custom=getattr(cut, "custom", None))
                 cut_writer.write(fastcopy(cut, features=features))
                 summary.cuts += 1

@@ -17,8 +17,10 @@ from serac.data.tokenizer import Tokenizer
 from serac.decode.job import load_model, open_cuts, set_threads
 from serac.decode.naming import decode_suffix
 from serac.decode.results import result_path, write_compute, write_results
-from serac.decode.shards import shard_of, shard_paths, write_shard
+from serac.decode.shards import hyps_path, shard_of, shard_paths, write_shard
 from serac.lm.ngram import NgramLm, load_lm
+from serac.multitalker.decode import ConversationHyp, channel_results, conversation_hyps, write_hyps
+from serac.multitalker.training import batch_conversations, num_output_channels
 from serac.scoring.wer import Result
 from serac.transducer.search import greedy_search_batch, modified_beam_search
 
@@ -26,16 +28,23 @@ from serac.transducer.search import greedy_search_batch, modified_beam_search
 @torch.no_grad()
 def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_duration: float,
                 compute: Optional[Dict[str, Any]] = None, lm: Optional[NgramLm] = None, lm_scale: float = 0.0,
-                blank_penalty: float = 0.0) -> Tuple[List[Result], float, float]:
+                blank_penalty: float = 0.0, conversations: Optional[List[ConversationHyp]] = None
+                ) -> Tuple[List[Result], float, float]:
     """Returns (results, audio seconds, decoding seconds). With a ``compute`` dict, also fills in
     ``encoder_seconds`` (process CPU time in the encoder) and, when the encoder counts its FLOPs
-    (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops)."""
+    (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops).
+    A multi-channel (STS) model's results are per channel, and ``conversations`` (a list) receives each
+    conversation's channel tokens and emission times (serac/multitalker/decode.py)."""
     results, audio_s, t0 = [], 0.0, time.time()
     compute = {} if compute is None else compute
     compute.setdefault("encoder_seconds", 0.0)
+    channels = num_output_channels(model)
     for batch in eval_dataloader(cuts, max_duration):
         feats = batch["inputs"]
-        x_lens = batch["supervisions"]["num_frames"]
+        if channels > 1:
+            conv_cuts, x_lens = batch_conversations(batch)
+        else:
+            x_lens = batch["supervisions"]["num_frames"]
         c0 = time.process_time()
         enc, enc_lens = model.encode(feats, x_lens)
         compute["encoder_seconds"] += time.process_time() - c0
@@ -45,15 +54,37 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
             compute.setdefault("rows", []).extend(
                 (cut.id, int(n), float(f), float(d))
                 for cut, n, f, d in zip(batch["supervisions"]["cut"], enc_lens.tolist(), flops.tolist(), dense.tolist()))
+        frames: List[List[int]] = [[] for _ in range(enc.size(0))]
         if method == "greedy_search":
-            hyps = greedy_search_batch(model, enc, enc_lens)
+            hyps = greedy_search_batch(model, enc, enc_lens, frames=frames)
         else:
-            hyps = modified_beam_search(model, enc, enc_lens, beam=beam, lm=lm, lm_scale=lm_scale,
-                                        blank_penalty=blank_penalty)
+            hyps, frames = zip(*modified_beam_search(model, enc, enc_lens, beam=beam, lm=lm, lm_scale=lm_scale,
+                                                     blank_penalty=blank_penalty, return_frames=True))
+        if channels > 1:
+            convs = conversation_hyps([c.id for c in conv_cuts], hyps, frames, channels,
+                                      int(model.encoder.subsampling_factor), float(conv_cuts[0].frame_shift))
+            for cut, conv in zip(conv_cuts, convs):
+                results.extend(channel_results(cut, conv, tokenizer))
+                audio_s += cut.duration
+            if conversations is not None:
+                conversations.extend(convs)
+            continue
         for cut, text, hyp in zip(batch["supervisions"]["cut"], batch["supervisions"]["text"], hyps):
             results.append((cut.id, text.split(), tokenizer.decode(hyp).split()))
             audio_s += cut.duration
     return results, audio_s, time.time() - t0
+
+
+def write_conversation_hyps(out: Path, set_name: str, suffix: str, shard: int, num_shards: int,
+                            convs: List[ConversationHyp], tokenizer: Tokenizer, stats: Dict[str, Any]) -> None:
+    """A multi-channel model's ``hyps-<set>-<suffix>.jsonl`` (a shard's: ``.shard-J.jsonl``), and what the stats
+    say about its per-channel WER; nothing for a single-talker model."""
+    if not convs:
+        return
+    write_hyps(hyps_path(out, set_name, suffix, shard if num_shards > 1 else None), convs, tokenizer)
+    stats.update(num_output_channels=len(convs[0].channels), num_conversations=len(convs),
+                 wer_kind="channel WER (each channel against the turns the training targets put on it); the "
+                          "multi-talker WERs: serac.bin.score_multitalker")
 
 
 def check_search_options(method: str, lm: Optional[str], blank_penalty: float) -> None:
@@ -80,11 +111,13 @@ def decode_set(exp_dir: str, lang_dir: str, cuts_path: str, set_name: str, epoch
     suffix = decode_suffix(method, epoch, avg, beam, lm_scale if ngram else None, blank_penalty)
     cuts = shard_of(cuts, shard, num_shards)
     compute: Dict[str, Any] = {}
+    convs: List[ConversationHyp] = []
     results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, method, beam, max_duration, compute, lm=ngram,
-                                          lm_scale=lm_scale, blank_penalty=blank_penalty)
+                                          lm_scale=lm_scale, blank_penalty=blank_penalty, conversations=convs)
     stats = {"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
              "num_threads": num_threads, "method": method, "epoch": epoch, "avg": avg,
              "encoder_seconds": compute["encoder_seconds"]}
+    write_conversation_hyps(out, set_name, suffix, shard, num_shards, convs, tokenizer, stats)
     if ngram is not None:
         stats.update(lm=str(lm), lm_order=ngram.order, lm_scale=lm_scale)
     if blank_penalty:

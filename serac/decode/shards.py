@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from serac.decode.results import merge_streaming_stats, write_results, write_streaming_results
 from serac.scoring.wer import Result, load_transcripts, store_transcripts
@@ -29,6 +29,11 @@ def shard_paths(out_dir: Path, set_name: str, suffix: str, shard: int) -> Dict[s
     out_dir = Path(out_dir)
     return {"recogs": out_dir / f"recogs-{set_name}-{suffix}.shard-{shard}.txt",
             "stats": out_dir / f"stats-{set_name}-{suffix}.shard-{shard}.json"}
+
+
+def hyps_path(out_dir: Path, set_name: str, suffix: str, shard: Optional[int] = None) -> Path:
+    """A multi-talker decode's per-conversation hypotheses (serac/multitalker/decode.py), or one shard's."""
+    return Path(out_dir) / f"hyps-{set_name}-{suffix}{f'.shard-{shard}' if shard else ''}.jsonl"
 
 
 def write_shard(out_dir: Path, set_name: str, suffix: str, shard: int, num_shards: int,
@@ -53,6 +58,8 @@ def merge_shards(out_dir: Path, set_name: str, suffix: str, num_shards: int) -> 
             raise FileNotFoundError(f"shard {j} of {num_shards} missing: {paths['recogs']}")
         results.extend(load_transcripts(paths["recogs"]))
         shard_stats.append(json.loads(paths["stats"].read_text()))
+    if "num_conversations" in shard_stats[-1]:  # a multi-talker decode counts conversations besides channel rows
+        shard_stats[-1]["num_conversations"] = sum(s.get("num_conversations", 0) for s in shard_stats)
     if "chunk_compute_ms_all" in shard_stats[-1]:
         # streaming shards carry their raw per-chunk times: percentiles cannot be merged from per-shard ones
         stats = write_streaming_results(out_dir, set_name, suffix, results, merge_streaming_stats(shard_stats))
@@ -63,6 +70,16 @@ def merge_shards(out_dir: Path, set_name: str, suffix: str, num_shards: int) -> 
         stats.update({"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
                       "num_shards": num_shards})
         stats = write_results(out_dir, set_name, suffix, results, stats)
+    hyps = [hyps_path(out_dir, set_name, suffix, j) for j in range(1, num_shards + 1)]
+    if any(p.is_file() for p in hyps):  # a multi-talker decode's conversation hypotheses
+        from serac.multitalker.decode import merge_hyps
+
+        missing = [str(p) for p in hyps if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"hypothesis shards missing: {', '.join(missing)}")
+        merge_hyps(hyps, hyps_path(out_dir, set_name, suffix))
+        for p in hyps:
+            p.unlink()
     for j in range(1, num_shards + 1):
         for path in shard_paths(out_dir, set_name, suffix, j).values():
             path.unlink()

@@ -31,7 +31,10 @@ from serac.data.tokenizer import Tokenizer
 from serac.decode.job import load_model, open_cuts, set_threads
 from serac.decode.naming import STREAMING_METHOD, format_ms, streaming_suffix
 from serac.decode.results import merge_streaming_stats, result_path, write_streaming_results
+from serac.decode.offline import write_conversation_hyps
 from serac.decode.shards import shard_of, shard_paths, write_shard
+from serac.multitalker.decode import ConversationHyp, channel_results, conversation_hyps
+from serac.multitalker.training import num_output_channels
 from serac.scoring.wer import Result
 from serac.transducer.model import Transducer
 from serac.transducer.search import streaming_greedy_search
@@ -60,7 +63,9 @@ def resolve_chunk_frames(chunk_ms: Optional[float], chunk_frames: Optional[int],
 
 @dataclass
 class StreamedUtterance:
-    tokens: List[int]
+    tokens: List[int]  # row 0's (the utterance's, for a single-talker model)
+    rows: List[List[int]] = field(default_factory=list)  # every output row's tokens (C rows for an STS model)
+    frames: List[List[int]] = field(default_factory=list)  # each row's tokens' emission frames
     full_chunk_seconds: List[float] = field(default_factory=list)  # compute time of each full-size chunk
     compute_seconds: float = 0.0  # every chunk, the last partial one included
     max_wait_frames: int = 0  # algorithmic latency in feature frames (see the module docstring)
@@ -92,14 +97,22 @@ def stream_utterance(model: Transducer, feats: torch.Tensor, chunk_frames: int) 
         if state.num_encoder_frames > emitted_before:
             out.max_wait_frames = max(out.max_wait_frames, end - factor * emitted_before)
         start = end
-    out.tokens = state.hyps[0] if state is not None else []
+    if state is not None:
+        out.tokens, out.rows, out.frames = state.hyps[0], state.hyps, state.frames
+    else:
+        rows = int(getattr(encoder, "num_output_channels", 1))
+        out.rows, out.frames = [[] for _ in range(rows)], [[] for _ in range(rows)]
     return out
 
 
-def decode_cuts_streaming(model: Transducer, tokenizer: Tokenizer, cuts, cuts_path: str, chunk_frames: int
+def decode_cuts_streaming(model: Transducer, tokenizer: Tokenizer, cuts, cuts_path: str, chunk_frames: int,
+                          conversations: Optional[List[ConversationHyp]] = None
                           ) -> Tuple[List[Result], Dict[str, Any]]:
-    """Stream every cut (batch 1). Returns (results, raw stats with the per-chunk times in ms)."""
+    """Stream every cut (batch 1). Returns (results, raw stats with the per-chunk times in ms). A multi-channel
+    (STS) model's results are per channel, and ``conversations`` receives each conversation's channel tokens and
+    emission times (serac/multitalker/decode.py)."""
     num_features = int(model.feat_mean.numel())
+    channels = num_output_channels(model)
     results = []
     chunk_ms_all: List[float] = []
     audio_s = compute_s = 0.0
@@ -115,7 +128,15 @@ def decode_cuts_streaming(model: Transducer, tokenizer: Tokenizer, cuts, cuts_pa
             raise ValueError(f"{cuts_path}: cut {cut.id} has features of shape {tuple(feats.shape)}; the model "
                              f"expects (frames, {num_features})")
         streamed = stream_utterance(model, feats, chunk_frames)
-        results.append((cut.id, (cut.supervisions[0].text or "").split(), tokenizer.decode(streamed.tokens).split()))
+        if channels > 1:
+            conv = conversation_hyps([cut.id], streamed.rows, streamed.frames, channels,
+                                     int(model.encoder.subsampling_factor), float(cut.frame_shift))[0]
+            results.extend(channel_results(cut, conv, tokenizer))
+            if conversations is not None:
+                conversations.append(conv)
+        else:
+            results.append((cut.id, (cut.supervisions[0].text or "").split(),
+                            tokenizer.decode(streamed.tokens).split()))
         chunk_ms_all.extend(1000.0 * s for s in streamed.full_chunk_seconds)
         compute_s += streamed.compute_seconds
         audio_s += cut.duration
@@ -144,7 +165,8 @@ def decode_set_streaming(exp_dir: str, lang_dir: str, cuts_path: str, set_name: 
     logging.info(f"streaming {cuts_path} through {type(encoder).__name__} in chunks of {chunk_frames} frames "
                  f"({format_ms(chunk_ms)} ms; chunk_multiple {encoder.chunk_multiple}, look_ahead "
                  f"{encoder.look_ahead} frames), {num_threads} thread(s)")
-    results, raw = decode_cuts_streaming(model, tokenizer, cuts, cuts_path, chunk_frames)
+    convs: List[ConversationHyp] = []
+    results, raw = decode_cuts_streaming(model, tokenizer, cuts, cuts_path, chunk_frames, conversations=convs)
     stats = {"method": STREAMING_METHOD, "encoder": getattr(encoder, "registry_name", type(encoder).__name__),
              "epoch": epoch, "avg": avg, "num_threads": num_threads, "num_utts": len(results),
              "chunk_frames": chunk_frames, "chunk_ms": chunk_ms, "frame_shift_ms": frame_shift * 1000.0,
@@ -152,6 +174,7 @@ def decode_set_streaming(exp_dir: str, lang_dir: str, cuts_path: str, set_name: 
              "audio_seconds": raw["audio_seconds"], "compute_seconds": raw["compute_seconds"],
              "wall_seconds": raw["wall_seconds"], "algorithmic_latency_ms": raw["max_wait_frames"] * frame_shift * 1000.0,
              "chunk_compute_ms_all": raw["chunk_compute_ms_all"]}
+    write_conversation_hyps(out, set_name, suffix, shard, num_shards, convs, tokenizer, stats)
     if num_shards > 1:
         write_shard(out, set_name, suffix, shard, num_shards, results, stats)
         return shard_paths(out, set_name, suffix, shard)["recogs"]

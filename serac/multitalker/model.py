@@ -32,6 +32,7 @@ from torch import nn
 
 from serac.encoders import EncoderBase, build_encoder
 from serac.multitalker.targets import ChannelTarget
+from serac.transducer.loss import feasible_earliest, restrict_emissions
 from serac.transducer.model import Transducer
 
 
@@ -123,6 +124,10 @@ class TurnLossConfig:
     fastemit_lambda: float = 0.0
     eot_penalty: float = 0.0          #: log-prob per encoder frame of <eot> emitted after the reference turn end
     eot_tolerance_frames: int = 0     #: frames after the reference end that cost nothing
+    #: no token of a turn may be emitted more than this many encoder frames before the turn's reference start
+    #: (None: unrestricted). The multi-talker counterpart of ``loss.onset_margin``: without it a small model learns
+    #: to emit its likeliest opening tokens at frame 0 on both channels before hearing anything (measured here).
+    start_margin_frames: Optional[int] = None
 
 
 def fastemit(px: torch.Tensor, lam: float) -> torch.Tensor:
@@ -141,14 +146,18 @@ def eot_late_penalty(px: torch.Tensor, eot_end_frame: torch.Tensor, penalty: flo
     return px - penalty * late * (end >= 0).to(px.dtype)
 
 
-def turn_px_hook(config: TurnLossConfig, eot_end_frame: Optional[torch.Tensor]
-                 ) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
-    """The ``px_hook`` for :meth:`Transducer.forward` that applies the switched-on terms (None when none is)."""
+def turn_px_hook(config: TurnLossConfig, eot_end_frame: Optional[torch.Tensor],
+                 earliest: Optional[torch.Tensor] = None) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """The ``px_hook`` for :meth:`Transducer.forward` that applies the switched-on terms (None when none is):
+    ``earliest`` (rows, S), the first frame each symbol may be emitted at (``start_margin_frames``), then the
+    end-of-turn penalty, then FastEmit."""
     use_penalty = config.eot_penalty > 0 and eot_end_frame is not None
-    if config.fastemit_lambda <= 0 and not use_penalty:
+    if config.fastemit_lambda <= 0 and not use_penalty and earliest is None:
         return None
 
     def hook(px: torch.Tensor) -> torch.Tensor:
+        if earliest is not None:
+            px = restrict_emissions(px, earliest.to(px.device))
         if use_penalty:
             px = eot_late_penalty(px, eot_end_frame, config.eot_penalty, config.eot_tolerance_frames)
         if config.fastemit_lambda > 0:
@@ -173,6 +182,24 @@ def flatten_channel_targets(batch_targets: Sequence[Sequence[ChannelTarget]], fr
     return tokens, end_frame[:, :s_max]
 
 
+def turn_start_earliest(batch_targets: Sequence[Sequence[ChannelTarget]], frame_shift_s: float,
+                        subsampling_factor: int, margin: int, encoder_frames: torch.Tensor) -> torch.Tensor:
+    """(rows, S) first encoder frame each symbol may be emitted at: its turn's reference start minus ``margin``
+    frames (0 for padding), relaxed (by :func:`serac.transducer.loss.feasible_earliest`) where a row's symbols
+    could not all fit, one per frame, before ``encoder_frames`` (per conversation) end."""
+    rows = [target for conv in batch_targets for target in conv]
+    s_max = max((len(t.tokens) for t in rows), default=0)
+    earliest = torch.zeros((len(rows), max(s_max, 1)), dtype=torch.long)
+    frame_s = frame_shift_s * subsampling_factor
+    for r, target in enumerate(rows):
+        for pos, k in enumerate(target.token_turn):
+            earliest[r, pos] = max(0, int(target.turn_start_s[k] / frame_s) - int(margin))
+    channels = len(batch_targets[0]) if batch_targets else 1
+    lens = encoder_frames.repeat_interleave(channels)
+    y_lens = torch.tensor([len(t.tokens) for t in rows], dtype=torch.long)
+    return feasible_earliest(earliest[:, :s_max], lens, y_lens)
+
+
 def sts_loss(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor,
              batch_targets: Sequence[Sequence[ChannelTarget]], config: TurnLossConfig, frame_shift_s: float = 0.01,
              **loss_kwargs: Any) -> Dict[str, torch.Tensor]:
@@ -184,6 +211,11 @@ def sts_loss(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor,
     for b, conv in enumerate(batch_targets):
         if len(conv) != channels:
             raise ValueError(f"batch item {b}: {len(conv)} channel targets, the model has {channels} channels")
-    tokens, end_frame = flatten_channel_targets(batch_targets, frame_shift_s, model.encoder.subsampling_factor)
-    hook = turn_px_hook(config, end_frame)
+    factor = model.encoder.subsampling_factor
+    tokens, end_frame = flatten_channel_targets(batch_targets, frame_shift_s, factor)
+    earliest = None
+    if config.start_margin_frames is not None:
+        earliest = turn_start_earliest(batch_targets, frame_shift_s, factor, config.start_margin_frames,
+                                       x_lens.cpu() // factor)
+    hook = turn_px_hook(config, end_frame, earliest)
     return model(x, x_lens, tokens, px_hook=hook, **loss_kwargs)

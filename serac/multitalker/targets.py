@@ -77,6 +77,7 @@ class ChannelTarget:
     turn_end_s: List[float] = field(default_factory=list)
     sot_index: List[int] = field(default_factory=list)
     eot_index: List[int] = field(default_factory=list)
+    token_turn: List[int] = field(default_factory=list)   #: the turn (index k) each token belongs to
 
 
 def channel_targets(turns: Sequence[Turn], tokenizer: Tokenizer, conversation_id: str, num_channels: int = 2,
@@ -91,6 +92,7 @@ def channel_targets(turns: Sequence[Turn], tokenizer: Tokenizer, conversation_id
         target.turn_ids.append(turn.id)
         target.turn_start_s.append(turn.start)
         target.turn_end_s.append(turn.end)
+        k = len(target.turn_ids) - 1
         if turn_tokens:
             target.sot_index.append(len(target.tokens))
             target.tokens.append(sot_id)
@@ -98,6 +100,7 @@ def channel_targets(turns: Sequence[Turn], tokenizer: Tokenizer, conversation_id
         if turn_tokens:
             target.eot_index.append(len(target.tokens))
             target.tokens.append(eot_id)
+        target.token_turn.extend([k] * (len(target.tokens) - len(target.token_turn)))
     return targets
 
 

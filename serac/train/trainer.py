@@ -13,6 +13,8 @@ the last ``train.skip_window``), a non-finite validation loss, or a non-finite p
 run with an error, and no checkpoint of a diverged model is written.
 
 Optional loss terms come from add-ons (serac/train/addon.py: EWC, distillation, ...), listed in TRAINING_ADDONS.
+A model config with a ``separator`` section builds the two-channel STS model (serac.transducer.model.build_model):
+its batches are conversations, its targets and loss terms come from serac/multitalker/training.py.
 
 Structure: :class:`Trainer` sets up and resumes (``__init__``, :meth:`Trainer.resume`), :meth:`Trainer.fit` runs
 the epochs (:meth:`Trainer.train_one_epoch` -> :meth:`Trainer.train_step`), :func:`validate`, :meth:`Trainer.save`.
@@ -40,6 +42,8 @@ from torch.nn.parallel import DistributedDataParallel
 from serac.config import dump_config
 from serac.data.dataset import check_cuts, eval_dataloader, load_cuts, train_dataloader
 from serac.data.tokenizer import Tokenizer
+from serac.multitalker.training import (check_sts_config, conversation_problem_check, num_output_channels,
+                                        sts_batch_inputs)
 from serac.train.addon import AddonSetup, StepContext, TrainingAddon
 from serac.train.arw_addon import ARWAddon
 from serac.checkpoint import last_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -147,13 +151,20 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     ``loss_names``) enter here (serac/train/addon.py)."""
     feats = batch["inputs"].to(device)
     sup = batch["supervisions"]
-    # K2SpeechRecognitionDataset gives one supervision per cut in cut order; lengths in feature frames
-    x_lens = sup["num_frames"].to(device)
+    px_hook = None
+    if num_output_channels(model) > 1:
+        # a multi-talker (STS) model: one row per conversation in, one target per channel out
+        x_lens, y, px_hook, num_utts = sts_batch_inputs(batch, tokenizer, cfg, model)
+        x_lens = x_lens.to(device)
+    else:
+        # K2SpeechRecognitionDataset gives one supervision per cut in cut order; lengths in feature frames
+        x_lens = sup["num_frames"].to(device)
+        y = [tokenizer.encode(t) for t in sup["text"]]
+        num_utts = len(y)
     onset = None
     if train and spec_augment is not None:
         onset = speech_onset(feats, x_lens)
         feats = spec_augment(feats)
-    y = [tokenizer.encode(t) for t in sup["text"]]
     lc = cfg["loss"]
     ctc_scale = float(lc.get("ctc_scale", 0.0))
     # CTC-only warm-up: the transducer losses start once the encoder has learned to align (see DEFAULTS)
@@ -166,7 +177,7 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
                 ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"), onset=onset,
                 delay_penalty=float(lc.get("delay_penalty") or 0.0) if train else 0.0,
-                **({"reduction": "none"} if reweighting else {}))
+                px_hook=px_hook, **({"reduction": "none"} if reweighting else {}))
     if warming:
         simple_scale = pruned_scale = 0.0
     else:
@@ -192,7 +203,7 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     loss = simple_scale * out["simple_loss"] + pruned_scale * out["pruned_loss"]
     frames = out["num_frames"].float()
     stats = {"simple_loss": out["simple_loss"].detach().item(), "pruned_loss": out["pruned_loss"].detach().item(),
-             "frames": frames.item(), "utts": len(y)}
+             "frames": frames.item(), "utts": num_utts}
     if ctc_scale > 0:
         loss = loss + ctc_scale * out["ctc_loss"]
         stats["ctc_loss"] = out["ctc_loss"].detach().item()
@@ -309,10 +320,16 @@ class Trainer:
                                          blank_id=tokenizer.blank_id).to(device)
         factor, rnnt_type = int(model.encoder.subsampling_factor), cfg["loss"].get("rnnt_type", "modified")
         log_dir = exp_dir / "log" if rank == 0 else None
+        checks: Dict[str, Any] = {}
+        if num_output_channels(model) > 1:
+            # STS: conversations with per-channel targets (serac/multitalker/training.py)
+            check_sts_config(cfg)
+            checks["problem"] = conversation_problem_check(tokenizer, cfg, num_output_channels(model))
         self.train_cuts = check_cuts(check_transcripts(train_cuts, args.train_cuts, "train", tokenizer, factor,
-                                                       rnnt_type, log_dir), args.train_cuts, cfg["data"]["max_duration"])
+                                                       rnnt_type, log_dir, **checks),
+                                     args.train_cuts, cfg["data"]["max_duration"])
         self.valid_cuts = check_transcripts(load_cuts(args.valid_cuts), args.valid_cuts, "valid", tokenizer, factor,
-                                            rnnt_type, log_dir)
+                                            rnnt_type, log_dir, **checks)
 
         self.num_epochs = int(tc["num_epochs"])
         self.start_epoch = args.start_epoch if args.start_epoch > 0 else last_epoch(exp_dir) + 1
@@ -461,7 +478,8 @@ class Trainer:
                 tot[k] += stats[k]
             if "aux_loss" in stats:
                 tot["aux_loss"] = tot.get("aux_loss", 0.0) + stats["aux_loss"]
-            tot["audio_s"] += float(sum(c.duration for c in batch["supervisions"]["cut"]))
+            # a cut once, however many supervisions it has (a conversation has one per turn)
+            tot["audio_s"] += float(sum({c.id: c.duration for c in batch["supervisions"]["cut"]}.values()))
             if self.rank == 0 and self.batch_idx_train % tc["log_interval"] == 0:
                 self.log_batch(epoch, batch_idx, stats, tot, grad_norm, bar)
         return tot

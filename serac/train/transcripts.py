@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from lhotse import CutSet
 from lhotse.utils import supervision_to_frames
@@ -56,15 +56,17 @@ def transcript_problem(cut, tokenizer: Tokenizer, subsampling_factor: int, one_s
 
 
 def check_transcripts(cuts: CutSet, path: str | Path, set_name: str, tokenizer: Tokenizer, subsampling_factor: int,
-                      rnnt_type: str, log_dir: Optional[Path] = None) -> CutSet:
-    """``cuts`` without those :func:`transcript_problem` rejects (one pass over a lazy manifest; the returned set
-    stays lazy). ``log_dir``: where ``skipped-cuts-<set_name>.txt`` is written (rank 0), None: nowhere."""
+                      rnnt_type: str, log_dir: Optional[Path] = None,
+                      problem: Callable[..., Optional[Tuple[str, str]]] = transcript_problem) -> CutSet:
+    """``cuts`` without those ``problem`` rejects (default :func:`transcript_problem`; an STS model checks whole
+    conversations, serac.multitalker.training) in one pass over a lazy manifest (the returned set stays lazy).
+    ``log_dir``: where ``skipped-cuts-<set_name>.txt`` is written (rank 0), None: nowhere."""
     one_per_frame = rnnt_type in ONE_SYMBOL_PER_FRAME
     problems: Dict[str, Tuple[str, str]] = {}
     total = 0
     for cut in cuts:
         total += 1
-        why = transcript_problem(cut, tokenizer, subsampling_factor, one_per_frame)
+        why = problem(cut, tokenizer, subsampling_factor, one_per_frame)
         if why is not None:
             problems[cut.id] = why
     if total == 0:

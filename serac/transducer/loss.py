@@ -85,9 +85,17 @@ def pruned_rnnt_loss(
     delay_penalty: k2's delay penalty (Kang et al. 2022, "Delay-penalized transducer"): every emission at frame t
     gets ``delay_penalty * ((T-1)/2 - t)`` added to its log-prob, which rewards early emission; applied to both
     losses, as the backends' rnnt_loss_smoothed / rnnt_loss_pruned do. 0: off.
+    A row without symbols (e.g. an STS output channel nobody spoke on) has one path, a blank on every frame: its
+    losses are that path's (the pruned loss exactly; the simple loss with the unsmoothed simple joiner), computed
+    here because the backends need at least one symbol per row.
     Returns (simple_loss, pruned_loss).
     """
     k = require_backend()
+    empty = y_lens == 0
+    if bool(empty.any()):
+        return _with_empty_rows(empty, am, lm, simple_am, simple_lm, joiner, symbols, x_lens, y_lens, blank_id,
+                                prune_range, lm_scale, am_scale, reduction, rnnt_type, earliest, px_hook,
+                                delay_penalty)
     boundary = _boundary(x_lens, y_lens)
     if earliest is not None and rnnt_type == "regular":
         raise ValueError("emission restriction (earliest) is implemented for modified/constrained RNN-T only")
@@ -117,6 +125,36 @@ def pruned_rnnt_loss(
         px = px + emission_delay_penalty(px, x_lens, delay_penalty, rnnt_type)
     pruned_loss = _reduce(-k.mutual_information_recursion(px=px, py=py, boundary=boundary), reduction)
     return simple_loss, pruned_loss
+
+
+def _with_empty_rows(empty: torch.Tensor, am, lm, simple_am, simple_lm, joiner, symbols, x_lens, y_lens, blank_id,
+                     prune_range, lm_scale, am_scale, reduction, rnnt_type, earliest, px_hook,
+                     delay_penalty: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pruned_rnnt_loss` of a batch with symbol-less rows: those by their all-blank path, the others by the
+    backend (``px_hook`` still sees every row, the others' filled with zeros, so a hook built for the whole batch
+    applies unchanged). The delay penalty has nothing to act on in a symbol-less row."""
+    n = int(y_lens.size(0))
+    gone = empty.nonzero(as_tuple=True)[0]
+    keep = (~empty).nonzero(as_tuple=True)[0]
+    frame = torch.arange(am.size(1), device=am.device).unsqueeze(0) < x_lens[gone].unsqueeze(1)   # (n_gone, T)
+    blank_lp = joiner(am[gone], lm[gone, :1], project_input=False).float().log_softmax(-1)[..., blank_id]
+    simple_lp = (simple_am[gone] + simple_lm[gone, :1]).float().log_softmax(-1)[..., blank_id]
+    simple = torch.zeros(n, dtype=torch.float32, device=am.device).index_copy(
+        0, gone, -(simple_lp * frame).sum(1))
+    pruned = torch.zeros(n, dtype=torch.float32, device=am.device).index_copy(0, gone, -(blank_lp * frame).sum(1))
+    if keep.numel():
+        hook = None
+        if px_hook is not None:
+            def hook(px: torch.Tensor) -> torch.Tensor:
+                full = px.new_zeros((n, *px.shape[1:])).index_copy(0, keep, px)
+                return px_hook(full).index_select(0, keep)
+        s_keep, p_keep = pruned_rnnt_loss(
+            am[keep], lm[keep], simple_am[keep], simple_lm[keep], joiner, symbols[keep], x_lens[keep], y_lens[keep],
+            blank_id, prune_range, lm_scale, am_scale, "none", rnnt_type,
+            earliest[keep] if earliest is not None else None, hook, delay_penalty)
+        simple = simple.index_copy(0, keep, s_keep.float())
+        pruned = pruned.index_copy(0, keep, p_keep.float())
+    return _reduce(simple, reduction), _reduce(pruned, reduction)
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:

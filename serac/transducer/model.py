@@ -185,8 +185,20 @@ def encoder_num_features(encoder: EncoderBase) -> int:
 
 
 def build_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, blank_id: int = 0) -> Transducer:
-    """Build a Transducer from the ``model`` section of a config."""
+    """Build a Transducer from the ``model`` section of a config: the one model registry training, decoding and
+    export go through. A section with a ``separator`` builds the separator-transducer-segmenter (a Transducer whose
+    encoder gives two channel rows per utterance; serac/multitalker/model.py), whose encoders live inside the
+    separator section: an ``encoder`` section besides it is refused, unless it is the defaults' bare
+    ``{name: lstm}``."""
     cfg = dict(model_cfg)
+    if "separator" in cfg:
+        from serac.multitalker.model import build_sts_model  # the multitalker package builds on this module
+
+        encoder = cfg.pop("encoder", None)
+        if encoder not in (None, {"name": "lstm"}):
+            raise ValueError(f"model: an STS model (a 'separator' section) takes its encoders from "
+                             f"separator.mixture_encoder / separator.tail_encoder; drop model.encoder ({encoder})")
+        return build_sts_model(cfg, num_features=num_features, vocab_size=vocab_size, blank_id=blank_id)
     encoder = build_encoder(num_features, cfg.pop("encoder"))
     allowed = {"decoder_dim", "joiner_dim", "context_size", "ctc_head", "decoder_dropout"}
     unknown = set(cfg) - allowed

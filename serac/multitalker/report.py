@@ -1,0 +1,209 @@
+"""RESULTS.md of the STS recipe, from the files of a run (never typed by hand): the conversations, one row per
+system (cpWER, ORC-WER, turn counting, turn-boundary latency, with their intervals), per overlap-ratio bin, the
+streaming cost, and the paper's claims side by side with what this run measured.
+
+A claim's verdict comes from the paired 95% bootstrap interval of the difference (serac.multitalker.scoring's
+:func:`paired_differences`): **holds** when the whole interval lies on the claimed side of zero, **does not hold**
+when it lies wholly on the other side, **undecided** when it contains zero (this run is too small or too short to
+tell). Whether the size of the effect matches the paper's is a separate question the table states but does not
+judge: the paper's numbers are on LibriCSS with much larger models.
+
+A difference between systems that do not recognise speech says nothing about the paper's claims (a system that
+emits nothing "loses" turn counting to one that emits anything): a claim involving a system whose ORC-WER is at or
+above :data:`UNTRAINED_ORC_WER` is marked **not testable here**, its difference and interval still shown.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from serac.multitalker.scoring import TABLE_HEADER, paired_differences, table_rows
+
+#: what each system of the recipe is (conf/<name>.yaml)
+SYSTEM_NAMES = {"sts": "STS (turn tokens, FastEmit, end-of-turn penalty)",
+                "mt_rnnt": "MT-RNN-T (two channels, no turn tokens; turns by silence)",
+                "sts_no_penalty": "STS without the end-of-turn penalty",
+                "sts_no_fastemit": "STS without FastEmit"}
+
+
+@dataclass
+class Claim:
+    text: str            #: the paper's claim
+    system: str
+    baseline: str
+    key: str             #: a key of paired_differences' output
+    better: str          #: "lower" or "higher": the side of zero the claim says the difference lies on
+    unit: str
+
+
+CLAIMS = (
+    Claim("+4.6% absolute turn-counting accuracy over the prior work (MT-RNN-T)", "sts", "mt_rnnt",
+          "turn_counting", "higher", "points"),
+    Claim("-17% relative WER over the prior work (MT-RNN-T): ORC-WER", "sts", "mt_rnnt", "orcwer", "lower",
+          "points"),
+    Claim("-17% relative WER over the prior work (MT-RNN-T): cpWER", "sts", "mt_rnnt", "cpwer", "lower", "points"),
+    Claim("lower end-of-turn latency with the latency penalty (median <eot> emission)", "sts", "sts_no_penalty",
+          "end_latency_median_ms", "lower", "ms"),
+    Claim("FastEmit emits earlier (median <eot> emission; the paper trains STS with it)", "sts", "sts_no_fastemit",
+          "end_latency_median_ms", "lower", "ms"),
+    Claim("FastEmit emits earlier (median <sot> emission)", "sts", "sts_no_fastemit", "start_latency_median_ms",
+          "lower", "ms"),
+)
+
+
+#: ORC-WER (%) at or above which a system is taken not to recognise speech yet (its claims are not testable)
+UNTRAINED_ORC_WER = 90.0
+
+
+def verdict(ci: Sequence[float], better: str) -> str:
+    low, high = ci
+    if not (low == low and high == high):   # NaN: nothing to compare
+        return "undecided (nothing measured)"
+    if better == "lower":
+        return "holds" if high < 0 else "does not hold" if low > 0 else "undecided"
+    return "holds" if low > 0 else "does not hold" if high < 0 else "undecided"
+
+
+def _f(x: Optional[float], digits: int = 2) -> str:
+    return "-" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def conversation_summary(manifest_dir: Path, splits: Sequence[str] = ("train", "dev", "test")) -> List[List[str]]:
+    """Conversations, hours, turns, speakers per split, from ``conv_cuts_<split>.jsonl.gz``."""
+    rows = []
+    for split in splits:
+        path = Path(manifest_dir) / f"conv_cuts_{split}.jsonl.gz"
+        if not path.is_file():
+            continue
+        n = turns = 0
+        seconds = 0.0
+        speakers = set()
+        with gzip.open(path, "rt") as f:
+            for line in f:
+                d = json.loads(line)
+                n += 1
+                ends = [t["offset"] + t["cut"]["duration"] for t in d.get("tracks", [])]
+                seconds += max(ends) if ends else d.get("duration", 0.0)
+                for t in d.get("tracks", []):
+                    for s in t["cut"].get("supervisions", []):
+                        turns += 1
+                        speakers.add(s.get("speaker"))
+        rows.append([split, str(n), f"{seconds / 3600:.2f}", f"{turns / max(n, 1):.1f}", str(len(speakers))])
+    return rows
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix: str, out: Path,
+                  streaming_set: Optional[str] = None, streaming_suffix: Optional[str] = None,
+                  manifest_dir: Optional[Path] = None, timing: Optional[Path] = None, n_bootstrap: int = 1000,
+                  command: str = "", title: str = "synth_assistant / sts: separator-transducer-segmenter",
+                  note: str = "") -> str:
+    exp_root = Path(exp_root)
+    scores: Dict[str, Dict[str, Any]] = {}
+    configs: Dict[str, Dict[str, Any]] = {}
+    for s in systems:
+        path = exp_root / s / "decode" / set_name / f"multitalker-{set_name}-{suffix}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: run the scoring stage for system {s}")
+        scores[s] = json.loads(path.read_text())
+        configs[s] = yaml.safe_load((exp_root / s / "config.yaml").read_text())
+    lines = [f"# {title}", "",
+             f"Written by `serac.bin.write_multitalker_results` from the files of `{exp_root}` on "
+             f"{datetime.date.today().isoformat()}; reproduce with `{command or './run.sh'}`.", ""]
+    if note:
+        lines += [note, ""]
+    if manifest_dir is not None:
+        rows = conversation_summary(Path(manifest_dir))
+        if rows:
+            lines += ["### Conversations (simulated, speakers disjoint across splits)", ""]
+            lines += _table(("split", "conversations", "hours", "turns / conversation", "speakers"), rows) + [""]
+    any_s = scores[systems[0]]
+    bins = {k: v["conversations"] for k, v in any_s["bins"].items()}
+    lines += [f"Test conversations per overlap-ratio bin (nearest of {', '.join(bins)}): "
+              + ", ".join(f"{k}: {v}" for k, v in bins.items()) + ".", ""]
+
+    lines += [f"### Systems on `{set_name}` (greedy search, `{suffix}`)", "",
+              "WERs with speaker-bootstrap 95% intervals, turn counting with a conversation-bootstrap interval, "
+              "latencies = emission time - reference boundary over matched turns (negative: early). Definitions: "
+              "docs/sts.md, serac/multitalker/metrics.py.", ""]
+    header = ("system", "params", "epochs") + TABLE_HEADER[2:]
+    rows = []
+    for s in systems:
+        env = configs[s].get("env", {})
+        rows.append([f"`{s}`: {SYSTEM_NAMES.get(s, s)}", f"{env.get('num_params', 0) / 1e6:.2f} M",
+                     str(configs[s]["train"]["num_epochs"])] + table_rows(scores[s])[0][2:])
+    lines += _table(header, rows) + [""]
+
+    lines += [f"### Per overlap-ratio bin (`{set_name}`)", ""]
+    bin_rows = []
+    for s in systems:
+        for r in table_rows(scores[s])[1:]:
+            bin_rows.append([f"`{s}`", r[0].replace("overlap ", ""), r[1], r[2], r[4], r[6], r[10], r[11]])
+    lines += _table(("system", "overlap", "conversations", "cpWER %", "ORC-WER %", "turn counting %",
+                     "end latency median ms", "end latency p90 ms"), bin_rows) + [""]
+
+    lines += ["### The paper's claims here", "",
+              "Differences system - baseline on the same test conversations with paired bootstrap 95% intervals "
+              f"({n_bootstrap} resamples; WERs: speakers resampled, turn counting and latency: conversations). "
+              "Verdict from the interval: holds / does not hold / undecided (it contains 0).", ""]
+    untrained = [s for s in systems if scores[s]["overall"]["orcwer"]["wer"] >= UNTRAINED_ORC_WER]
+    if untrained:
+        lines += [f"**Not recognising speech yet** (ORC-WER >= {UNTRAINED_ORC_WER:g}%): "
+                  + ", ".join(f"`{s}` ({_f(scores[s]['overall']['orcwer']['wer'])}%)" for s in untrained)
+                  + ". A claim involving one of them is not testable on this run: its difference compares "
+                  "models that have not learned the task (e.g. one that emits nothing against one that emits "
+                  "its prior), whatever the interval says.", ""]
+    claim_rows = []
+    for c in CLAIMS:
+        if c.system not in scores or c.baseline not in scores:
+            claim_rows.append([c.text, f"`{c.system}` - `{c.baseline}`", "not run", "-", "-"])
+            continue
+        d = paired_differences(scores[c.system], scores[c.baseline], n_bootstrap)[c.key]
+        value = f"{_f(d['diff'])} {c.unit}"
+        if "relative_pct" in d:
+            value += f" ({_f(d['relative_pct'], 1)}% relative)"
+        said = verdict(d["ci"], c.better)
+        if c.system in untrained or c.baseline in untrained:
+            said = f"not testable here (interval alone: {said})"
+        claim_rows.append([c.text, f"`{c.system}` - `{c.baseline}`", value,
+                           f"[{_f(d['ci'][0])}, {_f(d['ci'][1])}]", said])
+    lines += _table(("paper (LibriCSS)", "here", "difference", "95% CI", "verdict"), claim_rows) + [""]
+
+    if streaming_set and streaming_suffix:
+        srows = []
+        for s in systems:
+            stats_path = exp_root / s / "decode" / streaming_set / f"stats-{streaming_set}-{streaming_suffix}.json"
+            score_path = exp_root / s / "decode" / streaming_set / f"multitalker-{streaming_set}-{streaming_suffix}.json"
+            if not stats_path.is_file():
+                continue
+            st = json.loads(stats_path.read_text())
+            orc = json.loads(score_path.read_text())["overall"]["orcwer"]["wer"] if score_path.is_file() else None
+            lat = st.get("chunk_compute_ms", {})
+            srows.append([f"`{s}`", _f(orc), _f(st.get("rtf"), 4), _f(lat.get("mean")), _f(lat.get("p90")),
+                          _f(st.get("algorithmic_latency_ms"), 0)])
+        if srows:
+            lines += [f"### Streaming (`{streaming_set}`, `{streaming_suffix}`, batch 1, one thread)", ""]
+            lines += _table(("system", "ORC-WER %", "RTF", "chunk compute ms mean", "chunk compute ms p90",
+                             "algorithmic latency ms"), srows) + [""]
+    if timing is not None and Path(timing).is_file():
+        with open(timing) as f:
+            trows = [r for r in csv.DictReader(f, delimiter="\t")]
+        if trows:
+            total = sum(int(r["seconds"]) for r in trows)
+            lines += ["### Wall time of this run (exp/timing.tsv)", ""]
+            lines += _table(("stage", "name", "seconds", "finished"),
+                            [[r["stage"], r["name"], r["seconds"], r["finished"]] for r in trows]
+                            + [["", "total", str(total), ""]]) + [""]
+    text = "\n".join(lines)
+    Path(out).write_text(text)
+    return text
