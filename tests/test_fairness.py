@@ -542,6 +542,47 @@ def test_mitigation_table_by_hand(tmp_path: Path) -> None:
     assert m["regions"] == pytest.approx({"R1": 20.0, "R2": 15.0})
 
 
+def test_mitigation_table_gap_overall_interval_and_targets_from_a_summary(tmp_path: Path) -> None:
+    """The columns the ARW row of the fairness recipe relies on: min, bottom/top gap, the overall interval, targets
+    from a cohort-summary JSON (the baseline's worst cohort on dev), no Fisher distance for a from-scratch model."""
+    from functools import partial
+
+    from entry_points import run_entry_point
+    from serac.scoring.wer import store_transcripts
+
+    main = partial(run_entry_point, "compare_methods")
+    ref = "a b c d e f g h i j".split()
+    speakers = {"t1": {"accent": "A"}, "t2": {"accent": "A"}, "o1": {"accent": "B"}, "o2": {"accent": "B"}}
+    write_cuts(tmp_path / "cuts.jsonl.gz", speakers, {f"{s}-0": s for s in speakers})
+    # baseline: A 30%, B 10% (gap 200%); scratch: A 15%, B 15% (gap 0), every speaker's errors halved or kept
+    for name, errs in (("base", {"t1": 4, "t2": 2, "o1": 1, "o2": 1}), ("m", {"t1": 2, "t2": 1, "o1": 1, "o2": 2})):
+        store_transcripts(tmp_path / f"{name}.txt", [(f"{s}-0", ref, ["x"] * e + ref[e:]) for s, e in errs.items()])
+    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "accent", "bottom_cohort": "A"}))
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"model": {}, "batch_idx_train": 12, "epoch": 3, "config": {}}, tmp_path / "ckpt" / "epoch-3.pt")
+    out = tmp_path / "t.json"
+    argv = ["mitigation", "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--key", "accent",
+            "--targets-from-summary", str(tmp_path / "dev-summary.json"), "--method", "none", str(tmp_path / "base.txt"),
+            "--method", "scratch", str(tmp_path / "m.txt"), str(tmp_path / "ckpt"), "--from-scratch", "scratch",
+            "--baseline", "none", "--out-md", str(tmp_path / "t.md"), "--out-json", str(out)]
+    assert main(argv) == 0
+    t = json.loads(out.read_text())
+    assert t["targets"] == ["A"] and t["from_scratch"] == ["scratch"]
+    rows = {r["method"]: r for r in t["rows"]}
+    base, m = rows["none"], rows["scratch"]
+    assert (base["min"], base["max"], base["gap"]) == pytest.approx((10.0, 30.0, 200.0))
+    assert (m["min"], m["max"], m["gap"]) == pytest.approx((15.0, 15.0, 0.0))
+    assert m["steps"] == 12 and "fisher_distance" not in m
+    lo, hi = m["ci_overall"]  # overall 20% -> 15%: some resamples get better, none worse than +50%
+    assert lo <= -25.0 <= hi and hi <= 50.0 and lo < 0
+    md = (tmp_path / "t.md").read_text()
+    assert "| cohort mean % | cohort min % | cohort max % (worst) | gap % |" in md
+    assert "Per-cohort WER (%), targeted cohorts first:" in md and "gap 0.0% (baseline 200.0%)" in md
+    # a summary of another attribute is refused
+    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "gender", "bottom_cohort": "f"}))
+    assert main(argv) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # automatic discovery with serac's own speaker-embedding model
 # ---------------------------------------------------------------------------------------------
