@@ -68,6 +68,7 @@ def discovery_table(dirs: List[Path]) -> Dict[str, Any]:
             model = json.loads((d / "model.json").read_text())
             row["settings"] = f"{model['partition']['attribute']}={model['partition']['value']} vs rest"
         elif s["method"] == "auto":
+            row["method"] = f"auto ({p.get('embedding')})"
             row["settings"] = f"{p.get('embedding')} + k-means k={p.get('num_clusters')}"
         else:
             row["method"] = f"{s['key']} (given labels)"
