@@ -204,12 +204,16 @@ def discovery_change(disc: Path, attr_cuts: list) -> list:
     their agreement with the known speaker attributes (adjusted Rand index over the dev and test speakers)."""
     from sklearn.metrics import adjusted_rand_score
 
-    from serac.fairness.cohort_metrics import load_cut_attributes
-    from serac.fairness.discovery import speaker_attributes
+    from collections import Counter, defaultdict
 
-    attrs = {}
+    from serac.fairness.cohort_metrics import load_cut_attributes
+
+    counts = defaultdict(lambda: defaultdict(Counter))  # speaker -> key -> value counts (condition is per utterance)
     for path in attr_cuts:
-        attrs.update(speaker_attributes(load_cut_attributes(path)))
+        for cut_id, a in load_cut_attributes(path).items():
+            for k, v in a.items():
+                counts[str(a.get("speaker", cut_id))][k][str(v)] += 1
+    attrs = {s: {k: c.most_common(1)[0][0] for k, c in per.items()} for s, per in counts.items()}
     dirs = [disc / "auto"] + sorted(p for p in disc.glob("auto-*") if (p / "summary.json").is_file())
     if len(dirs) < 2:
         return []
@@ -224,7 +228,7 @@ def discovery_change(disc: Path, attr_cuts: list) -> list:
     spk = sorted(s for s in attrs if all(s in m for m in maps.values()))
     keys = [k for k in ("accent", "gender", "age_band", "condition", "region") if all(k in attrs[s] for s in spk)]
     lines = ["| embedding | " + " | ".join(f"ARI with {k}" for k in keys) + " | largest cohort (speakers) |",
-             "|---|" + "---:|" * (len(keys) + 1)]
+             "|---|" + "---:|" * len(keys) + "---|"]
     for d in dirs:
         labels = [maps[d][s] for s in spk]
         sizes = sorted(((labels.count(c), c) for c in set(labels)), reverse=True)
@@ -232,7 +236,8 @@ def discovery_change(disc: Path, attr_cuts: list) -> list:
                                                  for k in keys) + f" | `{sizes[0][1]}` ({sizes[0][0]} of {len(spk)}) |")
     ari = adjusted_rand_score([maps[dirs[0]][s] for s in spk], [maps[dirs[1]][s] for s in spk])
     return [f"How the automatic cohorts changed with the embedding: adjusted Rand index (ARI; 0 = chance, 1 = the "
-            f"same partition) of each k-means partition with the speakers' known attributes, over the {len(spk)} "
+            f"same partition) of each k-means partition with the speakers' known attributes (condition: a speaker's "
+            f"most frequent recording condition), over the {len(spk)} "
             f"dev and test speakers (attributes are never seen by the clustering); the {names[dirs[0]]} and "
             f"{names[dirs[1]]} partitions agree with each other at ARI {ari:.3f}.", "", *lines, ""]
 
