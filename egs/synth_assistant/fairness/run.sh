@@ -260,15 +260,18 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   fsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $ft_epochs --avg 1)
   methods=(--method "no adaptation" "$(baseline_recogs test)")
   methods+=(--method "$arw_name" $arw_exp/decode/test/recogs-test-$bsuffix.txt $arw_exp)
-  add_method() {  # add_method NAME VARIANT: one --method per seed
+  missing=()
+  add_method() {  # add_method NAME VARIANT: one --method per seed whose test decode exists (else named in RESULTS.md)
     for s in $ft_seeds; do
-      methods+=(--method "$1" exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt exp/ft/$2-seed$s)
+      local r=exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt
+      if [ -f $r ]; then methods+=(--method "$1" $r exp/ft/$2-seed$s); else missing+=("$2-seed$s"); fi
     done
   }
   add_method "fine-tuning" finetune
   for l in $ewc_lambdas; do add_method "EWC lambda=$l" ewc-$l; done
   add_method "continued training (all data)" continue
   add_method "oversampling x$oversample_factor" oversample
+  [ ${#missing[@]} -eq 0 ] || echo "$0: WARNING: no test decode of ${missing[*]} (stages 5-6 not run?): left out of the tables"
   python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key $target_key $map_opt \
     --targets-file data/sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${methods[@]}" \
     --from-scratch "$arw_name" --fisher exp/ewc/fisher.pt --theta-star exp/ewc/theta_star.pt \
@@ -293,7 +296,7 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
     --discovery $disc --sets data/sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
     --mitigation exp/mitigation.md --mitigation-json exp/mitigation.json --seeds "$ft_seeds" --timing $timing \
     --by-key exp/by-key --arw-dev exp/arw-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
-    --speaker-model $speaker_model --attr-cuts $data/${prefix}_cuts_dev.jsonl.gz,$data/${prefix}_cuts_test.jsonl.gz \
+    --missing "${missing[*]}" --speaker-model $speaker_model --attr-cuts $data/${prefix}_cuts_dev.jsonl.gz,$data/${prefix}_cuts_test.jsonl.gz \
     --command "cd egs/synth_assistant/fairness && ./run.sh" --out $results
   echo "wrote $results"
 fi

@@ -84,7 +84,7 @@ def reading(region: dict, comparison: dict, mit: dict, fisher: dict) -> list:
     ft = rows.get(mit.get("reference"))
     if ft is not None:
         others = [r for r in mit["rows"] if r is not base and r is not ft and r.get("ewc_lambda") is None]
-        parts = [f"{r['method']} {r['rel']['overall']:+.1f}%" for r in others]
+        parts = [f"{r['method']} {_signed(r['rel']['overall'])}" for r in others]
         out.append(f"- Overall test WER against no adaptation: {ft['method']} {ft['rel']['overall']:+.1f}%"
                    + (", " + ", ".join(parts) if parts else "") + ". Fine-tuning and EWC train on audio of "
                    "held-out speakers (the adapt split); continued training and oversampling re-use training audio "
@@ -119,6 +119,10 @@ def verdict(ci: Optional[list]) -> str:
     if ci[0] > 0:
         return "does not hold: worse (interval above 0)"
     return "undecided at this size (interval includes 0)"
+
+
+def _signed(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:+.1f}%"
 
 
 def _ci(ci: Optional[list]) -> str:
@@ -174,10 +178,10 @@ def arw_reading(name: str, mit: dict, by_key: dict, dev: Optional[dict]) -> list
         return out
     if dev is not None and row(dev) is not None:
         d = row(dev)
-        out.append(f"- {name} against the baseline, overall WER on **dev**: {d['rel']['overall']:+.1f}%"
+        out.append(f"- {name} against the baseline, overall WER on **dev**: {_signed(d['rel']['overall'])}"
                    f"{_ci(d.get('ci_overall'))}: {verdict(d.get('ci_overall'))}.")
     out.append(f"- Overall WER on test: {r['overall']:.2f}% vs {next(x for x in mit['rows'] if x['method'] == mit['baseline'])['overall']:.2f}% "
-               f"({r['rel']['overall']:+.1f}%{_ci(r.get('ci_overall'))}): {verdict(r.get('ci_overall'))}.")
+               f"({_signed(r['rel']['overall'])}{_ci(r.get('ci_overall'))}): {verdict(r.get('ci_overall'))}.")
     tables = [(mit["key"], mit)] + sorted(by_key.items())
     lines = []
     for key, t in tables:
@@ -186,11 +190,11 @@ def arw_reading(name: str, mit: dict, by_key: dict, dev: Optional[dict]) -> list
         if x is None:
             continue
         lines.append(f"  - `{key}`: the baseline's worst on dev {', '.join(f'`{c}`' for c in t['targets'])}: "
-                     f"{x['rel']['targeted']:+.1f}%{_ci(x.get('ci_targeted'))}, {verdict(x.get('ci_targeted'))}; "
-                     f"the other cohorts {x['rel']['other']:+.1f}%{_ci(x.get('ci_other'))}; bottom/top gap "
+                     f"{_signed(x['rel']['targeted'])}{_ci(x.get('ci_targeted'))}, {verdict(x.get('ci_targeted'))}; "
+                     f"the other cohorts {_signed(x['rel']['other'])}{_ci(x.get('ci_other'))}; bottom/top gap "
                      f"{x['gap']:.1f}% (baseline {base['gap']:.1f}%), variance {x['var']:.2f} (baseline "
                      f"{base['var']:.2f})" if x.get("gap") is not None and base.get("gap") is not None else
-                     f"  - `{key}`: targeted {x['rel']['targeted']:+.1f}%{_ci(x.get('ci_targeted'))}, "
+                     f"  - `{key}`: targeted {_signed(x['rel']['targeted'])}{_ci(x.get('ci_targeted'))}, "
                      f"{verdict(x.get('ci_targeted'))}")
     out.append(f"- Does {name} lower the WER of the cohort that was worst for the baseline (chosen on dev), on test? "
                "Per attribute (relative change, 95% paired speaker-bootstrap interval; gap and variance have no "
@@ -259,6 +263,7 @@ def main() -> None:
                  "mitigation-json", "seeds", "timing", "command", "out", "by-key", "arw-dev", "arw-exp",
                  "arw-config", "arw-name", "speaker-model", "attr-cuts"):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument("--missing", default="", help="fine-tuning runs without a test decode (left out of the tables)")
     args = p.parse_args()
     disc = Path(args.discovery)
     sets = json.loads(Path(args.sets).read_text())
@@ -365,6 +370,8 @@ def main() -> None:
         "",
         *penalty_scale(mit),
         "",
+        *([f"**Not in the tables: fine-tuning runs without a test decode in this run ({args.missing}); run "
+             f"stages 5 and 6, then 9.**", ""] if args.missing.strip() else []),
         "Test set (no region or speaker of it was used for any choice):",
         "",
         Path(args.mitigation).read_text().rstrip(),
