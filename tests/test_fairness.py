@@ -557,7 +557,7 @@ def test_mitigation_table_gap_overall_interval_and_targets_from_a_summary(tmp_pa
     # baseline: A 30%, B 10% (gap 200%); scratch: A 15%, B 15% (gap 0), every speaker's errors halved or kept
     for name, errs in (("base", {"t1": 4, "t2": 2, "o1": 1, "o2": 1}), ("m", {"t1": 2, "t2": 1, "o1": 1, "o2": 2})):
         store_transcripts(tmp_path / f"{name}.txt", [(f"{s}-0", ref, ["x"] * e + ref[e:]) for s, e in errs.items()])
-    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "accent", "bottom_cohort": "A"}))
+    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "accent", "summary": {"bottom_cohort": "A"}}))
     (tmp_path / "ckpt").mkdir()
     torch.save({"model": {}, "batch_idx_train": 12, "epoch": 3, "config": {}}, tmp_path / "ckpt" / "epoch-3.pt")
     out = tmp_path / "t.json"
@@ -579,7 +579,7 @@ def test_mitigation_table_gap_overall_interval_and_targets_from_a_summary(tmp_pa
     assert "| cohort mean % | cohort min % | cohort max % (worst) | gap % |" in md
     assert "Per-cohort WER (%), targeted cohorts first:" in md and "gap 0.0% (baseline 200.0%)" in md
     # a summary of another attribute is refused
-    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "gender", "bottom_cohort": "f"}))
+    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "gender", "summary": {"bottom_cohort": "f"}}))
     assert main(argv) == 1
 
 

@@ -213,7 +213,7 @@ def mitigation_table(args) -> Dict[str, Any]:
         summary = json.loads(Path(path).read_text())
         if summary.get("key") != args.key:
             raise ValueError(f"{path}: a summary of {summary.get('key')!r}, not of --key {args.key!r}")
-        targets.append(str(summary["bottom_cohort"]))
+        targets.append(str(summary["summary"]["bottom_cohort"]))
     if not targets:
         raise ValueError("no targeted cohorts (--targets, --targets-file or --targets-from-summary)")
     fisher = theta_star = None

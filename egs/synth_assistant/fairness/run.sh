@@ -23,7 +23,7 @@ set -euo pipefail
 echo "$0 $*"
 
 stage=0
-stop_stage=7
+stop_stage=9
 asr_dir=../asr               # the baseline recipe (read only)
 baseline_exp=exp/lstm        # relative to asr_dir
 baseline_epoch=15            # as ../asr/run.sh (its num_epochs and avg)

@@ -239,11 +239,18 @@ def discovery_change(disc: Path, attr_cuts: list) -> list:
         lines.append(f"| {names[d]} | " + " | ".join(f"{adjusted_rand_score([str(attrs[s][k]) for s in spk], labels):.3f}"
                                                  for k in keys) + f" | `{sizes[0][1]}` ({sizes[0][0]} of {len(spk)}) |")
     ari = adjusted_rand_score([maps[dirs[0]][s] for s in spk], [maps[dirs[1]][s] for s in spk])
+    gaps = []
+    for d in dirs:
+        sm = json.loads((d / "summary.json").read_text())
+        gaps.append(f"{names[d]}: dev gap {sm['fit']['relative_gap']:.1f}%, test dev-ranked gap "
+                    f"{(sm.get('eval') or {}).get('relative_gap') or float('nan'):.1f}%, bottom cohort "
+                    f"{sm['fit']['bottom_speaker_share']:.1f}% of the dev speakers")
     return [f"How the automatic cohorts changed with the embedding: adjusted Rand index (ARI; 0 = chance, 1 = the "
             f"same partition) of each k-means partition with the speakers' known attributes (condition: a speaker's "
             f"most frequent recording condition), over the {len(spk)} "
             f"dev and test speakers (attributes are never seen by the clustering); the {names[dirs[0]]} and "
-            f"{names[dirs[1]]} partitions agree with each other at ARI {ari:.3f}.", "", *lines, ""]
+            f"{names[dirs[1]]} partitions agree with each other at ARI {ari:.3f}. Disparity of each: "
+            + "; ".join(gaps) + ".", "", *lines, ""]
 
 
 def speaker_model_line(path: Path) -> str:
@@ -281,7 +288,7 @@ def main() -> None:
     out = [
         "# synth_assistant / fairness: cohort discovery, EWC and adversarial reweighting (ARW)",
         "",
-        f"Written by stage 7 of `run.sh` from the files of the run on {time.strftime('%Y-%m-%d %H:%M')} "
+        f"Written by stage 9 of `run.sh` from the files of the run on {time.strftime('%Y-%m-%d %H:%M')} "
         f"(git {git_revision()}, {os.cpu_count()} CPUs, {platform.machine()}). Reproduce with:",
         "",
         "```bash",
