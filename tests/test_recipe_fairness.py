@@ -50,6 +50,9 @@ def test_fairness_recipe_rejects_bad_options(recipe):
     proc = run_recipe(recipe, "--speaker-model", "exp/nope.pt", "--embedding", "fbank-stats", "--compare-embeddings",
                       "", "--stage", "1", "--stop-stage", "1", check=False, timeout=120)
     assert "Stage 1: cohort discovery" in proc.stdout and "--speaker-model" not in proc.stderr, proc.stderr[-2000:]
+    # the default stop stage includes the ARW stages and the tables (a plain ./run.sh runs everything)
+    proc = run_recipe(recipe, "--stage", "9", check=False, timeout=120)
+    assert "Stage 9: mitigation and ARW tables" in proc.stdout and "no stage would run" not in proc.stderr
 
 
 def test_fairness_recipe_arw_stage_trains_from_scratch(recipe, tmp_path):
