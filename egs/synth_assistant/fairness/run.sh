@@ -5,7 +5,8 @@
 # used read only).
 #
 #   (cd ../asr && ./run.sh)                  # first: the baseline (./run.sh --stop-stage 4 is enough here)
-#   ./run.sh                                  # everything here (RESULTS.md has the timing of each stage)
+#   ./run.sh                                  # everything here (RESULTS.md has the timing of each stage; stage 7,
+#                                             # ARW from scratch, is as long as the baseline's training: ~1 h on 2 busy cores)
 #   ./run.sh --stage 9                        # rewrite the tables and RESULTS.md
 #   ./run.sh --ewc-lambdas "100 1000 10000" --stage 5    # another lambda sweep (then stages 6-9)
 #   ./run.sh --stage 7 --arw-config conf/my-arw.yaml --arw-exp exp/arw-mine   # another ARW setting (then 8, 9)
