@@ -540,3 +540,123 @@ def test_mitigation_table_by_hand(tmp_path: Path) -> None:
     assert m["num_runs"] == 2 and m["targeted"] == pytest.approx(20.0) and m["other"] == pytest.approx(15.0)
     assert m["sd"]["targeted"] == pytest.approx(np.std([15.0, 25.0], ddof=1))
     assert m["regions"] == pytest.approx({"R1": 20.0, "R2": 15.0})
+
+
+def test_mitigation_table_gap_overall_interval_and_targets_from_a_summary(tmp_path: Path) -> None:
+    """The columns the ARW row of the fairness recipe relies on: min, bottom/top gap, the overall interval, targets
+    from a cohort-summary JSON (the baseline's worst cohort on dev), no Fisher distance for a from-scratch model."""
+    from functools import partial
+
+    from entry_points import run_entry_point
+    from serac.scoring.wer import store_transcripts
+
+    main = partial(run_entry_point, "compare_methods")
+    ref = "a b c d e f g h i j".split()
+    speakers = {"t1": {"accent": "A"}, "t2": {"accent": "A"}, "o1": {"accent": "B"}, "o2": {"accent": "B"}}
+    write_cuts(tmp_path / "cuts.jsonl.gz", speakers, {f"{s}-0": s for s in speakers})
+    # baseline: A 30%, B 10% (gap 200%); scratch: A 15%, B 15% (gap 0), every speaker's errors halved or kept
+    for name, errs in (("base", {"t1": 4, "t2": 2, "o1": 1, "o2": 1}), ("m", {"t1": 2, "t2": 1, "o1": 1, "o2": 2})):
+        store_transcripts(tmp_path / f"{name}.txt", [(f"{s}-0", ref, ["x"] * e + ref[e:]) for s, e in errs.items()])
+    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "accent", "summary": {"bottom_cohort": "A"}}))
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"model": {}, "batch_idx_train": 12, "epoch": 3, "config": {}}, tmp_path / "ckpt" / "epoch-3.pt")
+    out = tmp_path / "t.json"
+    argv = ["mitigation", "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--key", "accent",
+            "--targets-from-summary", str(tmp_path / "dev-summary.json"), "--method", "none", str(tmp_path / "base.txt"),
+            "--method", "scratch", str(tmp_path / "m.txt"), str(tmp_path / "ckpt"), "--from-scratch", "scratch",
+            "--baseline", "none", "--out-md", str(tmp_path / "t.md"), "--out-json", str(out)]
+    assert main(argv) == 0
+    t = json.loads(out.read_text())
+    assert t["targets"] == ["A"] and t["from_scratch"] == ["scratch"]
+    rows = {r["method"]: r for r in t["rows"]}
+    base, m = rows["none"], rows["scratch"]
+    assert (base["min"], base["max"], base["gap"]) == pytest.approx((10.0, 30.0, 200.0))
+    assert (m["min"], m["max"], m["gap"]) == pytest.approx((15.0, 15.0, 0.0))
+    assert m["steps"] == 12 and "fisher_distance" not in m
+    lo, hi = m["ci_overall"]  # overall 20% -> 15%: some resamples get better, none worse than +50%
+    assert lo <= -25.0 <= hi and hi <= 50.0 and lo < 0
+    md = (tmp_path / "t.md").read_text()
+    assert "| cohort mean % | cohort min % | cohort max % (worst) | gap % |" in md
+    assert "Per-cohort WER (%), targeted cohorts first:" in md and "gap 0.0% (baseline 200.0%)" in md
+    # a summary of another attribute is refused
+    (tmp_path / "dev-summary.json").write_text(json.dumps({"key": "gender", "summary": {"bottom_cohort": "f"}}))
+    assert main(argv) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# automatic discovery with serac's own speaker-embedding model
+# ---------------------------------------------------------------------------------------------
+
+
+def tiny_speaker_checkpoint(path: Path, seed: int) -> Path:
+    from serac.speaker.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model({"channels": 16, "mfa_channels": 32, "attention_channels": 8, "se_channels": 8,
+                         "embedding_dim": 12, "num_mel_bins": 80})
+    torch.save({"model_config": model.config, "model": model.state_dict(), "feature": {"sampling_rate": 16000}},
+               path)
+    return path
+
+
+def test_discover_auto_with_the_serac_speaker_model(tmp_path: Path) -> None:
+    """--embedding serac --speaker-model: the checkpoint's SHA-1 is in the summary and in the embedding cache's
+    name, so another checkpoint in the same output directory is embedded afresh, never read from the cache."""
+    from functools import partial
+
+    import soundfile as sf
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    from entry_points import run_entry_point
+    from serac.scoring.wer import store_transcripts
+    from serac.speaker.embeddings import file_sha1
+
+    main = partial(run_entry_point, "discover_cohorts")
+    rng = np.random.default_rng(0)
+    cuts, results = [], []
+    for i in range(6):
+        s = f"spk{i}"
+        for j in range(2):
+            cut_id = f"{s}-{j}"
+            t = np.arange(8000) / 16000.0  # 0.5 s: a speaker-specific tone plus noise
+            audio = 0.3 * np.sin(2 * np.pi * (150 + 120 * i) * t) + rng.normal(0, 0.02, t.size)
+            sf.write(tmp_path / f"{cut_id}.wav", audio.astype(np.float32), 16000)
+            rec = Recording.from_file(tmp_path / f"{cut_id}.wav", recording_id=cut_id)
+            cut = rec.to_cut()
+            cut.supervisions = [SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0, duration=rec.duration,
+                                                   text="a b c d", speaker=s)]
+            cuts.append(cut)
+            results.append((cut_id, "a b c d".split(), ("a x c d" if i < 3 else "a b c d").split()))
+    cuts_path, recogs = tmp_path / "dev.jsonl.gz", tmp_path / "recogs-dev.txt"
+    CutSet.from_cuts(cuts).to_file(cuts_path)
+    store_transcripts(recogs, results)
+    ck1 = tiny_speaker_checkpoint(tmp_path / "a.pt", seed=1)
+    ck2 = tiny_speaker_checkpoint(tmp_path / "b.pt", seed=2)
+    out = tmp_path / "auto"
+    base = ["--method", "auto", "--fit-recogs", str(recogs), "--fit-cuts", str(cuts_path), "--num-clusters", "2",
+            "--out-dir", str(out)]
+
+    assert main([*base, "--embedding", "serac", "--speaker-model", str(ck1)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    sha1 = file_sha1(str(ck1))
+    assert summary["params"]["embedding"] == "serac" and summary["params"]["speaker_model_sha1"] == sha1
+    assert json.loads((out / "model.json").read_text())["params"]["speaker_model"] == str(ck1)
+    caches = sorted(p.name for p in (out / "embeddings").glob("*.npz"))
+    assert caches == [f"serac-{sha1[:12]}-max0-seed0-dev.npz"]
+    v1 = np.load(out / "embeddings" / caches[0])["vectors"]
+    assert v1.shape == (6, 12) and np.allclose(np.linalg.norm(v1, axis=1), 1.0)
+
+    # another checkpoint: a second cache file with other vectors (the first one is not reused)
+    assert main([*base, "--embedding", "auto", "--speaker-model", str(ck2)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["params"]["embedding"] == "serac"
+    assert summary["params"]["speaker_model_sha1"] == file_sha1(str(ck2)) != sha1
+    caches = sorted((out / "embeddings").glob("*.npz"))
+    assert len(caches) == 2
+    v2 = np.load(next(p for p in caches if sha1[:12] not in p.name))["vectors"]
+    assert not np.allclose(v1, v2)
+
+    # a checkpoint with other embedding kinds, or one that is missing: an error, no output rewritten
+    assert main([*base, "--embedding", "fbank-stats", "--speaker-model", str(ck1)]) == 1
+    assert main([*base, "--embedding", "serac", "--speaker-model", str(tmp_path / "missing.pt")]) == 1
+    assert json.loads((out / "summary.json").read_text())["params"]["speaker_model_sha1"] == file_sha1(str(ck2))

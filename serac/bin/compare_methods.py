@@ -13,13 +13,19 @@ Usage:
       --method "fine-tuning" exp/ft/finetune/decode/test/recogs-test-greedy_search-epoch-4-avg-1.txt exp/ft/finetune \
       --fisher exp/ewc/fisher.pt --theta-star exp/ewc/theta_star.pt --out-md mitigation.md --out-json mitigation.json
 
-Mitigation columns (test set; regions = the values of --key):
+  # the same for another attribute, targeting the baseline's worst cohort on dev (a cohort-summary JSON of
+  # steps/score_cohorts.sh), with discovered cohorts from cohort maps
+  python -m serac.bin.compare_methods mitigation --cuts data/asr/synth_cuts_test.jsonl.gz --key accent \
+      --targets-from-summary exp/discovery/baseline-cohorts-dev/cohort-summary-accent.json ...
+
+Mitigation columns (test set; cohorts = the values of --key, e.g. regions):
   A method named several times (one --method per seed) is the mean of its runs, with their standard deviation.
-  overall WER; WER pooled over the targeted regions' utterances; over the other regions'; mean / max / variance
-  (population, ddof=0) of the per-region WERs; each with its relative change against the baseline, in percent.
-  The 95% intervals of the relative changes of the targeted and other WERs come from a paired speaker bootstrap
-  (the same resampled speakers for the method and the baseline). With an experiment directory, the number of
-  training steps and the Fisher distance 0.5 * sum_i F_i (theta_i - theta*_i)^2 of its last checkpoint.
+  overall WER; WER pooled over the targeted cohorts' utterances; over the other cohorts'; mean / min / max /
+  variance (population, ddof=0) of the per-cohort WERs and the bottom/top gap (max - min) / min; each with its
+  relative change against the baseline, in percent. The 95% intervals of the relative changes of the overall,
+  targeted and other WERs come from a paired speaker bootstrap (the same resampled speakers for the method and the
+  baseline). With an experiment directory, the number of training steps and, unless the method is named by
+  --from-scratch, the Fisher distance 0.5 * sum_i F_i (theta_i - theta*_i)^2 of its last checkpoint.
 """
 from __future__ import annotations
 
@@ -62,6 +68,7 @@ def discovery_table(dirs: List[Path]) -> Dict[str, Any]:
             model = json.loads((d / "model.json").read_text())
             row["settings"] = f"{model['partition']['attribute']}={model['partition']['value']} vs rest"
         elif s["method"] == "auto":
+            row["method"] = f"auto ({p.get('embedding')})"
             row["settings"] = f"{p.get('embedding')} + k-means k={p.get('num_clusters')}"
         else:
             row["method"] = f"{s['key']} (given labels)"
@@ -120,18 +127,21 @@ def method_stats(recogs: Path, attrs, key: str, targets: List[str]) -> Dict[str,
         tot[is_target][0] += u.errors
         tot[is_target][1] += u.num_words
     wers = np.array([c.wer for c in report.cohorts])
+    lo, hi = float(wers.min()), float(wers.max())
     return {"overall": report.overall_wer,
             "targeted": 100.0 * tot[True][0] / tot[True][1] if tot[True][1] else None,
             "other": 100.0 * tot[False][0] / tot[False][1] if tot[False][1] else None,
-            "mean": float(wers.mean()), "max": float(wers.max()), "var": float(wers.var(ddof=0)),
+            "mean": float(wers.mean()), "min": lo, "max": hi, "var": float(wers.var(ddof=0)),
+            "gap": 100.0 * (hi - lo) / lo if lo > 0 else None,
             "worst": report.bottom_cohort, "regions": {c.cohort: c.wer for c in report.cohorts},
             "num_utts": report.num_utts, "_per_speaker": dict(per_speaker), "_target_of": target_of}
 
 
-def paired_bootstrap(method: Dict[str, Any], base: Dict[str, Any], target: bool, n: int = 2000, seed: int = 0):
-    """95% percentile interval of the relative WER change (method vs baseline) over the targeted (or other)
-    speakers, resampling speakers with replacement, the same draw for both decodes."""
-    speakers = sorted(s for s, t in base["_target_of"].items() if t == target)
+def paired_bootstrap(method: Dict[str, Any], base: Dict[str, Any], target: Optional[bool], n: int = 2000,
+                     seed: int = 0):
+    """95% percentile interval of the relative WER change (method vs baseline) over the targeted (or other, or with
+    ``target=None`` all) speakers, resampling speakers with replacement, the same draw for both decodes."""
+    speakers = sorted(s for s, t in base["_target_of"].items() if target is None or t == target)
     if not speakers:
         return None
     m = np.array([method["_per_speaker"][s] for s in speakers], dtype=np.float64)
@@ -146,10 +156,10 @@ def paired_bootstrap(method: Dict[str, Any], base: Dict[str, Any], target: bool,
     return [float(lo), float(hi)]
 
 
-METRICS = ("overall", "targeted", "other", "mean", "max", "var")
+METRICS = ("overall", "targeted", "other", "mean", "min", "max", "var", "gap")
 
 
-def _checkpoint_info(exp_dir: Path, fisher, theta_star) -> Dict[str, Any]:
+def _checkpoint_info(exp_dir: Path, fisher, theta_star, from_scratch: bool = False) -> Dict[str, Any]:
     ckpt_path = last_checkpoint(exp_dir)
     if ckpt_path is None:
         return {}
@@ -159,7 +169,7 @@ def _checkpoint_info(exp_dir: Path, fisher, theta_star) -> Dict[str, Any]:
     ewc = ckpt.get("config", {}).get("ewc") or {}
     info = {"steps": ckpt.get("batch_idx_train"), "epochs": ckpt.get("epoch"),
             "ewc_lambda": ewc.get("lambda") if ewc.get("fisher") else None}
-    if fisher is not None:
+    if fisher is not None and not from_scratch:  # a distance from theta* says nothing of a model not started there
         from serac.train.ewc import ewc_distance
 
         info["fisher_distance"] = ewc_distance(ckpt["model"], fisher, theta_star)
@@ -199,8 +209,13 @@ def mitigation_table(args) -> Dict[str, Any]:
     targets = [t for t in (args.targets.split(",") if args.targets else []) if t]
     if args.targets_file:
         targets += [t.strip() for t in Path(args.targets_file).read_text().splitlines() if t.strip()]
+    for path in args.targets_from_summary:  # the bottom cohort of a cohort-summary-<key>.json (the baseline on dev)
+        summary = json.loads(Path(path).read_text())
+        if summary.get("key") != args.key:
+            raise ValueError(f"{path}: a summary of {summary.get('key')!r}, not of --key {args.key!r}")
+        targets.append(str(summary["summary"]["bottom_cohort"]))
     if not targets:
-        raise ValueError("no targeted cohorts (--targets or --targets-file)")
+        raise ValueError("no targeted cohorts (--targets, --targets-file or --targets-from-summary)")
     fisher = theta_star = None
     if args.fisher and args.theta_star:
         import torch
@@ -216,7 +231,7 @@ def mitigation_table(args) -> Dict[str, Any]:
         name, recogs = spec[0], Path(spec[1])
         run = {"recogs": str(recogs), **method_stats(recogs, attrs, args.key, targets)}
         if len(spec) == 3:
-            run.update(_checkpoint_info(Path(spec[2]), fisher, theta_star))
+            run.update(_checkpoint_info(Path(spec[2]), fisher, theta_star, from_scratch=name in args.from_scratch))
         runs.setdefault(name, []).append(run)
     rows = [aggregate_runs(name, rs) for name, rs in runs.items()]
     names = [r["method"] for r in rows]
@@ -227,6 +242,7 @@ def mitigation_table(args) -> Dict[str, Any]:
     for r in rows:
         r["rel"] = {k: rel(r[k], base[k]) for k in METRICS}
         if r is not base:
+            r["ci_overall"] = paired_bootstrap(r, base, None, seed=args.seed)
             r["ci_targeted"] = paired_bootstrap(r, base, True, seed=args.seed)
             r["ci_other"] = paired_bootstrap(r, base, False, seed=args.seed)
         if ft is not None and r is not ft and r is not base:
@@ -237,6 +253,7 @@ def mitigation_table(args) -> Dict[str, Any]:
     for r in rows:
         r.pop("_per_speaker"), r.pop("_target_of")
     return {"key": args.key, "targets": targets, "baseline": args.baseline, "reference": args.reference,
+            "from_scratch": list(args.from_scratch),
             "cuts": str(args.cuts), "rows": rows}
 
 
@@ -252,24 +269,26 @@ def _sd(r: Dict[str, Any], k: str) -> str:
 def mitigation_markdown(t: Dict[str, Any], tolerance: float = 1.0) -> str:
     rows = t["rows"]
     seeds = max(r.get("num_runs", 1) for r in rows)
-    lines = [f"Targeted {t['key']}s: {', '.join(f'`{x}`' for x in t['targets'])}. Relative changes (%) are against "
+    what = "region" if t["key"] in ("region", "geo_region") else "cohort"
+    lines = [f"Targeted `{t['key']}`: {', '.join(f'`{x}`' for x in t['targets'])}. Relative changes (%) are against "
              f"**{t['baseline']}**; brackets: 95% paired speaker-bootstrap interval of that change."
              + (f" Trained methods: mean over {seeds} seeds (± sample standard deviation across seeds)."
                 if seeds > 1 else ""), "",
-             "| method | steps | test WER % | rel % | targeted WER % | rel % | other WER % | rel % | region mean % | "
-             "region max % (worst) | region var | rel var % | Fisher dist. |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| method | steps | WER % | rel % | targeted WER % | rel % | other WER % | rel % | {what} mean % | "
+             f"{what} min % | {what} max % (worst) | gap % | {what} var | rel var % | Fisher dist. |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rr = r["rel"]
         dist = r.get("fisher_distance")
         lines.append(
             f"| {r['method']} | {r.get('steps') if r.get('steps') is not None else '-'} | {r['overall']:.2f}"
-            f"{_sd(r, 'overall')} | {fmt(rr['overall'], 1)} | {fmt(r['targeted'], 2)}{_sd(r, 'targeted')} | "
-            f"{fmt(rr['targeted'], 1)}{_ci(r.get('ci_targeted'))} | {fmt(r['other'], 2)}{_sd(r, 'other')} | "
-            f"{fmt(rr['other'], 1)}{_ci(r.get('ci_other'))} | {r['mean']:.2f} | {r['max']:.2f} (`{r['worst']}`) | "
-            f"{r['var']:.2f}{_sd(r, 'var')} | {fmt(rr['var'], 1)} | {'-' if dist is None else f'{dist:.3g}'} |")
+            f"{_sd(r, 'overall')} | {fmt(rr['overall'], 1)}{_ci(r.get('ci_overall'))} | {fmt(r['targeted'], 2)}"
+            f"{_sd(r, 'targeted')} | {fmt(rr['targeted'], 1)}{_ci(r.get('ci_targeted'))} | {fmt(r['other'], 2)}"
+            f"{_sd(r, 'other')} | {fmt(rr['other'], 1)}{_ci(r.get('ci_other'))} | {r['mean']:.2f} | {r['min']:.2f} | "
+            f"{r['max']:.2f} (`{r['worst']}`) | {fmt(r['gap'], 1)} | {r['var']:.2f}{_sd(r, 'var')} | "
+            f"{fmt(rr['var'], 1)} | {'-' if dist is None else f'{dist:.3g}'} |")
     regions = sorted(rows[0]["regions"], key=lambda c: (c not in t["targets"], c))
-    lines += ["", "Per-region test WER (%), targeted regions first:", "",
+    lines += ["", f"Per-{what} WER (%), targeted {what}s first:", "",
               "| method | " + " | ".join(f"{c}{' *' if c in t['targets'] else ''}" for c in regions) + " |",
               "|---|" + "---:|" * len(regions)]
     for r in rows:
@@ -284,13 +303,14 @@ def mitigation_markdown(t: Dict[str, Any], tolerance: float = 1.0) -> str:
         ci = r.get("ci_targeted")
         sig = "" if not ci else (", interval excludes 0" if ci[1] < 0 or ci[0] > 0 else ", interval includes 0")
         parts = [f"targeted {fmt(rr['targeted'], 1)}% ({'better' if (rr['targeted'] or 0) < 0 else 'not better'}{sig})",
-                 f"other regions {fmt(rr['other'], 1)}% ({'kept' if rr['other'] is not None and rr['other'] <= tolerance else 'not kept'} "
+                 f"other {what}s {fmt(rr['other'], 1)}% ({'kept' if rr['other'] is not None and rr['other'] <= tolerance else 'not kept'} "
                  f"within +{tolerance:g}% of baseline)",
-                 f"overall {fmt(rr['overall'], 1)}%", f"variance {fmt(rr['var'], 1)}%"]
+                 f"overall {fmt(rr['overall'], 1)}%{_ci(r.get('ci_overall'))}", f"variance {fmt(rr['var'], 1)}%",
+                 f"gap {fmt(r['gap'], 1)}% (baseline {fmt(base['gap'], 1)}%)"]
         vs = r.get("vs_reference")
         if vs is not None and r.get("ewc_lambda") is not None:
             less = vs["other"] is not None and vs["other"] < 0
-            parts.append(f"vs {vs['method']}: other regions {fmt(vs['other'], 1)}%{_ci(vs['ci_other'])} "
+            parts.append(f"vs {vs['method']}: other {what}s {fmt(vs['other'], 1)}%{_ci(vs['ci_other'])} "
                          f"({'forgets less' if less else 'does not forget less'}), targeted {fmt(vs['targeted'], 1)}%"
                          f"{_ci(vs['ci_targeted'])}")
         lines.append(f"- **{r['method']}**: " + "; ".join(parts))
@@ -312,6 +332,11 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--cohort-map", action="append", default=[])
     m.add_argument("--targets", default="", help="comma-separated targeted cohorts")
     m.add_argument("--targets-file", help="one targeted cohort per line")
+    m.add_argument("--targets-from-summary", action="append", default=[], metavar="JSON",
+                   help="target the bottom cohort of this cohort-summary-<key>.json (steps/score_cohorts.sh; e.g. "
+                        "the baseline's dev decode)")
+    m.add_argument("--from-scratch", action="append", default=[], metavar="NAME",
+                   help="a method trained from scratch, not from theta*: no Fisher distance")
     m.add_argument("--method", nargs="+", action="append", required=True, metavar="NAME RECOGS [EXP_DIR]")
     m.add_argument("--baseline", required=True, help="name of the --method all others are compared with")
     m.add_argument("--reference", default="fine-tuning",

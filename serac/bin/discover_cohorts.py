@@ -11,7 +11,8 @@ Usage:
   # geodemographic value-vs-rest partition of zip codes
   python -m serac.bin.discover_cohorts --method geodemo ... --out-dir exp/discovery/geodemo
   # automatic: speaker embeddings + k-means (no labels)
-  python -m serac.bin.discover_cohorts --method auto --embedding resemblyzer --num-clusters 6 ... --out-dir exp/discovery/auto
+  python -m serac.bin.discover_cohorts --method auto --embedding serac --speaker-model exp/speaker/model.pt \
+      --num-clusters 6 ... --out-dir exp/discovery/auto        # or --embedding resemblyzer | fbank-stats
   # reference row: an existing attribute (e.g. the census division) scored the same way
   python -m serac.bin.discover_cohorts --method given --given-key region ... --out-dir exp/discovery/region
 
@@ -20,7 +21,8 @@ Writes to --out-dir:
   model.json       the fitted method: tree with thresholds / partition / centroids
   summary.json     disparity on the fit set and on the eval set (dev-ranked and re-ranked), see serac/fairness/discovery.py
   summary.md       the same, readable
-  map-fit.png, map-eval.png (geo), embeddings/*.npz (auto: cached speaker embeddings)
+  map-fit.png, map-eval.png (geo), embeddings/*.npz (auto: cached speaker embeddings, keyed by the
+                   extractor's cache_tag: for serac's model the checkpoint's SHA-1)
 """
 from __future__ import annotations
 
@@ -67,7 +69,11 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--attributes", default="", help="geodemo: comma-separated attributes (default: all demo_*)")
     p.add_argument("--given-key", default="region", help="given: the speaker attribute used as cohorts")
     g = p.add_argument_group("auto")
-    g.add_argument("--embedding", default="auto", help="auto | resemblyzer | fbank-stats")
+    g.add_argument("--embedding", default="auto",
+                   help="serac | resemblyzer | fbank-stats | auto (serac with --speaker-model, else resemblyzer if "
+                        "installed, else fbank-stats); see serac/speaker/embeddings.py")
+    g.add_argument("--speaker-model", default=None,
+                   help="serac's speaker-embedding checkpoint (model.pt of serac.bin.train_sv) for --embedding serac")
     g.add_argument("--num-clusters", type=int, default=6)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--n-init", type=int, default=10)
@@ -86,7 +92,7 @@ def _embeddings(args, extractor, cuts_path: str, speakers: List[str], out_dir: P
 
     from serac.speaker.embeddings import speaker_embeddings
 
-    cache = out_dir / "embeddings" / (f"{extractor.name}-max{args.max_utts_per_speaker}-seed{args.seed}-"
+    cache = out_dir / "embeddings" / (f"{extractor.cache_tag}-max{args.max_utts_per_speaker}-seed{args.seed}-"
                                       f"{Path(cuts_path).name.split('.')[0]}.npz")
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
@@ -187,7 +193,9 @@ def discover(args: argparse.Namespace) -> Dict[str, Any]:
         from serac.speaker.embeddings import get_extractor
 
         torch.set_num_threads(args.num_threads)
-        extractor = get_extractor(args.embedding)
+        if args.speaker_model and args.embedding not in ("serac", "auto"):
+            raise ValueError(f"--speaker-model is for --embedding serac (or auto), not {args.embedding}")
+        extractor = get_extractor(args.embedding, checkpoint=args.speaker_model)
         fit_speakers = list(fit)
         x_fit = _embeddings(args, extractor, args.fit_cuts, fit_speakers, out_dir)
         auto = fit_auto_cohorts(fit_speakers, x_fit, fit, args.num_clusters, args.seed, args.n_init,
@@ -203,6 +211,9 @@ def discover(args: argparse.Namespace) -> Dict[str, Any]:
             spk = sorted(speaker_attributes(load_cut_attributes(path)))
             assignment.update(auto.assign(spk, _embeddings(args, extractor, path, spk, out_dir)))
         params["embedding"] = extractor.name
+        if extractor.name == "serac":
+            params["speaker_model_sha1"] = auto.params["speaker_model_sha1"] = extractor.checkpoint_sha1
+            auto.params["speaker_model"] = extractor.checkpoint
 
     fit_summary = disparity(assignment, fit)
     summary: Dict[str, Any] = {"method": args.method, "key": key, "description": DESCRIPTIONS[args.method],

@@ -16,6 +16,9 @@ Extractors, chosen by name (``get_extractor``):
 - ``auto``: ``serac`` when a checkpoint is given, else ``resemblyzer`` when it imports, else ``fbank-stats`` (the
   chosen name is logged and recorded).
 
+Every extractor has a ``cache_tag``: its name, and for ``serac`` also the first 12 hex digits of the checkpoint
+file's SHA-1, so embeddings cached under that tag are never reused for another model.
+
 A speaker's embedding is the mean of its utterances' embeddings (re-normalised to unit length for extractors
 whose vectors are unit-length, as resemblyzer's ``embed_speaker`` does). Audio comes from the lhotse cuts
 (``cut.load_audio()``), resampled to 16 kHz.
@@ -44,7 +47,7 @@ logger = logging.getLogger(__name__)
 class FbankStatsExtractor:
     """Built-in fallback (not a speaker-verification model): mean and std of log-mel fbank frames."""
 
-    name = "fbank-stats"
+    name = cache_tag = "fbank-stats"
     unit_norm = False  # k-means should standardise these dimensions first
 
     def __init__(self, num_mel_bins: int = 40) -> None:
@@ -64,7 +67,7 @@ class FbankStatsExtractor:
 class ResemblyzerExtractor:
     """Pretrained GE2E speaker encoder from the resemblyzer wheel."""
 
-    name = "resemblyzer"
+    name = cache_tag = "resemblyzer"
     unit_norm = True
     dim = 256
 
@@ -96,6 +99,8 @@ class SeracExtractor:
 
         self._torch = torch
         self.checkpoint = str(checkpoint)
+        self.checkpoint_sha1 = file_sha1(self.checkpoint)
+        self.cache_tag = f"serac-{self.checkpoint_sha1[:12]}"
         self.model, ckpt = load_checkpoint(self.checkpoint)
         self.dim = self.model.embedding_dim
         feature = ckpt.get("feature", {})
@@ -115,6 +120,17 @@ class SeracExtractor:
             raise ValueError(f"the serac speaker model {self.checkpoint} expects {self.sampling_rate} Hz audio, "
                              f"got {sampling_rate} Hz")
         return self.embed_features(self.fbank.extract(audio.astype(np.float32), sampling_rate))
+
+
+def file_sha1(path: str) -> str:
+    """SHA-1 of a file's bytes (the identity of a checkpoint in cache keys and summaries)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def resemblyzer_available() -> bool:

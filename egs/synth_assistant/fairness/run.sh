@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# synth_assistant/fairness: "Fairness I" of serac: cohort discovery (Dheram et al., Interspeech 2022) and
-# elastic weight consolidation for regional disparities (Trinh et al., Interspeech 2022), on the baseline of the
-# asr recipe next door (its data and exp are used read only).
+# synth_assistant/fairness: "Fairness I" of serac: cohort discovery (Dheram et al., Interspeech 2022), elastic
+# weight consolidation for regional disparities (Trinh et al., Interspeech 2022) and adversarial reweighting (ARW,
+# Lahoti et al. 2020) of transducer training, on the baseline of the asr recipe next door (its data and exp are
+# used read only).
 #
-#   (cd ../asr && ./run.sh)                  # first: the baseline, its dev/test decodes
-#   ./run.sh                                  # everything here (~9 min on 2 shared CPU cores; RESULTS.md has the timing)
-#   ./run.sh --stage 7                        # rewrite RESULTS.md
-#   ./run.sh --ewc-lambdas "100 1000 10000" --stage 5    # another lambda sweep (then stages 6, 7)
+#   (cd ../asr && ./run.sh)                  # first: the baseline (./run.sh --stop-stage 4 is enough here)
+#   ./run.sh                                  # everything here (RESULTS.md has the timing of each stage; stage 7,
+#                                             # ARW from scratch, is as long as the baseline's training: ~1 h on 2 busy cores)
+#   ./run.sh --stage 9                        # rewrite the tables and RESULTS.md
+#   ./run.sh --ewc-lambdas "100 1000 10000" --stage 5    # another lambda sweep (then stages 6-9)
+#   ./run.sh --stage 7 --arw-config conf/my-arw.yaml --arw-exp exp/arw-mine   # another ARW setting (then 8, 9)
+#   ./run.sh --embedding fbank-stats --stage 1  # automatic cohorts from another speaker embedding
 #
 # Finished outputs are skipped on a re-run; after retraining the baseline start afresh: rm -rf exp data
 #
-# Stages: 0 data (the corpus of ../asr linked by ./prepare.sh), 1 cohort discovery fitted on dev, applied to test,
-# 2 per-cohort scoring of the baseline with the discovered cohort maps + discovery table, 3 target regions and
-# training sets, 4 theta* and the Fisher, 5 fine-tune every variant, 6 decode test, 7 tables and RESULTS.md.
+# Stages: 0 data (the corpus of ../asr linked by ./prepare.sh), 1 cohort discovery fitted on dev, applied to test
+# (first, unless --speaker-model is given, serac's speaker-embedding model for the automatic cohorts, trained on
+# the training speakers only), 2 per-cohort scoring of the baseline with the discovered cohort maps + discovery
+# table, 3 target regions and training sets, 4 theta* and the Fisher, 5 fine-tune every variant, 6 decode test,
+# 7 ARW: the baseline's model trained from scratch with reweighting (same data and epochs, one process), 8 decode
+# ARW on dev and test as the baseline is decoded + per-cohort scoring, 9 tables and RESULTS.md.
 set -euo pipefail
 echo "$0 $*"
 
 stage=0
-stop_stage=7
+stop_stage=9
 asr_dir=../asr               # the baseline recipe (read only)
 baseline_exp=exp/lstm        # relative to asr_dir
 baseline_epoch=15            # as ../asr/run.sh (its num_epochs and avg)
@@ -28,7 +35,12 @@ prefix=synth
 geo_max_leaves=8
 min_speakers=3               # smallest discovered cohort on dev (geo tree leaves, geodemographic sides)
 min_words=150
-embedding=auto               # auto | resemblyzer | fbank-stats
+embedding=serac              # serac (our speaker-embedding model) | resemblyzer | fbank-stats | auto
+compare_embeddings=fbank-stats   # the automatic cohorts also from these embeddings, for the table (empty: none)
+speaker_model=               # serac speaker-embedding checkpoint (e.g. ../sv/exp/none/model.pt); empty: train
+                             # one in stage 1 into exp/speaker on the training speakers (never dev/test speakers)
+speaker_config=../sv/conf/ecapa_small.yaml   # that model (the sv recipe's small ECAPA-TDNN, AM-softmax)
+speaker_steps=200            # its training steps (the sv recipe trains 400)
 num_clusters=6
 emb_max_utts=0               # utterances per speaker for the embedding (0: all)
 seed=0
@@ -40,6 +52,11 @@ ft_config=conf/finetune.yaml
 ft_epochs=4
 ft_seeds="7 8 9"             # every variant is trained once per seed; tables show the mean (and sd)
 ewc_lambdas="1000 10000 100000 1000000"   # the sweep (the Fisher is per frame: see RESULTS.md)
+# adversarial reweighting, trained from scratch as the baseline was (stages 7-8)
+arw_config=conf/arw.yaml     # the baseline's config (base:) plus the arw section
+arw_exp=exp/arw
+# attributes scored for every system in the tables of stage 9 (with the discovered geo_region, geodemo, auto_cohort)
+cohort_keys=accent,region,condition,gender,age_band
 fisher_batches=32
 fisher_max_duration=40
 # Torch threads per process. One: on 2 shared cores, 2-thread LSTM kernels ran 10-17x slower than 1 thread
@@ -51,7 +68,8 @@ nj=2                         # parallel decoding jobs
 results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--baseline-exp DIR] [--baseline-epoch E]
           [--baseline-avg A] [--target-key region|geo_region] [--num-targets N] [--ewc-lambdas \"L1 L2 L3\"]
-          [--ft-epochs N] [--embedding auto|resemblyzer|fbank-stats] [--num-clusters K] ..."
+          [--ft-epochs N] [--embedding serac|resemblyzer|fbank-stats|auto] [--speaker-model PT] [--speaker-steps N]
+          [--num-clusters K] [--arw-config YAML] [--arw-exp DIR] [--cohort-keys k1,k2] ..."
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
@@ -60,6 +78,20 @@ cd "$(dirname "$(readlink -f "$0")")"
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
 
 asr=$(readlink -f "$asr_dir")
+case $embedding in serac|resemblyzer|fbank-stats|auto) ;; *)
+  echo "$0: --embedding $embedding: choose serac, resemblyzer, fbank-stats or auto" >&2; exit 1 ;; esac
+train_speaker=false          # stage 1 trains exp/speaker/model.pt when no --speaker-model is given
+if [ -z "$speaker_model" ]; then speaker_model=exp/speaker/model.pt; train_speaker=true; fi
+uses_model() { [ "$1" = serac ] || [ "$1" = auto ]; }   # embeddings that use the speaker model
+need_model=false
+for e in $embedding $compare_embeddings; do uses_model $e && need_model=true; done
+if [ $need_model = true ] && [ $train_speaker = false ] && [ ! -f "$speaker_model" ] && [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  echo "$0: --speaker-model $speaker_model: no such file (train one with ../sv/run.sh --stop-stage 2, or leave" \
+       "--speaker-model empty to train it here in stage 1)" >&2
+  exit 1
+fi
+[ -f "$arw_config" ] || { echo "$0: --arw-config $arw_config: no such file" >&2; exit 1; }
+grep -q "^arw:" "$arw_config" || { echo "$0: --arw-config $arw_config has no arw: section" >&2; exit 1; }
 lang=$asr/data/lang_bpe_$vocab_size
 data=data/fbank               # the asr recipe's features, linked by ./prepare.sh
 bsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $baseline_epoch --avg $baseline_avg)
@@ -102,9 +134,26 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     --discover-opts "--max-leaves $geo_max_leaves --min-speakers $min_speakers --min-words $min_words" $fit $disc/geo
   steps/discover_cohorts.sh --cmd "$train_cmd" --method geodemo $ev --label-cuts $labels \
     --discover-opts "--min-speakers $min_speakers --min-words $min_words" $fit $disc/geodemo
-  steps/discover_cohorts.sh --cmd "$train_cmd" --method auto $ev --num-threads $emb_threads \
-    --discover-opts "--embedding $embedding --num-clusters $num_clusters --seed $seed --max-utts-per-speaker $emb_max_utts" \
-    $fit $disc/auto
+  if [ $need_model = true ] && [ $train_speaker = true ] && [ ! -f "$speaker_model" ]; then
+    echo "serac's speaker-embedding model: $speaker_config, $speaker_steps steps on the training speakers"
+    $train_cmd --num-threads $emb_threads exp/speaker/log/train.log \
+      python -m serac.bin.train_sv --config $speaker_config --set train.steps=$speaker_steps \
+      --num-threads $emb_threads --train-cuts $data/${prefix}_cuts_train.jsonl.gz --exp-dir exp/speaker
+  fi
+  auto_discovery() {  # auto_discovery EMBEDDING OUT_DIR: redone when the embedding or the speaker model changed
+    local opts="--embedding $1 --num-clusters $num_clusters --seed $seed --max-utts-per-speaker $emb_max_utts" sig
+    uses_model $1 && opts="$opts --speaker-model $speaker_model"
+    sig="$opts $(uses_model $1 && sha1sum < "$speaker_model" | cut -d ' ' -f 1 || true)"
+    local force=false
+    [ "$(cat $2/discovery-settings.txt 2>/dev/null)" = "$sig" ] || force=true
+    steps/discover_cohorts.sh --cmd "$train_cmd" --method auto $ev --num-threads $emb_threads --force $force \
+      --discover-opts "$opts" $fit $2
+    echo "$sig" > $2/discovery-settings.txt
+  }
+  auto_discovery $embedding $disc/auto
+  for e in $compare_embeddings; do
+    [ $e = $embedding ] || auto_discovery $e $disc/auto-$e
+  done
   stage_done 1 discovery
 fi
 
@@ -113,11 +162,13 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   for set in dev test; do
     steps/score_cohorts.sh --cmd "$decode_cmd" --n-bootstrap 1000 \
       --cohort-map $disc/geo/cohort-map.tsv,$disc/geodemo/cohort-map.tsv,$disc/auto/cohort-map.tsv \
-      --keys region,geo_region,geodemo,auto_cohort "$(baseline_recogs $set)" $data/${prefix}_cuts_$set.jsonl.gz \
+      --keys $cohort_keys,geo_region,geodemo,auto_cohort "$(baseline_recogs $set)" $data/${prefix}_cuts_$set.jsonl.gz \
       $disc/baseline-cohorts-$set
   done
+  auto_dirs=(--dir $disc/auto)
+  for e in $compare_embeddings; do [ $e = $embedding ] || auto_dirs+=(--dir $disc/auto-$e); done
   python -m serac.bin.compare_methods discovery --dir $disc/region --dir $disc/geo --dir $disc/geodemo \
-    --dir $disc/auto --out-md $disc/comparison.md --out-json $disc/comparison.json > /dev/null
+    "${auto_dirs[@]}" --out-md $disc/comparison.md --out-json $disc/comparison.json > /dev/null
   cat $disc/comparison.md
   stage_done 2 scoring
 fi
@@ -180,29 +231,73 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   stage_done 6 decode
 fi
 
+maps="$disc/geo/cohort-map.tsv,$disc/geodemo/cohort-map.tsv,$disc/auto/cohort-map.tsv"
+arw_name="ARW (from scratch)"
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  echo "Stage 7: mitigation table and $results"
+  echo "Stage 7: ARW: the baseline's model and data trained from scratch with $arw_config ($baseline_epoch epochs)"
+  # one process: ARW refuses DDP (serac/train/arw_addon.py)
+  steps/train.sh --cmd "$train_cmd" --train-config $arw_config --num-epochs $baseline_epoch --num-threads $train_threads \
+    "$lang" $data/${prefix}_cuts_train.jsonl.gz $data/${prefix}_cuts_dev.jsonl.gz $arw_exp
+  grep -h "epoch $baseline_epoch:" $arw_exp/log/train.log | tail -n 1 | cut -d ' ' -f 5- || true
+  stage_done 7 arw-train
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  echo "Stage 8: decode dev and test with ARW as the baseline (greedy, epoch $baseline_epoch avg $baseline_avg); per-cohort WER"
+  for set in dev test; do
+    steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $baseline_epoch --avg $baseline_avg --method greedy_search \
+      $arw_exp "$lang" $data/${prefix}_cuts_$set.jsonl.gz $set
+    steps/score_cohorts.sh --cmd "$decode_cmd" --n-bootstrap 1000 --cohort-map $maps \
+      --keys $cohort_keys,geo_region,geodemo,auto_cohort $arw_exp/decode/$set/recogs-$set-$bsuffix.txt \
+      $data/${prefix}_cuts_$set.jsonl.gz $arw_exp/decode/$set/cohorts-$bsuffix
+  done
+  stage_done 8 arw-decode
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  echo "Stage 9: mitigation and ARW tables, one per attribute, and $results"
   map_opt=""
   [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
   fsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $ft_epochs --avg 1)
   methods=(--method "no adaptation" "$(baseline_recogs test)")
-  add_method() {  # add_method NAME VARIANT: one --method per seed
+  methods+=(--method "$arw_name" $arw_exp/decode/test/recogs-test-$bsuffix.txt $arw_exp)
+  missing=()
+  add_method() {  # add_method NAME VARIANT: one --method per seed whose test decode exists (else named in RESULTS.md)
     for s in $ft_seeds; do
-      methods+=(--method "$1" exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt exp/ft/$2-seed$s)
+      local r=exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt
+      if [ -f $r ]; then methods+=(--method "$1" $r exp/ft/$2-seed$s); else missing+=("$2-seed$s"); fi
     done
   }
   add_method "fine-tuning" finetune
   for l in $ewc_lambdas; do add_method "EWC lambda=$l" ewc-$l; done
   add_method "continued training (all data)" continue
   add_method "oversampling x$oversample_factor" oversample
+  [ ${#missing[@]} -eq 0 ] || echo "$0: WARNING: no test decode of ${missing[*]} (stages 5-6 not run?): left out of the tables"
   python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key $target_key $map_opt \
     --targets-file data/sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${methods[@]}" \
-    --fisher exp/ewc/fisher.pt --theta-star exp/ewc/theta_star.pt \
+    --from-scratch "$arw_name" --fisher exp/ewc/fisher.pt --theta-star exp/ewc/theta_star.pt \
     --out-md exp/mitigation.md --out-json exp/mitigation.json > /dev/null
-  stage_done 7 results
+  # every other attribute, and the discovered cohorts: the same table, targeting the baseline's worst cohort on dev
+  mkdir -p exp/by-key
+  for key in ${cohort_keys//,/ } geo_region geodemo auto_cohort; do
+    [ $key = $target_key ] && continue
+    python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key $key \
+      --cohort-map $disc/geo/cohort-map.tsv --cohort-map $disc/geodemo/cohort-map.tsv --cohort-map $disc/auto/cohort-map.tsv \
+      --targets-from-summary $disc/baseline-cohorts-dev/cohort-summary-$key.json --baseline "no adaptation" \
+      --reference "fine-tuning" "${methods[@]}" --from-scratch "$arw_name" \
+      --out-md exp/by-key/$key.md --out-json exp/by-key/$key.json > /dev/null
+  done
+  # dev: ARW against the baseline (the set any choice is made on); the other systems are decoded on test only
+  python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_dev.jsonl.gz --key $target_key $map_opt \
+    --targets-file data/sets/targets.txt --baseline "no adaptation" --method "no adaptation" "$(baseline_recogs dev)" \
+    --method "$arw_name" $arw_exp/decode/dev/recogs-dev-$bsuffix.txt --out-md exp/arw-dev.md --out-json exp/arw-dev.json \
+    > /dev/null
+  stage_done 9 results
   python local/write_results.py --asr-dir "$asr" --baseline "$asr/$baseline_exp epoch $baseline_epoch avg $baseline_avg" \
     --discovery $disc --sets data/sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
     --mitigation exp/mitigation.md --mitigation-json exp/mitigation.json --seeds "$ft_seeds" --timing $timing \
+    --by-key exp/by-key --arw-dev exp/arw-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
+    --missing "${missing[*]}" --speaker-model $speaker_model --attr-cuts $data/${prefix}_cuts_dev.jsonl.gz,$data/${prefix}_cuts_test.jsonl.gz \
     --command "cd egs/synth_assistant/fairness && ./run.sh" --out $results
   echo "wrote $results"
 fi

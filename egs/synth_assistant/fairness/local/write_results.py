@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Write RESULTS.md of the fairness recipe from the files of a run (stage 7; never typed by hand).
+"""Write RESULTS.md of the fairness recipe from the files of a run (stage 9; never typed by hand).
 
 Usage: local/write_results.py --asr-dir ../asr --baseline "exp/lstm epoch 12 avg 4" --discovery exp/discovery \
          --sets data/sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
-         --mitigation exp/mitigation.md --timing exp/timing.tsv --command "./run.sh" --out RESULTS.md
+         --mitigation exp/mitigation.md --mitigation-json exp/mitigation.json --seeds "7 8 9" \
+         --by-key exp/by-key --arw-dev exp/arw-dev.json --arw-exp exp/arw --arw-config conf/arw.yaml \
+         --arw-name "ARW (from scratch)" --speaker-model exp/speaker/model.pt \
+         --attr-cuts data/fbank/synth_cuts_dev.jsonl.gz,data/fbank/synth_cuts_test.jsonl.gz \
+         --timing exp/timing.tsv --command "./run.sh" --out RESULTS.md
 """
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ import argparse
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -78,7 +84,7 @@ def reading(region: dict, comparison: dict, mit: dict, fisher: dict) -> list:
     ft = rows.get(mit.get("reference"))
     if ft is not None:
         others = [r for r in mit["rows"] if r is not base and r is not ft and r.get("ewc_lambda") is None]
-        parts = [f"{r['method']} {r['rel']['overall']:+.1f}%" for r in others]
+        parts = [f"{r['method']} {_signed(r['rel']['overall'])}" for r in others]
         out.append(f"- Overall test WER against no adaptation: {ft['method']} {ft['rel']['overall']:+.1f}%"
                    + (", " + ", ".join(parts) if parts else "") + ". Fine-tuning and EWC train on audio of "
                    "held-out speakers (the adapt split); continued training and oversampling re-use training audio "
@@ -104,11 +110,167 @@ def reading(region: dict, comparison: dict, mit: dict, fisher: dict) -> list:
     return out
 
 
+def verdict(ci: Optional[list]) -> str:
+    """Whether an improvement holds, from the 95% paired speaker-bootstrap interval of a relative WER change."""
+    if not ci:
+        return "undecided (no interval)"
+    if ci[1] < 0:
+        return "holds (interval below 0)"
+    if ci[0] > 0:
+        return "does not hold: worse (interval above 0)"
+    return "undecided at this size (interval includes 0)"
+
+
+def _signed(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:+.1f}%"
+
+
+def _ci(ci: Optional[list]) -> str:
+    return "" if not ci else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"
+
+
+def last_epoch_line(log: Path) -> str:
+    lines = [line for line in log.read_text().splitlines() if re.search(r"\] epoch \d+: train loss", line)]
+    return lines[-1].split("] ", 1)[1] if lines else ""
+
+
+def arw_training(arw_exp: Path, config: Path, fisher: dict) -> list:
+    """What ARW was trained with, and how its training ended next to the baseline's."""
+    import torch
+
+    cfg = yaml.safe_load((arw_exp / "config.yaml").read_text()) if (arw_exp / "config.yaml").is_file() else {}
+    a = cfg.get("arw") or yaml.safe_load(config.read_text()).get("arw", {})
+    ckpts = sorted(arw_exp.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    out = [f"- ARW: `{config}` = the baseline's config (`base:`: model, loss, SpecAugment, optimiser, data, seed) "
+           f"plus an adversary on {', '.join(a.get('inputs', []))} (hidden {a.get('hidden_dim')}, lr "
+           f"{a.get('lr')}, learner only for the first {a.get('warmup_steps')} steps, then an adversary step every "
+           f"{a.get('adversary_every')} step(s), floor {a.get('floor')}: every weight >= "
+           f"{float(a.get('floor', 1)) / (1 + float(a.get('floor', 1))):.2f}). No cohort label reaches it. Not tuned: "
+           f"one setting, as written in the config."]
+    if ckpts:
+        last = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+        base = torch.load(fisher["settings"]["checkpoints"][-1][0], map_location="cpu", weights_only=False)
+
+        def fit(c):
+            tr, va = c.get("train_stats") or {}, c.get("valid") or {}
+            return (f"train loss {tr['loss'] / tr['frames']:.3f}, dev loss {va['loss']:.3f} per frame"
+                    if tr.get("frames") and va.get("loss") is not None else "-")
+        out.append(f"- Trained from scratch (random initialisation, not from theta*) on the baseline's training set "
+                   f"for {last.get('epoch')} epochs, {last.get('batch_idx_train')} steps, one process; decoded as the "
+                   f"baseline (greedy search, the same epochs averaged). Last epoch: ARW {fit(last)}; baseline "
+                   f"{fit(base)}.")
+    log = arw_exp / "log" / "train.log"
+    if log.is_file():
+        m = re.search(r"arw weights[^,;)]*", last_epoch_line(log))
+        if m:
+            out.append(f"- Learner weights over the last epoch's steps: {m.group(0).replace('arw weights ', '')}.")
+    return out
+
+
+def arw_reading(name: str, mit: dict, by_key: dict, dev: Optional[dict]) -> list:
+    """ARW against the baseline, judged from the paired speaker-bootstrap intervals (choices made on dev)."""
+    def row(t):
+        return next((r for r in t["rows"] if r["method"] == name), None)
+
+    out = []
+    r = row(mit)
+    if r is None:
+        return out
+    if dev is not None and row(dev) is not None:
+        d = row(dev)
+        out.append(f"- {name} against the baseline, overall WER on **dev**: {_signed(d['rel']['overall'])}"
+                   f"{_ci(d.get('ci_overall'))}: {verdict(d.get('ci_overall'))}.")
+    out.append(f"- Overall WER on test: {r['overall']:.2f}% vs {next(x for x in mit['rows'] if x['method'] == mit['baseline'])['overall']:.2f}% "
+               f"({_signed(r['rel']['overall'])}{_ci(r.get('ci_overall'))}): {verdict(r.get('ci_overall'))}.")
+    tables = [(mit["key"], mit)] + sorted(by_key.items())
+    lines = []
+    for key, t in tables:
+        x = row(t)
+        base = next(b for b in t["rows"] if b["method"] == t["baseline"])
+        if x is None:
+            continue
+        lines.append(f"  - `{key}`: the baseline's worst on dev {', '.join(f'`{c}`' for c in t['targets'])}: "
+                     f"{_signed(x['rel']['targeted'])}{_ci(x.get('ci_targeted'))}, {verdict(x.get('ci_targeted'))}; "
+                     f"the other cohorts {_signed(x['rel']['other'])}{_ci(x.get('ci_other'))}; bottom/top gap "
+                     f"{x['gap']:.1f}% (baseline {base['gap']:.1f}%), variance {x['var']:.2f} (baseline "
+                     f"{base['var']:.2f})" if x.get("gap") is not None and base.get("gap") is not None else
+                     f"  - `{key}`: targeted {_signed(x['rel']['targeted'])}{_ci(x.get('ci_targeted'))}, "
+                     f"{verdict(x.get('ci_targeted'))}")
+    out.append(f"- Does {name} lower the WER of the cohort that was worst for the baseline (chosen on dev), on test? "
+               "Per attribute (relative change, 95% paired speaker-bootstrap interval; gap and variance have no "
+               "interval):")
+    out += lines
+    return out
+
+
+def discovery_change(disc: Path, attr_cuts: list) -> list:
+    """How the automatic cohorts of the speaker embeddings differ from those of another embedding (fbank-stats):
+    their agreement with the known speaker attributes (adjusted Rand index over the dev and test speakers)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from collections import Counter, defaultdict
+
+    from serac.fairness.cohort_metrics import load_cut_attributes
+
+    counts = defaultdict(lambda: defaultdict(Counter))  # speaker -> key -> value counts (condition is per utterance)
+    for path in attr_cuts:
+        for cut_id, a in load_cut_attributes(path).items():
+            for k, v in a.items():
+                counts[str(a.get("speaker", cut_id))][k][str(v)] += 1
+    attrs = {s: {k: c.most_common(1)[0][0] for k, c in per.items()} for s, per in counts.items()}
+    dirs = [disc / "auto"] + sorted(p for p in disc.glob("auto-*") if (p / "summary.json").is_file())
+    if len(dirs) < 2:
+        return []
+
+    def cmap(d):
+        rows = [line.split("\t") for line in (d / "cohort-map.tsv").read_text().splitlines()
+                if line and not line.startswith("#")]
+        return {r[0]: r[1] for r in rows[1:]}
+
+    maps = {d: cmap(d) for d in dirs}
+    names = {d: json.loads((d / "summary.json").read_text())["params"]["embedding"] for d in dirs}
+    spk = sorted(s for s in attrs if all(s in m for m in maps.values()))
+    keys = [k for k in ("accent", "gender", "age_band", "condition", "region") if all(k in attrs[s] for s in spk)]
+    lines = ["| embedding | " + " | ".join(f"ARI with {k}" for k in keys) + " | largest cohort (speakers) |",
+             "|---|" + "---:|" * len(keys) + "---|"]
+    for d in dirs:
+        labels = [maps[d][s] for s in spk]
+        sizes = sorted(((labels.count(c), c) for c in set(labels)), reverse=True)
+        lines.append(f"| {names[d]} | " + " | ".join(f"{adjusted_rand_score([str(attrs[s][k]) for s in spk], labels):.3f}"
+                                                 for k in keys) + f" | `{sizes[0][1]}` ({sizes[0][0]} of {len(spk)}) |")
+    ari = adjusted_rand_score([maps[dirs[0]][s] for s in spk], [maps[dirs[1]][s] for s in spk])
+    gaps = []
+    for d in dirs:
+        sm = json.loads((d / "summary.json").read_text())
+        gaps.append(f"{names[d]}: dev gap {sm['fit']['relative_gap']:.1f}%, test dev-ranked gap "
+                    f"{(sm.get('eval') or {}).get('relative_gap') or float('nan'):.1f}%, bottom cohort "
+                    f"{sm['fit']['bottom_speaker_share']:.1f}% of the dev speakers")
+    return [f"How the automatic cohorts changed with the embedding: adjusted Rand index (ARI; 0 = chance, 1 = the "
+            f"same partition) of each k-means partition with the speakers' known attributes (condition: a speaker's "
+            f"most frequent recording condition), over the {len(spk)} "
+            f"dev and test speakers (attributes are never seen by the clustering); the {names[dirs[0]]} and "
+            f"{names[dirs[1]]} partitions agree with each other at ARI {ari:.3f}. Disparity of each: "
+            + "; ".join(gaps) + ".", "", *lines, ""]
+
+
+def speaker_model_line(path: Path) -> str:
+    summary = path.parent / "train-summary.json"
+    if not summary.is_file():
+        return f"Speaker-embedding model: `{path}`."
+    t = json.loads(summary.read_text())
+    return (f"serac's speaker-embedding model `{path}`: small ECAPA-TDNN ({t['num_parameters']} parameters, "
+            f"AM-softmax + pairwise term, no reweighting), {t['steps']} steps on the {t['num_speakers']} training "
+            f"speakers of the asr corpus ({t['num_utterances']} utterances; no dev or test speaker), "
+            f"{t['train_seconds']:.0f} s; final loss {t['curve'][-1]['loss']:.3f}.")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("asr-dir", "baseline", "discovery", "sets", "fisher", "finetune-config", "mitigation",
-                 "mitigation-json", "seeds", "timing", "command", "out"):
+                 "mitigation-json", "seeds", "timing", "command", "out", "by-key", "arw-dev", "arw-exp",
+                 "arw-config", "arw-name", "speaker-model", "attr-cuts"):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument("--missing", default="", help="fine-tuning runs without a test decode (left out of the tables)")
     args = p.parse_args()
     disc = Path(args.discovery)
     sets = json.loads(Path(args.sets).read_text())
@@ -119,11 +281,14 @@ def main() -> None:
     mit = json.loads(Path(args.mitigation_json).read_text())
     seeds = args.seeds.split()
     comparison = json.loads((disc / "comparison.json").read_text())
+    by_key = {p.stem: json.loads(p.read_text()) for p in sorted(Path(args.by_key).glob("*.json"))}
+    arw_dev = json.loads(Path(args.arw_dev).read_text()) if Path(args.arw_dev).is_file() else None
+    auto_emb = auto["params"].get("embedding")
 
     out = [
-        "# synth_assistant / fairness: cohort discovery and EWC for regional disparities",
+        "# synth_assistant / fairness: cohort discovery, EWC and adversarial reweighting (ARW)",
         "",
-        f"Written by stage 7 of `run.sh` from the files of the run on {time.strftime('%Y-%m-%d %H:%M')} "
+        f"Written by stage 9 of `run.sh` from the files of the run on {time.strftime('%Y-%m-%d %H:%M')} "
         f"(git {git_revision()}, {os.cpu_count()} CPUs, {platform.machine()}). Reproduce with:",
         "",
         "```bash",
@@ -145,6 +310,8 @@ def main() -> None:
         "",
         (Path(disc) / "comparison.md").read_text().rstrip(),
         "",
+        *([speaker_model_line(Path(args.speaker_model)), ""] if auto_emb == "serac" else []),
+        *discovery_change(disc, args.attr_cuts.split(",")),
         f"Speaker embedding of the automatic method: `{auto['params'].get('embedding')}` "
         f"({auto['params'].get('max_utts_per_speaker') or 'all'} utterances per speaker), k-means k="
         f"{auto['params'].get('num_clusters')}, seed {auto['params'].get('seed')}, n_init "
@@ -153,8 +320,12 @@ def main() -> None:
         f"Paper: {PAPER_DISCOVERY}",
         "",
     ]
-    for m in ("geo", "geodemo", "auto"):
-        out += [(disc / m / "summary.md").read_text().replace("### ", "#### ").rstrip(), ""]
+    for m in ["geo", "geodemo", "auto"] + sorted(p.name for p in disc.glob("auto-*") if (p / "summary.md").is_file()):
+        text = (disc / m / "summary.md").read_text().replace("### ", "#### ").rstrip()
+        if m.startswith("auto"):
+            emb = json.loads((disc / m / "summary.json").read_text())["params"]["embedding"]
+            text = text.replace("#### auto:", f"#### auto ({emb}):", 1)
+        out += [text, ""]
     geo = json.loads((disc / "geo" / "model.json").read_text())
     out += ["Geographic tree (fitted on dev; `lon <= t` goes left):", "", "```"]
 
@@ -171,7 +342,7 @@ def main() -> None:
     out += ["```", ""]
 
     out += [
-        "## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022)",
+        "## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022), and ARW",
         "",
         f"Targets: the {sets['num_targets']} `{sets['key']}` cohorts with the highest baseline **dev** WER: "
         + ", ".join(f"`{r['cohort']}` ({r['wer']:.2f}%)" for r in sets["dev_ranking"][: sets["num_targets"]])
@@ -198,17 +369,41 @@ def main() -> None:
         f"mean {fisher['stats']['fisher_mean']:.3g}, max {fisher['stats']['fisher_max']:.3g}. *Fisher dist.* = "
         f"0.5 sum_i F_i (theta_i - theta*_i)^2 of the final model (the penalty for lambda = 1).",
         "",
+        *arw_training(Path(args.arw_exp), Path(args.arw_config), fisher),
+        f"- **{args.arw_name} is not a fine-tuning variant**: it is a second baseline, trained like the first from "
+        f"scratch on all training data, with no targeted cohorts; compare it with *no adaptation*. Its steps count "
+        f"its own training (the fine-tuning rows count only the fine-tuning steps); it has no Fisher distance (it "
+        f"never started at theta*).",
+        "",
         *penalty_scale(mit),
         "",
+        *([f"**Not in the tables: fine-tuning runs without a test decode in this run ({args.missing}); run "
+             f"stages 5 and 6, then 9.**", ""] if args.missing.strip() else []),
         "Test set (no region or speaker of it was used for any choice):",
         "",
         Path(args.mitigation).read_text().rstrip(),
         "",
         f"Paper: {PAPER_EWC}",
         "",
+        "## 3. Every system by attribute, ARW included",
+        "",
+        "The same table for the other speaker attributes and the discovered cohorts (maps of section 1): the "
+        "*targeted* cohort is the one with the baseline's highest **dev** WER for that attribute (chosen on dev, "
+        "scored on test); *gap* = (max - min) / min of the per-cohort test WERs. Cohorts with few speakers are "
+        "noisy: see the per-cohort speaker counts in the baseline's cohort tables (`exp/discovery/baseline-cohorts-*`).",
+        "",
+    ]
+    for key, t in sorted(by_key.items()):
+        out += [f"### `{key}`", "", (Path(args.by_key) / f"{key}.md").read_text().rstrip(), ""]
+    if arw_dev is not None:
+        out += ["### Dev: ARW against the baseline", "",
+                "The set any choice is made on (only the baseline and ARW are decoded on dev):", "",
+                (Path(args.arw_dev).with_suffix(".md")).read_text().rstrip(), ""]
+    out += [
         "## Reading the numbers (computed from the tables above)",
         "",
         *reading(region, comparison, mit, fisher),
+        *arw_reading(args.arw_name, mit, by_key, arw_dev),
         "",
         "## Run time",
         "",

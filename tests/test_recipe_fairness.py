@@ -1,0 +1,89 @@
+"""The fairness recipe's ARW stage and its option checks (egs/synth_assistant/fairness/run.sh), in a private copy:
+stage 7 trains the ARW system from scratch on a tiny corpus with a tiny config; bad options fail before any work."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from recipe_utils import recipe_copy, run_recipe
+from trainer_utils import write_feature_cuts
+
+TINY_ARW = """# a tiny transducer (the tests' trainer) with ARW on; everything else from serac's defaults
+model:
+  encoder: {hidden_dim: 12, num_layers: 1, output_dim: 10, subsampling_factor: 2, dropout: 0.0}
+  decoder_dim: 8
+  joiner_dim: 8
+data: {max_duration: 2.0, num_buckets: 2}
+optim: {warmup_steps: 0, lr: 0.01}
+loss: {warm_step: 0}
+train: {tensorboard: false, progress_bar: false}
+arw:
+  enabled: true
+  inputs: [features, encoder, label_length]
+  hidden_dim: 8
+  lr: 0.05
+  weight_decay: 0.0
+  warmup_steps: 0
+  adversary_every: 1
+  floor: 1.0
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    return recipe_copy("synth_assistant/fairness", tmp_path / "fairness")
+
+
+def test_fairness_recipe_rejects_bad_options(recipe):
+    for args, message in (
+        (["--embedding", "mfcc"], "--embedding mfcc: choose serac, resemblyzer, fbank-stats or auto"),
+        (["--arw-config", "conf/nope.yaml"], "--arw-config conf/nope.yaml: no such file"),
+        (["--arw-config", "conf/finetune.yaml"], "--arw-config conf/finetune.yaml has no arw: section"),
+        (["--speaker-model", "exp/nope.pt", "--stage", "1"], "--speaker-model exp/nope.pt: no such file"),
+    ):
+        proc = run_recipe(recipe, *args, check=False, timeout=120)
+        assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr[-2000:])
+    assert not (recipe / "exp" / "arw").exists()
+    # a missing --speaker-model does not matter to embeddings that do not use it (stage 1 fails later here: no data)
+    proc = run_recipe(recipe, "--speaker-model", "exp/nope.pt", "--embedding", "fbank-stats", "--compare-embeddings",
+                      "", "--stage", "1", "--stop-stage", "1", check=False, timeout=120)
+    assert "Stage 1: cohort discovery" in proc.stdout and "--speaker-model" not in proc.stderr, proc.stderr[-2000:]
+    # the default stop stage includes the ARW stages and the tables (a plain ./run.sh runs everything)
+    proc = run_recipe(recipe, "--stage", "9", check=False, timeout=120)
+    assert "Stage 9: mitigation and ARW tables" in proc.stdout and "no stage would run" not in proc.stderr
+
+
+def test_fairness_recipe_arw_stage_trains_from_scratch(recipe, tmp_path):
+    from serac.data.tokenizer import prepare_word_lang
+    from serac.transducer.loss import backend
+
+    if backend is None:
+        pytest.skip("no RNN-T backend")
+    asr = tmp_path / "asr"
+    prepare_word_lang(["YES NO"], asr / "data" / "lang_bpe_64")
+    fbank = recipe / "data" / "fbank"
+    fbank.mkdir(parents=True)
+    write_feature_cuts(fbank / "synth_cuts_train.jsonl.gz", tmp_path / "ftr", 8, 0)
+    write_feature_cuts(fbank / "synth_cuts_dev.jsonl.gz", tmp_path / "fdv", 2, 1)
+    (recipe / "conf" / "tiny-arw.yaml").write_text(TINY_ARW)
+    args = ["--asr-dir", str(asr), "--arw-config", "conf/tiny-arw.yaml", "--baseline-epoch", "2", "--baseline-avg", "1",
+            "--stage", "7", "--stop-stage", "7"]
+    proc = run_recipe(recipe, *args, timeout=300)
+    assert "Stage 7: ARW" in proc.stdout and "Stage 8" not in proc.stdout
+    exp = recipe / "exp" / "arw"
+    ckpt = torch.load(exp / "epoch-2.pt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["config"]["arw"]["enabled"] is True
+    assert ckpt["config"]["train"]["num_epochs"] == 2  # --baseline-epoch: as many epochs as the baseline
+    assert ckpt["addons"]["arw"]["inputs"] == ["features", "encoder", "label_length"]
+    log = (exp / "log" / "train.log").read_text()
+    assert "initialised the model from" not in log  # from scratch, not from theta*
+    assert "arw weights min" in log
+    timing = (recipe / "exp" / "timing.tsv").read_text().splitlines()
+    assert timing[-1].split("\t")[:2] == ["7", "arw-train"]
+    # a re-run skips the finished training
+    before = (exp / "epoch-2.pt").stat().st_mtime_ns
+    run_recipe(recipe, *args, timeout=300)
+    assert (exp / "epoch-2.pt").stat().st_mtime_ns == before
+    assert json.loads(json.dumps(ckpt["config"]["arw"]))["floor"] == 1.0
