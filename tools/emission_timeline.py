@@ -19,32 +19,21 @@ import torch
 from lhotse import load_manifest_lazy
 
 from serac.decode.job import load_model
-from serac.transducer.search import _context
+from serac.transducer.search import greedy_search_batch
 
 
 def timeline(model, tokenizer, feats: torch.Tensor) -> str:
     """The line for one cut's (T, F) features."""
     with torch.no_grad():
-        enc, _ = model.encode(feats.unsqueeze(0), torch.tensor([feats.size(0)]))
-        factor = feats.size(0) // enc.size(1) if enc.size(1) else 1
-        energy = feats[: enc.size(1) * factor].mean(1).view(-1, factor).mean(1)
-        threshold = energy.min() + 0.4 * (energy.max() - energy.min())
-        hyp: list = []
-        ctx = model.decoder.context_size
-
-        def decoder_out():
-            return model.joiner.decoder_proj(model.decoder(_context([hyp], ctx, model.blank_id, enc.device),
-                                                           need_pad=False))
-
-        dec, enc_proj, chars = decoder_out(), model.joiner.encoder_proj(enc), []
-        for t in range(enc.size(1)):
-            token = int(model.joiner(enc_proj[:, t].unsqueeze(1), dec, project_input=False).argmax())
-            if token != model.blank_id:
-                hyp.append(token)
-                chars.append((tokenizer.decode([token]).strip() or "?")[0])
-                dec = decoder_out()
-            else:
-                chars.append("#" if energy[t] > threshold else ".")
+        enc, enc_lens = model.encode(feats.unsqueeze(0), torch.tensor([feats.size(0)]))
+        frames: list = [[]]
+        hyp = greedy_search_batch(model, enc, enc_lens, frames=frames)[0]
+    factor = feats.size(0) // enc.size(1) if enc.size(1) else 1
+    energy = feats[: enc.size(1) * factor].mean(1).view(-1, factor).mean(1)
+    threshold = energy.min() + 0.4 * (energy.max() - energy.min())
+    chars = ["#" if e > threshold else "." for e in energy.tolist()]
+    for token, t in zip(hyp, frames[0]):
+        chars[t] = (tokenizer.decode([token]).strip() or "?")[0]
     return "".join(chars)
 
 

@@ -109,7 +109,7 @@ def pruned_rnnt_loss(
     if px_hook is not None:
         px = px_hook(px)
     if delay_penalty:
-        px = px + emission_delay_penalty(px, x_lens, delay_penalty, rnnt_type)
+        px = px + emission_delay_penalty(px, x_lens, delay_penalty)
     scores, (px_grad, py_grad) = k.mutual_information_recursion(px=px, py=py, boundary=boundary, return_grad=True)
     simple_loss = _reduce(-scores, reduction)
     ranges = k.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
@@ -122,7 +122,7 @@ def pruned_rnnt_loss(
     if px_hook is not None:
         px = px_hook(px)
     if delay_penalty:
-        px = px + emission_delay_penalty(px, x_lens, delay_penalty, rnnt_type)
+        px = px + emission_delay_penalty(px, x_lens, delay_penalty)
     pruned_loss = _reduce(-k.mutual_information_recursion(px=px, py=py, boundary=boundary), reduction)
     return simple_loss, pruned_loss
 
@@ -167,8 +167,7 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be sum, mean or none, got {reduction!r}")
 
 
-def emission_delay_penalty(px: torch.Tensor, x_lens: torch.Tensor, delay_penalty: float,
-                           rnnt_type: str = "modified") -> torch.Tensor:
+def emission_delay_penalty(px: torch.Tensor, x_lens: torch.Tensor, delay_penalty: float) -> torch.Tensor:
     """The (B, 1, T0) term k2's ``delay_penalty`` adds to the emission log-probs px (B, S, T0): ``delay_penalty *
     ((T_b - 1) / 2 - t)`` for utterance b of T_b frames, so an alignment that emits earlier scores higher (the
     term is zero on average over the frames, so the loss of a uniform alignment is unchanged)."""
