@@ -52,10 +52,10 @@ DEFAULTS: Dict[str, Any] = {
     # emission; 0: off.
     "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500,
              "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_align_margin": None, "onset_margin": None,
-             "delay_penalty": 0.0},
+             "delay_penalty": 0.0, "word_margin": None},
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},
-    "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None},
+    "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None, "noise_floor": None},
     # max_skipped_*: a run stops (no checkpoint) when that many steps in a row, or more than that share of the last
     # skip_window steps, were skipped for a non-finite loss or gradient (serac/train/trainer.py SkipMonitor)
     "train": {"num_epochs": 10, "seed": 42, "log_interval": 20, "keep_last_epochs": 30, "num_threads": 0,

@@ -203,7 +203,7 @@ def test_a_set_without_a_usable_cut_is_refused_naming_one(tmp_path: Path, one_th
 
 RANDOM_RUN = ["train.num_epochs=3", "model.encoder.dropout=0.3",
               "data.spec_augment={num_frame_masks: 1, features_mask_size: 2, frames_mask_size: 5, "
-              "time_warp_factor: 0}"]
+              "time_warp_factor: 0}", "data.noise_floor={prob: 0.5, low: 2.0, high: 6.0}"]
 
 KILL_AFTER_EPOCH_1 = """
 import json, os, signal, sys
@@ -220,8 +220,8 @@ train(Namespace(**spec["args"]), load_config(None, spec["overrides"]), on_epoch_
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, one_thread) -> None:
     """A training SIGKILLed after epoch 1 and resumed gives the parameters of an uninterrupted run, bit for bit,
-    with dropout and SpecAugment drawing from every random generator (the checkpoint holds their states; without
-    them the resumed run draws other masks)."""
+    with dropout, SpecAugment and the noise augmentation drawing from every random generator (the checkpoint
+    holds their states; without them the resumed run draws other masks)."""
     trainer = TinyTrainer(tmp_path)
     whole = trainer.run("whole", RANDOM_RUN)
     spec = {"args": vars(trainer.args("killed")), "overrides": trainer.BASE + RANDOM_RUN}

@@ -239,20 +239,22 @@ def test_ctc_forced_alignment_by_hand():
     assert first.tolist() == [[1, 4, -1], [0, 2, -1], [-1, -1, -1]]  # "1 1 1" cannot fit in 2 frames
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_emission_restriction_removes_exactly_the_early_paths(seed):
+@pytest.mark.parametrize("seed,two_sided", [(0, False), (1, False), (0, True), (1, True)])
+def test_emission_restriction_removes_exactly_the_early_paths(seed, two_sided):
     """The restricted loss equals the full loss computed on logits where those emissions are impossible,
-    while the symbol keeps its probability in the normaliser (so the loss pushes it down there)."""
+    while the symbol keeps its probability in the normaliser (so the loss pushes it down there). Two-sided:
+    emissions after ``latest`` go too (loss.word_margin's windows)."""
     logits, symbols, x_lens, y_lens = random_batch(seed, n=2, t_max=7, s_max=3)
     y = [symbols[i, : int(y_lens[i])].tolist() for i in range(2)]
     earliest = torch.tensor([[2, 3, 5], [1, 4, 0]])
+    latest = torch.tensor([[3, 5, 6], [2, 6, 6]]) if two_sided else None
     k = rnnt.require_backend()
     boundary = rnnt._boundary(x_lens, y_lens)
     px, py = k.get_rnnt_logprobs_joint(logits=logits, symbols=symbols, termination_symbol=0, boundary=boundary,
                                        rnnt_type="modified")
-    restricted = -k.mutual_information_recursion(px=rnnt.restrict_emissions(px, earliest), py=py,
+    restricted = -k.mutual_information_recursion(px=rnnt.restrict_emissions(px, earliest, latest), py=py,
                                                   boundary=boundary)
-    # brute force: enumerate modified-RNN-T alignments (one symbol or blank per frame) and drop early ones
+    # brute force: enumerate modified-RNN-T alignments (one symbol or blank per frame) and drop early (late) ones
     import itertools
     logp = logits.log_softmax(-1)
     for b in range(2):
@@ -260,6 +262,8 @@ def test_emission_restriction_removes_exactly_the_early_paths(seed):
         total = []
         for frames in itertools.combinations(range(tb), sb):
             if any(f < int(earliest[b, i]) for i, f in enumerate(frames)):
+                continue
+            if latest is not None and any(f > int(latest[b, i]) for i, f in enumerate(frames)):
                 continue
             score, s_pos = 0.0, 0
             for t in range(tb):
@@ -269,9 +273,78 @@ def test_emission_restriction_removes_exactly_the_early_paths(seed):
                 else:
                     score += logp[b, t, s_pos, 0]
             total.append(score)
+        assert total, "the windows must leave a path for this comparison"
         assert restricted[b].item() == pytest.approx(-torch.logsumexp(torch.stack(total), 0).item(), rel=1e-4)
     unrestricted = -k.mutual_information_recursion(px=px, py=py, boundary=boundary)
     assert (restricted >= unrestricted - 1e-5).all()
+
+
+def _words(spans, t_max: int = 100, feat: int = 6) -> torch.Tensor:
+    """(t_max, feat) log-mel features: -10 (silence) with 0.0 (speech) on the given [start, end) spans."""
+    x = torch.full((t_max, feat), -10.0)
+    for a, b in spans:
+        x[a:b] = 0.0
+    return x
+
+
+def test_word_windows_from_speech_segments():
+    """One window per word where the energy detector finds one segment per word: from `before` encoder frames
+    before the segment to `after` past its last frame; any other utterance (segments merged, a word inaudible)
+    and any whose windows leave no path stays unrestricted."""
+    x = torch.stack([_words([(20, 36), (42, 54), (70, 90)]),    # 3 words, 3 segments
+                     _words([(20, 36), (39, 54), (70, 90)]),    # a 3-frame pause: merged, 2 segments for 3 words
+                     _words([(20, 36), (42, 54), (70, 90)])])   # 3 segments, 2 words
+    segs = rnnt.batch_segments(x, torch.tensor([100, 100, 100]))
+    assert segs[0] == [[20, 36], [42, 54], [70, 90]] and segs[1] == [[20, 54], [70, 90]]
+    early, late = rnnt.word_windows(segs, torch.tensor([100, 100, 100]), torch.tensor([3, 3, 2]), factor=4,
+                                    before=1, after=0)
+    assert early.tolist() == [[4, 9, 16], [0, 0, 0], [0, 0, 0]]
+    assert late.tolist() == [[8, 13, 22], [24, 24, 24], [24, 24, 24]]
+    # three words in a 2-frame window each, overlapping so that one frame per word does not fit: unrestricted
+    tight = [[[0, 4], [4, 8], [4, 8]]]
+    early, late = rnnt.word_windows(tight, torch.tensor([40]), torch.tensor([3]), factor=4, before=0, after=0)
+    assert early.tolist() == [[0, 0, 0]] and late.tolist() == [[9, 9, 9]]
+
+
+def test_word_margin_restricts_the_loss_and_uses_the_clean_segments():
+    """loss.word_margin in the model: the restricted loss is finite, above the free one, with finite gradients;
+    the trainer finds the segments before the noise augmentation and SpecAugment (which would hide them)."""
+    from serac.config import load_config
+    from serac.train.trainer import compute_loss
+
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
+                         "decoder_dim": 16, "joiner_dim": 16}, num_features=6, vocab_size=7)
+    x = torch.stack([_words([(20, 36), (42, 54), (70, 90)]), _words([(10, 30), (50, 70), (80, 95)])])
+    x = x + 0.1 * torch.randn_like(x)
+    x_lens, y = torch.tensor([100, 100]), [[1, 2, 3], [4, 5, 6]]
+    free = model(x, x_lens, y, prune_range=3)
+    tied = model(x, x_lens, y, prune_range=3, word_margin=(1, 0))
+    assert torch.isfinite(tied["pruned_loss"]) and torch.isfinite(tied["simple_loss"])
+    assert tied["pruned_loss"].item() > free["pruned_loss"].item()
+    (tied["simple_loss"] + tied["pruned_loss"]).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+    class Tok:
+        def encode(self, text):
+            return [int(t) for t in text.split()]
+
+    seen = {}
+    real_forward = model.forward
+
+    def spy(feats, lens, targets, **kw):
+        seen.update(x=feats, segments=kw.get("segments"), margin=kw.get("word_margin"))
+        return real_forward(feats, lens, targets, **kw)
+
+    model.forward = spy
+    batch = {"inputs": x, "supervisions": {"num_frames": x_lens, "text": ["1 2 3", "4 5 6"]}}
+    cfg = load_config(None, ["loss.word_margin=[1, 0]", "data.noise_floor={prob: 1.0, low: 1.0, high: 1.0}"])
+    compute_loss(model, batch, Tok(), cfg, step=100, device=torch.device("cpu"), train=True,
+                 spec_augment=lambda f: torch.zeros_like(f))
+    assert seen["segments"] == [[[20, 36], [42, 54], [70, 90]], [[10, 30], [50, 70], [80, 95]]]
+    assert seen["margin"] == [1, 0] and seen["x"].abs().sum() == 0
+    compute_loss(model, batch, Tok(), cfg, step=100, device=torch.device("cpu"), train=False)
+    assert seen["segments"] is None and torch.equal(seen["x"], x)  # validation: found on x itself, no noise
 
 
 def test_speech_onset_and_feasibility():

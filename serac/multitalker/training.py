@@ -31,6 +31,7 @@ from serac.multitalker.targets import ChannelTarget, TooManyTalkersError, channe
 UNSUPPORTED = {
     ("loss", "onset_margin"): "its speech onsets are per conversation, the loss rows per channel (a channel's "
                               "first turn can start long after the mixture's onset)",
+    ("loss", "word_margin"): "its speech segments are the mixture's, the loss rows per channel",
     ("arw", "enabled"): "adversarial reweighting weights utterances, an STS batch has two loss rows per conversation",
     ("distill", "teacher"): "distillation compares encoder outputs of one row per utterance",
 }

@@ -40,6 +40,7 @@ from lhotse.dataset import SpecAugment
 from torch.nn.parallel import DistributedDataParallel
 
 from serac.config import dump_config
+from serac.data.augment import raise_noise_floor
 from serac.data.dataset import check_cuts, eval_dataloader, load_cuts, train_dataloader
 from serac.data.tokenizer import Tokenizer
 from serac.multitalker.training import (check_sts_config, conversation_problem_check, num_output_channels,
@@ -51,7 +52,7 @@ from serac.train.distill import DistillAddon
 from serac.train.ewc import EWCAddon
 from serac.train.exp_lock import ExperimentLock
 from serac.train.transcripts import check_transcripts
-from serac.transducer.loss import backend_name, loss_scales, speech_onset
+from serac.transducer.loss import backend_name, batch_segments, loss_scales, speech_onset
 from serac.transducer.model import build_model, count_parameters
 from serac.utils import atomic_write_text, environment_info, setup_logging
 
@@ -146,9 +147,11 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
                     addons: Sequence[TrainingAddon] = ()) -> Tuple[torch.Tensor, Dict[str, float], StepContext]:
     """Returns (loss to back-propagate (sum over the batch), stats dict of summed values, what the add-ons saw
     of the batch). ``spec_augment`` (a callable on (B, T, F) features, training only) is applied here rather than
-    in the data loader, after the speech onsets for ``loss.onset_margin`` were found on the clean features (masks
-    and time warping would move them). ``addons``: their per-utterance weights (training only) and extra loss terms (stats under their
-    ``loss_names``) enter here (serac/train/addon.py)."""
+    in the data loader, after the speech onsets for ``loss.onset_margin`` and the speech segments for
+    ``loss.word_margin`` were found on the clean features (masks and time warping would move them), and after the
+    ``data.noise_floor`` augmentation (serac/data/augment.py), which would hide them too. ``addons``: their
+    per-utterance weights (training only) and extra loss terms (stats under their ``loss_names``) enter here
+    (serac/train/addon.py)."""
     feats = batch["inputs"].to(device)
     sup = batch["supervisions"]
     px_hook = None
@@ -161,11 +164,17 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
         x_lens = sup["num_frames"].to(device)
         y = [tokenizer.encode(t) for t in sup["text"]]
         num_utts = len(y)
-    onset = None
-    if train and spec_augment is not None:
-        onset = speech_onset(feats, x_lens)
-        feats = spec_augment(feats)
     lc = cfg["loss"]
+    onset = segments = None
+    if train and lc.get("word_margin") is not None:
+        segments = batch_segments(feats, x_lens)  # on the clean features: noise and SpecAugment would move them
+    noise = cfg["data"].get("noise_floor") if train else None
+    if train and (spec_augment is not None or noise):
+        onset = speech_onset(feats, x_lens)  # likewise
+    if noise:
+        feats = raise_noise_floor(feats, x_lens, float(noise["prob"]), float(noise["low"]), float(noise["high"]))
+    if train and spec_augment is not None:
+        feats = spec_augment(feats)
     ctc_scale = float(lc.get("ctc_scale", 0.0))
     # CTC-only warm-up: the transducer losses start once the encoder has learned to align (see DEFAULTS)
     ctc_warmup = int(lc.get("ctc_warmup_steps", 0)) if train else 0
@@ -177,7 +186,8 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
                 ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"), onset=onset,
                 delay_penalty=float(lc.get("delay_penalty") or 0.0) if train else 0.0,
-                px_hook=px_hook, **({"reduction": "none"} if reweighting else {}))
+                word_margin=lc.get("word_margin"), segments=segments, px_hook=px_hook,
+                **({"reduction": "none"} if reweighting else {}))
     if warming:
         simple_scale = pruned_scale = 0.0
     else:

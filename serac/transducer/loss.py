@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -70,6 +70,7 @@ def pruned_rnnt_loss(
     earliest: Optional[torch.Tensor] = None,
     px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     delay_penalty: float = 0.0,
+    latest: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The smoothed "simple" loss, prune ranges from its gradients, and the pruned loss.
 
@@ -79,7 +80,8 @@ def pruned_rnnt_loss(
     rnnt_type: "modified" (at most one symbol per frame: emitting advances time, as greedy search and modified
     beam search decode) or "regular" (Graves; a frame may emit many symbols).
     earliest: optional (B, S) first frame at which each symbol may be emitted (alignment-restricted RNN-T,
-    Mahadeokar et al. 2021, left side only); applied to both losses, so the prune ranges respect it too.
+    Mahadeokar et al. 2021); applied to both losses, so the prune ranges respect it too. latest: optional (B, S)
+    last frame at which each symbol may be emitted (the right side; needs ``earliest``).
     px_hook: optional function of the (B, S, T) emission log-probs returning them modified (a penalty, a gradient
     scale: serac.multitalker's FastEmit and end-of-turn latency penalty); applied to both losses, like earliest.
     delay_penalty: k2's delay penalty (Kang et al. 2022, "Delay-penalized transducer"): every emission at frame t
@@ -95,7 +97,9 @@ def pruned_rnnt_loss(
     if bool(empty.any()):
         return _with_empty_rows(empty, am, lm, simple_am, simple_lm, joiner, symbols, x_lens, y_lens, blank_id,
                                 prune_range, lm_scale, am_scale, reduction, rnnt_type, earliest, px_hook,
-                                delay_penalty)
+                                delay_penalty, latest)
+    if latest is not None and earliest is None:
+        raise ValueError("latest needs earliest (give zeros for no left restriction)")
     boundary = _boundary(x_lens, y_lens)
     if earliest is not None and rnnt_type == "regular":
         raise ValueError("emission restriction (earliest) is implemented for modified/constrained RNN-T only")
@@ -105,7 +109,7 @@ def pruned_rnnt_loss(
         lm=simple_lm.float(), am=simple_am.float(), symbols=symbols, termination_symbol=blank_id,
         lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, rnnt_type=rnnt_type)
     if earliest is not None:
-        px = restrict_emissions(px, earliest)
+        px = restrict_emissions(px, earliest, latest)
     if px_hook is not None:
         px = px_hook(px)
     if delay_penalty:
@@ -118,7 +122,7 @@ def pruned_rnnt_loss(
     px, py = k.get_rnnt_logprobs_pruned(logits=logits.float(), symbols=symbols, ranges=ranges,
                                         termination_symbol=blank_id, boundary=boundary, rnnt_type=rnnt_type)
     if earliest is not None:
-        px = restrict_emissions(px, earliest)
+        px = restrict_emissions(px, earliest, latest)
     if px_hook is not None:
         px = px_hook(px)
     if delay_penalty:
@@ -129,7 +133,7 @@ def pruned_rnnt_loss(
 
 def _with_empty_rows(empty: torch.Tensor, am, lm, simple_am, simple_lm, joiner, symbols, x_lens, y_lens, blank_id,
                      prune_range, lm_scale, am_scale, reduction, rnnt_type, earliest, px_hook,
-                     delay_penalty: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+                     delay_penalty: float = 0.0, latest=None) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`pruned_rnnt_loss` of a batch with symbol-less rows: those by their all-blank path, the others by the
     backend (``px_hook`` still sees every row, the others' filled with zeros, so a hook built for the whole batch
     applies unchanged). The delay penalty has nothing to act on in a symbol-less row."""
@@ -151,7 +155,8 @@ def _with_empty_rows(empty: torch.Tensor, am, lm, simple_am, simple_lm, joiner, 
         s_keep, p_keep = pruned_rnnt_loss(
             am[keep], lm[keep], simple_am[keep], simple_lm[keep], joiner, symbols[keep], x_lens[keep], y_lens[keep],
             blank_id, prune_range, lm_scale, am_scale, "none", rnnt_type,
-            earliest[keep] if earliest is not None else None, hook, delay_penalty)
+            earliest[keep] if earliest is not None else None, hook, delay_penalty,
+            latest[keep] if latest is not None else None)
         simple = simple.index_copy(0, keep, s_keep.float())
         pruned = pruned.index_copy(0, keep, p_keep.float())
     return _reduce(simple, reduction), _reduce(pruned, reduction)
@@ -176,14 +181,72 @@ def emission_delay_penalty(px: torch.Tensor, x_lens: torch.Tensor, delay_penalty
     return (delay_penalty * (offset.view(-1, 1, 1) - t.view(1, 1, -1))).to(px.dtype)
 
 
-def restrict_emissions(px: torch.Tensor, earliest: torch.Tensor) -> torch.Tensor:
-    """Remove from the lattice every emission of symbol ``s`` at a frame ``t < earliest[b, s]``.
+def restrict_emissions(px: torch.Tensor, earliest: torch.Tensor,
+                       latest: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Remove from the lattice every emission of symbol ``s`` at a frame ``t < earliest[b, s]`` (and, given
+    ``latest`` (B, S), at a frame ``t > latest[b, s]``).
 
     px: (B, S, T) log-probs of emitting symbol s at frame t (modified RNN-T layout). Only the transition goes:
     the symbol's probability stays in the softmax normaliser, so the loss still pushes it down on those frames
     (the blank there has to win), which is what teaches the model not to emit before the evidence."""
     t = torch.arange(px.size(2), device=px.device).view(1, 1, -1)
-    return px.masked_fill(t < earliest.unsqueeze(2), float("-inf"))
+    outside = t < earliest.unsqueeze(2)
+    if latest is not None:
+        outside = outside | (t > latest.unsqueeze(2))
+    return px.masked_fill(outside, float("-inf"))
+
+
+def speech_segments(x: torch.Tensor, length: int, min_gap: int = 5, min_len: int = 5, head_frames: int = 5,
+                    delta: float = 2.3) -> List[List[int]]:
+    """[start, end) input frames of the speech segments of one utterance's (T, F) log-mel features: runs of frames
+    whose mean energy exceeds the noise floor of the first ``head_frames`` frames by ``delta`` nats (as
+    :func:`speech_onset`), runs closer than ``min_gap`` frames merged, runs under ``min_len`` frames dropped."""
+    e = x[:length].float().mean(-1)
+    above = (e > e[:head_frames].mean() + delta).tolist()
+    segs: List[List[int]] = []
+    for t, a in enumerate(above):
+        if not a:
+            continue
+        if segs and t - segs[-1][1] < min_gap:
+            segs[-1][1] = t + 1
+        else:
+            segs.append([t, t + 1])
+    return [g for g in segs if g[1] - g[0] >= min_len]
+
+
+@torch.no_grad()
+def batch_segments(x: torch.Tensor, x_lens: torch.Tensor) -> List[List[List[int]]]:
+    """:func:`speech_segments` of every row of (B, T, F) features."""
+    xc = x.detach().cpu()
+    return [speech_segments(xc[i], int(x_lens[i])) for i in range(xc.size(0))]
+
+
+def word_windows(segments: List[List[List[int]]], x_lens: torch.Tensor, y_lens: torch.Tensor, factor: int,
+                 before: int, after: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-symbol emission windows (earliest, latest), (B, S) encoder frames, from each utterance's speech
+    segments (:func:`batch_segments`, input frames): where an utterance has exactly as many segments as symbols
+    (words spoken with pauses between them, as in yesno or digit strings), symbol s may be emitted from ``before``
+    encoder frames before segment s's first frame to ``after`` encoder frames after its last (alignment-restricted
+    RNN-T with the energy detector as the aligner); every other utterance is left unrestricted (earliest 0,
+    latest T-1). x_lens in input frames, y_lens symbols per row."""
+    b, s_max = int(y_lens.size(0)), int(y_lens.max()) if y_lens.numel() else 0
+    t_enc = (x_lens // factor).tolist()
+    earliest = torch.zeros(b, s_max, dtype=torch.int64)
+    latest = torch.tensor(t_enc, dtype=torch.int64).sub(1).clamp(min=0).unsqueeze(1).expand(b, s_max).clone()
+    for i, segs in enumerate(segments):
+        if len(segs) != int(y_lens[i]) or not segs:
+            continue
+        lo = [max(0, g[0] // factor - before) for g in segs]
+        hi = [min(t_enc[i] - 1, (g[1] - 1) // factor + after) for g in segs]
+        # one symbol per frame, in order: keep the windows only if they leave a path
+        frame, ok = -1, True
+        for a, z in zip(lo, hi):
+            frame = max(a, frame + 1)
+            ok = ok and frame <= z
+        if ok:
+            earliest[i, : len(segs)] = torch.tensor(lo)
+            latest[i, : len(segs)] = torch.tensor(hi)
+    return earliest.to(x_lens.device), latest.to(x_lens.device)
 
 
 @torch.no_grad()

@@ -14,7 +14,8 @@ from torch import nn
 
 from serac.encoders import EncoderBase, build_encoder
 from serac.encoders.cost import count_parameters  # noqa: F401  (re-exported for the trainer)
-from serac.transducer.loss import ctc_forced_alignment, feasible_earliest, pruned_rnnt_loss, speech_onset
+from serac.transducer.loss import (batch_segments, ctc_forced_alignment, feasible_earliest, pruned_rnnt_loss,
+                                   speech_onset, word_windows)
 
 
 class StatelessDecoder(nn.Module):
@@ -108,6 +109,8 @@ class Transducer(nn.Module):
         reduction: str = "sum",
         px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         delay_penalty: float = 0.0,
+        word_margin: Optional[Tuple[int, int]] = None,
+        segments: Optional[List[List[List[int]]]] = None,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, the
         encoder output and lengths (for distillation), and any auxiliary loss the encoder set (e.g. a
@@ -119,7 +122,11 @@ class Transducer(nn.Module):
         features, :func:`serac.transducer.loss.speech_onset`); ``onset`` (B,) gives those onsets in input frames
         instead, e.g. found on the features before SpecAugment masked or warped them. ``reduction="none"``: the
         simple, pruned and CTC losses per utterance (B,) instead of summed (for per-utterance loss weights).
-        ``px_hook``, ``delay_penalty``: see :func:`serac.transducer.loss.pruned_rnnt_loss`."""
+        ``px_hook``, ``delay_penalty``: see :func:`serac.transducer.loss.pruned_rnnt_loss`. ``word_margin=(a, b)``
+        restricts each word to its own speech segment, from ``a`` encoder frames before it to ``b`` after its end,
+        in utterances whose energy detector finds one segment per symbol (:func:`serac.transducer.loss.word_windows`);
+        the segments are given as ``segments`` (input frames per utterance, found before SpecAugment) or found
+        here on ``x``."""
         encoder_out, enc_lens = self.encode(x, x_lens)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
@@ -143,6 +150,13 @@ class Transducer(nn.Module):
             onset = (onset // factor - int(onset_margin)).clamp(min=0)
             by_onset = onset.unsqueeze(1).expand(symbols.shape)
             earliest = by_onset if earliest is None else torch.maximum(earliest, by_onset)
+        latest = None
+        if transducer and word_margin is not None:
+            before, after = (int(v) for v in word_margin)
+            factor = int(getattr(self.encoder, "subsampling_factor"))
+            segs = batch_segments(x, x_lens) if segments is None else segments
+            w_early, latest = word_windows(segs, x_lens, y_lens, factor, before, after)
+            earliest = w_early if earliest is None else torch.maximum(earliest, w_early)
         if earliest is not None:
             earliest = feasible_earliest(earliest, enc_lens, y_lens)
         if not transducer:
@@ -153,7 +167,7 @@ class Transducer(nn.Module):
         else:
             simple_loss, pruned_loss = self._transducer_losses(encoder_out, enc_lens, symbols, y_lens, prune_range,
                                                                lm_scale, am_scale, rnnt_type, earliest, reduction,
-                                                               px_hook, delay_penalty)
+                                                               px_hook, delay_penalty, latest)
         out = {"simple_loss": simple_loss, "pruned_loss": pruned_loss, "num_frames": enc_lens.sum(),
                "encoder_out": encoder_out, "encoder_lens": enc_lens}
         if log_probs is not None:
@@ -169,7 +183,8 @@ class Transducer(nn.Module):
                            rnnt_type: str, earliest: Optional[torch.Tensor] = None,
                            reduction: str = "sum",
                            px_hook: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                           delay_penalty: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+                           delay_penalty: float = 0.0,
+                           latest: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         sos_y = F.pad(symbols, (1, 0), value=self.blank_id)  # blank acts as <sos>
         decoder_out = self.decoder(sos_y)
         return pruned_rnnt_loss(
@@ -177,7 +192,7 @@ class Transducer(nn.Module):
             simple_am=self.simple_am_proj(encoder_out), simple_lm=self.simple_lm_proj(decoder_out),
             joiner=self.joiner, symbols=symbols, x_lens=enc_lens, y_lens=y_lens, blank_id=self.blank_id,
             prune_range=prune_range, lm_scale=lm_scale, am_scale=am_scale, reduction=reduction,
-            rnnt_type=rnnt_type, earliest=earliest, px_hook=px_hook, delay_penalty=delay_penalty)
+            rnnt_type=rnnt_type, earliest=earliest, px_hook=px_hook, delay_penalty=delay_penalty, latest=latest)
 
 
 def encoder_num_features(encoder: EncoderBase) -> int:
