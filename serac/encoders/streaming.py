@@ -92,15 +92,73 @@ class CausalConv1d(nn.Module):
         # which the ONNX exporters can trace with a dynamic time axis
         t_full = padded.size(1) - dilation * (kernel - 1)
         weight = conv.weight.view(channels, kernel)
-        y = None
-        for k in range(kernel):
-            tap = padded.narrow(1, k * dilation, t_full) * weight[:, k]
-            y = tap if y is None else y + tap
-        if stride > 1:
-            y = y[:, ::stride]
-        if conv.bias is not None:
-            y = y + conv.bias
+        if _needs_autograd(padded, weight) and not _tracing():
+            # training: the same sums, with a hand-written backward (one gradient buffer, no per-tap zero fill)
+            y = _DepthwiseTaps.apply(padded, weight, conv.bias, dilation, stride, t_full)
+        else:
+            y = _depthwise_taps(padded, weight, conv.bias, dilation, 1, t_full)
+            if stride > 1:
+                y = y[:, ::stride]
         return y, _keep_last(padded, self.cache_frames, 1).transpose(1, 2)
+
+
+def _needs_autograd(*tensors: Optional[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _tracing() -> bool:
+    """Under an exporter (TorchScript tracing or torch.export / dynamo): custom autograd Functions are kept out
+    of exported graphs."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def _tap(padded: torch.Tensor, k: int, dilation: int, stride: int, t_full: int) -> torch.Tensor:
+    """Input frames of tap ``k`` for every output: ``padded[:, k*dilation : k*dilation + t_full : stride]``."""
+    x = padded.narrow(1, k * dilation, t_full)
+    return x if stride == 1 else x[:, ::stride]
+
+
+def _depthwise_taps(padded: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], dilation: int,
+                    stride: int, t_full: int) -> torch.Tensor:
+    """Depthwise causal convolution on time-major (N, T, C) input, ``weight`` (C, kernel): ``bias + sum_k
+    tap_k * weight[:, k]`` (taps in order k = 0, 1, ...), one ``addcmul`` pass per tap."""
+    first = _tap(padded, 0, dilation, stride, t_full)
+    y = first * weight[:, 0] if bias is None else torch.addcmul(bias, first, weight[:, 0])
+    for k in range(1, weight.size(1)):
+        y = torch.addcmul(y, _tap(padded, k, dilation, stride, t_full), weight[:, k])
+    return y
+
+
+class _DepthwiseTaps(torch.autograd.Function):
+    """:func:`_depthwise_taps` with the output stride applied to the taps, and a backward that accumulates the
+    input gradient of every tap into one buffer (autograd's own backward of the sliced taps zero-fills a padded
+    buffer per tap and adds them up) and reduces each tap's weight gradient directly."""
+
+    @staticmethod
+    def forward(ctx, padded, weight, bias, dilation, stride, t_full):  # type: ignore[override]
+        first = _tap(padded, 0, dilation, stride, t_full)
+        y = first * weight[:, 0] if bias is None else torch.addcmul(bias, first, weight[:, 0])
+        for k in range(1, weight.size(1)):
+            y.addcmul_(_tap(padded, k, dilation, stride, t_full), weight[:, k])
+        ctx.save_for_backward(padded, weight)
+        ctx.args = (dilation, stride, t_full)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        padded, weight = ctx.saved_tensors
+        kernel = weight.size(1)
+        grad_padded = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_padded = torch.zeros_like(padded)
+            for k in range(kernel):
+                _tap(grad_padded, k, *ctx.args).addcmul_(grad, weight[:, k])
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.stack([(grad * _tap(padded, k, *ctx.args)).sum((0, 1)) for k in range(kernel)], 1)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 1))
+        return grad_padded, grad_weight, grad_bias, None, None, None
 
 
 class CausalConv2d(nn.Module):
