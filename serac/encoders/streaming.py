@@ -109,7 +109,7 @@ def _needs_autograd(*tensors: Optional[torch.Tensor]) -> bool:
 def _tracing() -> bool:
     """Under an exporter (TorchScript tracing or torch.export / dynamo): custom autograd Functions are kept out
     of exported graphs."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def _tap(padded: torch.Tensor, k: int, dilation: int, stride: int, t_full: int) -> torch.Tensor:
@@ -186,10 +186,41 @@ class CausalConv2d(nn.Module):
         return torch.zeros(batch_size, self.in_channels, self.cache_frames, freq, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, T, F) -> (N, C', T', F'); a channels-last input (as :meth:`forward_single_channel` returns)
+        stays channels-last, which oneDNN runs faster, forward and backward; the cache is returned contiguous."""
         if cache is None:
             cache = self.init_cache(x.size(0), x.size(3), x.device, x.dtype)
+        if _is_channels_last(x):
+            cache = cache.contiguous(memory_format=torch.channels_last)
         x = torch.cat([cache, x], dim=2)
-        return self.conv(x), _keep_last(x, self.cache_frames, 2)
+        return self.conv(x), _keep_last(x, self.cache_frames, 2).contiguous()
+
+    def forward_single_channel(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None
+                               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The same convolution for one input channel given as (N, T, F) (the cache keeps its (N, 1, frames, F)
+        layout): output (N, C', T', F') in channels-last memory. Computed as one matrix product of the
+        ``kernel_t * kernel_f`` taps of every output position with the weight (im2col: with a single input channel
+        the tap matrix is small), which writes the output directly in the channels-last layout the next
+        convolution runs fastest on."""
+        conv = self.conv
+        if conv.in_channels != 1:
+            raise ValueError(f"forward_single_channel needs one input channel, not {conv.in_channels}")
+        if cache is None:
+            cache = self.init_cache(x.size(0), x.size(2), x.device, x.dtype)
+        x = torch.cat([cache[:, 0], x], dim=1)  # (N, cache + T, F)
+        (kernel_t, kernel_f), (stride_t, stride_f), pad_f = conv.kernel_size, conv.stride, conv.padding[1]
+        padded = nn.functional.pad(x, (pad_f, pad_f))
+        # taps at stride 1, then every stride-th position (as forward_time_major: simple slice bounds)
+        t_full, f_full = padded.size(1) - kernel_t + 1, padded.size(2) - kernel_f + 1
+        taps = [padded.narrow(1, i, t_full).narrow(2, j, f_full)[:, ::stride_t, ::stride_f]
+                for i in range(kernel_t) for j in range(kernel_f)]
+        cols = torch.stack(taps, dim=-1)  # (N, T', F', kernel_t * kernel_f), taps in the weight's order
+        y = nn.functional.linear(cols, conv.weight.view(conv.out_channels, -1), conv.bias)  # (N, T', F', C')
+        return y.permute(0, 3, 1, 2), _keep_last(x, self.cache_frames, 1).unsqueeze(1).contiguous()
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 class CausalConv2dSubsampling(nn.Module):
@@ -211,15 +242,28 @@ class CausalConv2dSubsampling(nn.Module):
                 "conv2": self.conv2.init_cache(batch_size, self.mid_freq, device)}
 
     def feature_maps(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
-        """(N, T, F) -> (N, C, T/4, F') feature maps, before the flattening projection."""
-        h, conv1_cache = self.conv1(x.unsqueeze(1), state["conv1"])
+        """(N, T, F) -> (N, C, T/4, F') feature maps (channels-last in memory), before the flattening projection."""
+        if _tracing():  # exporters: the plain convolution (a dynamic time axis through strided im2col slices is not
+            h, conv1_cache = self.conv1(x.unsqueeze(1), state["conv1"])  # exported correctly)
+        else:
+            h, conv1_cache = self.conv1.forward_single_channel(x, state["conv1"])
         h, conv2_cache = self.conv2(torch.relu(h), state["conv2"])
         return torch.relu(h), {"conv1": conv1_cache, "conv2": conv2_cache}
 
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, F) feature maps -> (N, T, output_dim): ``proj`` of each frame's map flattened channel-major.
+        A channels-last map is flattened frequency-major instead (a view, no copy) and met by the projection's
+        weight columns in the same order, which is the same sum."""
+        n, c, t, f = h.shape
+        if not _is_channels_last(h):
+            return self.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f))
+        weight = self.proj.weight
+        weight = weight.view(weight.size(0), c, f).transpose(1, 2).reshape(weight.size(0), f * c)
+        return nn.functional.linear(h.permute(0, 2, 3, 1).reshape(n, t, f * c), weight, self.proj.bias)
+
     def forward(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
         h, state = self.feature_maps(x, state)
-        n, c, t, f = h.shape
-        return self.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f)), state
+        return self.project(h), state
 
 
 class RunningMeanSqueezeExcitation(nn.Module):
@@ -259,7 +303,10 @@ class ChunkedSelfAttention(nn.Module):
     Positions enter as a learned per-head bias indexed by the query-key distance inside the window, so the
     module streams with nothing but the last ``left_context`` keys/values (and whether each cache slot holds
     a real frame). Chunks are aligned to the stream start; streamed spans must be multiples of ``chunk_size``.
-    Cost is linear in T: every chunk scores ``chunk_size x (left_context + chunk_size)`` pairs.
+    Cost is linear in T: every chunk scores ``chunk_size x (left_context + chunk_size)`` pairs. Over a whole
+    utterance the chunks are computed in blocks of about ``block_frames`` frames (:meth:`_attend_blocks`: fewer,
+    larger matmuls; a block's queries also score the other keys of the block's span, masked to exactly zero
+    weight); ``block_frames = 0`` computes one window per chunk (what ``encoder_flops_per_second`` counts).
     """
 
     def __init__(self, dim: int, num_heads: int, chunk_size: int, left_context: int, dropout: float = 0.0) -> None:
@@ -317,6 +364,8 @@ class ChunkedSelfAttention(nn.Module):
         valid = torch.cat([state["valid"], key_valid], dim=1)
         new_state = {"key": _keep_last(keys, left, 1), "value": _keep_last(values, left, 1),
                      "valid": _keep_last(valid, left, 1)}
+        if chunk_index is None:
+            return self._attend_blocks(q, keys, values, valid), new_state
 
         # pad the last partial chunk (only in full-utterance mode) with invalid frames
         pad = (-t) % c
@@ -327,44 +376,32 @@ class ChunkedSelfAttention(nn.Module):
             valid = nn.functional.pad(valid, (0, pad), value=False)
         num_chunks = (t + pad) // c
         window = left + c
-        if chunk_index is None:
-            # (N, chunks, window, D): keys of chunk j are frames [j*c, j*c + window) of the cache-prefixed sequence
-            key_windows = keys.unfold(1, window, c).transpose(2, 3)
-            value_windows = values.unfold(1, window, c).transpose(2, 3)
-            valid_windows = valid.unfold(1, window, c)  # (N, chunks, window)
-            q = q.reshape(n, num_chunks, c, h, dh).transpose(2, 3)  # (N, chunks, H, c, dh)
-            key_windows = key_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
-            value_windows = value_windows.reshape(n, num_chunks, window, h, dh).transpose(2, 3)
-        else:
-            # (1, selected chunks, H, rows, dh), gathered with index_select from head-major copies of the
-            # sequences, already in the layout the batched matmuls take (advanced indexing of the unfolded views,
-            # then reshaping for matmul, copied every window twice). Windows start at multiples of chunk_size, so
-            # when left_context is one too, whole chunk-sized blocks are gathered (c times fewer, longer rows).
-            unit = c if left % c == 0 else 1
-            length, padded = left + t + pad, t + pad
-            batch = torch.div(chunk_index, num_chunks, rounding_mode="floor")
-            first = (chunk_index % num_chunks) * c  # first frame of each selected chunk (= its window start)
-            heads = torch.arange(h, device=q.device)
-            stream = (batch[:, None] * h + heads)[:, :, None]  # (chunks, H, 1): which (utterance, head) row
-            key_rows = (stream * (length // unit) + (first // unit)[:, None, None]
-                        + torch.arange(window // unit, device=q.device)).reshape(-1)
-            query_rows = (stream * (padded // unit) + (first // unit)[:, None, None]
-                          + torch.arange(c // unit, device=q.device)).reshape(-1)
+        # (1, selected chunks, H, rows, dh), gathered with index_select from head-major copies of the
+        # sequences, already in the layout the batched matmuls take (advanced indexing of the unfolded views,
+        # then reshaping for matmul, copied every window twice). Windows start at multiples of chunk_size, so
+        # when left_context is one too, whole chunk-sized blocks are gathered (c times fewer, longer rows).
+        unit = c if left % c == 0 else 1
+        length, padded = left + t + pad, t + pad
+        batch = torch.div(chunk_index, num_chunks, rounding_mode="floor")
+        first = (chunk_index % num_chunks) * c  # first frame of each selected chunk (= its window start)
+        heads = torch.arange(h, device=q.device)
+        stream = (batch[:, None] * h + heads)[:, :, None]  # (chunks, H, 1): which (utterance, head) row
+        key_rows = (stream * (length // unit) + (first // unit)[:, None, None]
+                    + torch.arange(window // unit, device=q.device)).reshape(-1)
+        query_rows = (stream * (padded // unit) + (first // unit)[:, None, None]
+                      + torch.arange(c // unit, device=q.device)).reshape(-1)
 
-            def head_major(x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N*H*L/unit, unit*dh)
-                return x.reshape(n, x.size(1), h, dh).transpose(1, 2).reshape(-1, unit * dh)
+        def head_major(x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N*H*L/unit, unit*dh)
+            return x.reshape(n, x.size(1), h, dh).transpose(1, 2).reshape(-1, unit * dh)
 
-            key_windows = head_major(keys).index_select(0, key_rows).view(1, -1, h, window, dh)
-            value_windows = head_major(values).index_select(0, key_rows).view(1, -1, h, window, dh)
-            q = head_major(q).index_select(0, query_rows).view(1, -1, h, c, dh)
-            valid_rows = (batch * length + first)[:, None] + torch.arange(window, device=q.device)
-            valid_windows = valid.reshape(-1)[valid_rows].unsqueeze(0)  # (1, chunks, window)
+        key_windows = head_major(keys).index_select(0, key_rows).view(1, -1, h, window, dh)
+        value_windows = head_major(values).index_select(0, key_rows).view(1, -1, h, window, dh)
+        q = head_major(q).index_select(0, query_rows).view(1, -1, h, c, dh)
+        valid_rows = (batch * length + first)[:, None] + torch.arange(window, device=q.device)
+        valid_windows = valid.reshape(-1)[valid_rows].unsqueeze(0)  # (1, chunks, window)
         rows, cols = q.shape[:2]
-        if chunk_index is None:
-            scores = torch.matmul(q, key_windows.transpose(-1, -2))  # (rows, cols, H, c, window)
-        else:
-            # the gathered keys are contiguous: (K q^T)^T is about 2x faster on CPU than q K^T with K^T a view
-            scores = torch.matmul(key_windows, q.transpose(-1, -2)).transpose(-1, -2).contiguous()
+        # the gathered keys are contiguous: (K q^T)^T is about 2x faster on CPU than q K^T with K^T a view
+        scores = torch.matmul(key_windows, q.transpose(-1, -2)).transpose(-1, -2).contiguous()
         scores = scores / math.sqrt(dh)
         scores = scores + self.relative_bias[:, self.bias_index]
         # a finite minimum rather than -inf: a chunk with no valid key (padding only) stays finite, and a
@@ -372,9 +409,65 @@ class ChunkedSelfAttention(nn.Module):
         scores = scores.masked_fill(~valid_windows[:, :, None, None, :], torch.finfo(scores.dtype).min)
         weights = self.dropout(torch.softmax(scores, dim=-1))
         out = torch.matmul(weights, value_windows).transpose(2, 3).reshape(rows, cols, c, self.dim)
-        if chunk_index is not None:
-            out = out.new_zeros(n * num_chunks, c, self.dim).index_copy_(0, chunk_index, out[0])
+        out = out.new_zeros(n * num_chunks, c, self.dim).index_copy_(0, chunk_index, out[0])
         return out.reshape(n, num_chunks * c, self.dim)[:, :t], new_state
+
+    # queries per block of _attend_blocks (rounded to whole chunks, spread evenly over the utterance): on one CPU
+    # thread blocks of 16-100 frames ran a 144-dim, 4-head, chunk-4, left-64 layer (8 x 100 frames, fwd+bwd) in
+    # ~45% of the per-chunk windows' time, 20-28 frames fastest
+    block_frames = 24
+
+    def _attend_blocks(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor
+                       ) -> torch.Tensor:
+        """Every chunk's attention, computed for blocks of whole chunks at once: the queries of a block of ``Q``
+        frames score the ``Q + left_context`` keys their chunks' windows span (one batched matmul per block
+        instead of one tiny one per chunk, and the key/value spans overlap ``(Q + left)/Q`` times instead of
+        ``window/chunk_size`` times). A key outside a query's own window gets a score of ``-inf`` (exactly zero
+        weight); inside it the scores, bias and masking are those of the per-chunk windows, so a chunk with no
+        valid key is still uniform over its own window. ``keys``, ``values``, ``valid`` are cache-prefixed."""
+        n, t, _ = q.shape
+        c, left, h, dh = self.chunk_size, self.left_context, self.num_heads, self.head_dim
+        block = c
+        if not _tracing():  # exporters trace blocks of one chunk: nothing depends on the (dynamic) length
+            if t == 0:
+                return q.new_zeros(n, 0, self.dim)
+            if self.block_frames > c:
+                num_chunks = -(-t // c)
+                num_blocks = -(-num_chunks * c // self.block_frames)
+                block = c * -(-num_chunks // num_blocks)
+        # pad the last partial block with invalid frames (these expressions of t export with a dynamic time axis)
+        pad = (-t) % block
+        num_blocks = (t + pad) // block
+        if pad:
+            q = nn.functional.pad(q, (0, 0, 0, pad))
+            keys = nn.functional.pad(keys, (0, 0, 0, pad))
+            values = nn.functional.pad(values, (0, 0, 0, pad))
+            valid = nn.functional.pad(valid, (0, pad), value=False)
+        span = block + left
+        q = q.reshape(n, num_blocks, block, h, dh).permute(0, 3, 1, 2, 4)  # (N, H, blocks, Q, dh)
+        key_spans = keys.reshape(n, -1, h, dh).transpose(1, 2).unfold(2, span, block)  # (N, H, blocks, dh, span)
+        value_spans = values.reshape(n, -1, h, dh).transpose(1, 2).unfold(2, span, block).transpose(-1, -2)
+        valid_spans = valid.unfold(1, span, block)  # (N, blocks, span)
+        scores = torch.matmul(q, key_spans) / math.sqrt(dh)  # (N, H, blocks, Q, span)
+        scores = scores.masked_fill(~valid_spans[:, None, :, None, :], torch.finfo(scores.dtype).min)
+        # + the relative bias inside each query's window, -inf outside it (finfo.min + bias stays finfo.min, so
+        # masked keys inside the window are exactly as in the per-chunk form)
+        scores = scores + self._block_bias(block, span)[:, None]
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        out = torch.matmul(weights, value_spans)  # (N, H, blocks, Q, dh)
+        return out.permute(0, 2, 3, 1, 4).reshape(n, num_blocks * block, self.dim)[:, :t]
+
+    def _block_bias(self, block: int, span: int) -> torch.Tensor:
+        """(H, block, span): the relative bias of query ``r`` and key ``k`` of a block (keys counted from the
+        block's first window start), ``-inf`` where ``k`` is outside the query's chunk window."""
+        c, left = self.chunk_size, self.left_context
+        device = self.relative_bias.device
+        r = torch.arange(block, device=device).view(-1, 1)
+        k = torch.arange(span, device=device).view(1, -1)
+        start = torch.div(r, c, rounding_mode="floor") * c
+        inside = (k >= start) & (k < start + left + c)
+        index = (left + r - k + c - 1).clamp(0, self.relative_bias.size(1) - 1)
+        return self.relative_bias[:, index].masked_fill(~inside, float("-inf"))
 
 
 def check_chunk(x: torch.Tensor, chunk_multiple: int, name: str) -> None:
