@@ -56,3 +56,26 @@ def test_subsampling_equals_plain_conv2d(carried):
         assert out_state[k].is_contiguous()
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride,t,channels_last", [((2, 2), 8, False), ((2, 2), 8, True), ((2, 2), 7, False),
+                                                    ((1, 1), 6, True), ((2, 1), 3, False)])
+def test_zero_cache_as_padding_equals_concatenated_cache(stride, t, channels_last):
+    """A zero cache (a stream's start) is supplied as symmetric zero padding where the output count allows it:
+    outputs, new cache and gradients as when the zeros are concatenated in front."""
+    torch.manual_seed(0)
+    conv = CausalConv2d(4, 5, (3, 3), stride)
+    x = torch.randn(2, 4, t, 9, requires_grad=True)
+    xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    cache = conv.init_cache(2, 9, "cpu")
+    padded = torch.cat([cache, x], dim=2)
+    ref, ref_cache = conv.conv(padded), padded[:, :, padded.size(2) - conv.cache_frames:]
+    params = [x] + list(conv.parameters())
+    ref_grads = torch.autograd.grad(ref.pow(2).sum(), params)
+    out, out_cache = conv(xin, cache)
+    grads = torch.autograd.grad(out.pow(2).sum(), params)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_cache, ref_cache)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
