@@ -209,7 +209,7 @@ class CausalConv2d(nn.Module):
         kernel_t, frames = self.conv.kernel_size[0], self.cache_frames
         return t + frames >= kernel_t and (t + 2 * frames - kernel_t) // self.stride_t == (t + frames - kernel_t) // self.stride_t
 
-    def forward_single_channel(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None
+    def forward_single_channel(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None, relu: bool = False
                                ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The same convolution for one input channel given as (N, T, F) (the cache keeps its (N, 1, frames, F)
         layout): output (N, C', T', F') in channels-last memory. Computed as one matrix product of the
@@ -229,7 +229,15 @@ class CausalConv2d(nn.Module):
         taps = [padded.narrow(1, i, t_full).narrow(2, j, f_full)[:, ::stride_t, ::stride_f]
                 for i in range(kernel_t) for j in range(kernel_f)]
         cols = torch.stack(taps, dim=-1)  # (N, T', F', kernel_t * kernel_f), taps in the weight's order
-        y = nn.functional.linear(cols, conv.weight.view(conv.out_channels, -1), conv.bias)  # (N, T', F', C')
+        n, t_out, f_out, taps_count = cols.shape
+        weight = conv.weight.view(conv.out_channels, taps_count)
+        if conv.bias is None:
+            y = cols.reshape(-1, taps_count).mm(weight.t())
+        else:
+            y = torch.addmm(conv.bias, cols.reshape(-1, taps_count), weight.t())
+        if relu:  # in place: a (large) map less to allocate
+            y = y.relu_()
+        y = y.view(n, t_out, f_out, conv.out_channels)  # (N, T', F', C')
         return y.permute(0, 3, 1, 2), _keep_last(x, self.cache_frames, 1).unsqueeze(1).contiguous()
 
 
@@ -259,9 +267,10 @@ class CausalConv2dSubsampling(nn.Module):
         """(N, T, F) -> (N, C, T/4, F') feature maps (channels-last in memory), before the flattening projection."""
         if _tracing():  # exporters: the plain convolution (a dynamic time axis through strided im2col slices is not
             h, conv1_cache = self.conv1(x.unsqueeze(1), state["conv1"])  # exported correctly)
+            h = torch.relu(h)
         else:
-            h, conv1_cache = self.conv1.forward_single_channel(x, state["conv1"])
-        h, conv2_cache = self.conv2(torch.relu(h), state["conv2"])
+            h, conv1_cache = self.conv1.forward_single_channel(x, state["conv1"], relu=True)
+        h, conv2_cache = self.conv2(h, state["conv2"])
         return torch.relu(h), {"conv1": conv1_cache, "conv2": conv2_cache}
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
