@@ -49,3 +49,16 @@ def test_empty_span():
     x = torch.randn(2, 0, 8)
     out, state = attn.attend(x, x, x, torch.zeros(2, 0, dtype=torch.bool), attn.init_state(2, "cpu"))
     assert out.shape == (2, 0, 8) and state["key"].shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize("span,step", [(5, 2), (3, 3), (7, 1)])
+def test_spans_backward_equals_unfold(span, step):
+    from serac.encoders.streaming import _spans
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 13, 4, requires_grad=True)
+    ref = x.unfold(2, span, step).transpose(-1, -2)
+    out = _spans(x, span, step)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0])
