@@ -207,7 +207,8 @@ class CausalConv2d(nn.Module):
     def _zero_padding_is_causal(self, t: int) -> bool:
         """Whether ``t`` input frames padded by ``cache_frames`` on both sides give the causal output count."""
         kernel_t, frames = self.conv.kernel_size[0], self.cache_frames
-        return t + frames >= kernel_t and (t + 2 * frames - kernel_t) // self.stride_t == (t + frames - kernel_t) // self.stride_t
+        stride = self.stride_t
+        return t + frames >= kernel_t and (t + 2 * frames - kernel_t) // stride == (t + frames - kernel_t) // stride
 
     def forward_single_channel(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None, relu: bool = False
                                ) -> Tuple[torch.Tensor, torch.Tensor]:
