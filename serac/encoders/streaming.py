@@ -151,9 +151,18 @@ class _DepthwiseTaps(torch.autograd.Function):
         kernel = weight.size(1)
         grad_padded = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_padded = torch.zeros_like(padded)
+            dilation, stride, t_full = ctx.args
+            grad_padded = torch.empty_like(padded)
+            if stride == 1:  # the last tap covers exactly the frames after the cache: written, not accumulated
+                cache = padded.size(1) - t_full
+                grad_padded.narrow(1, 0, cache).zero_()
+                torch.mul(grad, weight[:, kernel - 1], out=grad_padded.narrow(1, cache, t_full))
+                kernel -= 1
+            else:
+                grad_padded.zero_()
             for k in range(kernel):
                 _tap(grad_padded, k, *ctx.args).addcmul_(grad, weight[:, k])
+            kernel = weight.size(1)
         if ctx.needs_input_grad[1]:
             grad_weight = torch.stack([(grad * _tap(padded, k, *ctx.args)).sum((0, 1)) for k in range(kernel)], 1)
         if ctx.has_bias and ctx.needs_input_grad[2]:
