@@ -1,6 +1,7 @@
 """CausalConv1d.forward_time_major (the depthwise convolution as shifted multiply-adds on (N, T, C), used by the
 ContextNet, ConvRNN-T and Conformer blocks for speed) computes what the nn.Conv1d path computes: outputs, carried
-caches and gradients, for strides, dilations, carried caches and a non-depthwise fallback."""
+caches and gradients, for strides, dilations, carried caches, a full convolution whose kernel is its stride (frame
+stacking: one matmul, ContextNet's residual convolutions) and a non-depthwise fallback."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,7 @@ from serac.encoders.streaming import CausalConv1d
 
 
 @pytest.mark.parametrize("kernel,stride,dilation,groups", [(5, 1, 1, 8), (5, 2, 1, 8), (5, 1, 4, 8), (2, 2, 1, 1),
-                                                           (3, 1, 2, 1)])
+                                                           (1, 1, 1, 1), (4, 4, 1, 1), (3, 1, 2, 1)])
 def test_time_major_equals_conv1d(kernel, stride, dilation, groups):
     torch.manual_seed(0)
     conv = CausalConv1d(8, 8, kernel, stride=stride, dilation=dilation, groups=groups)

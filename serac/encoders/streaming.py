@@ -77,10 +77,13 @@ class CausalConv1d(nn.Module):
 
         A depthwise convolution (``groups == channels``) is computed as ``kernel_size`` shifted multiply-adds in
         the time-major layout: on CPU oneDNN's depthwise 1-D convolution (backward especially) and the transposes
-        around it cost several times these few elementwise passes. Other convolutions transpose and call
+        around it cost several times these few elementwise passes. A full convolution whose kernel is its stride
+        (frame stacking, no cache) is one matmul of the stacked frames; other convolutions transpose and call
         ``forward``."""
         conv = self.conv
         channels = conv.in_channels
+        if conv.groups == 1 and conv.kernel_size[0] == self.stride and conv.dilation[0] == 1:
+            return self._frame_stacking(x, cache)
         if not (conv.groups == channels == conv.out_channels):
             y, cache = self.forward(x.transpose(1, 2), cache)
             return y.transpose(1, 2), cache
@@ -100,6 +103,19 @@ class CausalConv1d(nn.Module):
             if stride > 1:
                 y = y[:, ::stride]
         return y, _keep_last(padded, self.cache_frames, 1).transpose(1, 2)
+
+
+    def _frame_stacking(self, x: torch.Tensor, cache: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A full convolution whose kernel is its stride (no cache) on (N, T, C): every output is the linear map
+        of one group of ``stride`` stacked frames, one matmul without transposes."""
+        n, t, c = x.shape
+        stride, weight = self.stride, self.conv.weight  # (out, in, stride)
+        weight = weight.transpose(1, 2).reshape(weight.size(0), stride * c)  # frame-major, as the stacked rows
+        y = nn.functional.linear(x[:, : t // stride * stride].reshape(n, t // stride, stride * c), weight,
+                                 self.conv.bias)
+        if cache is None:
+            cache = self.init_cache(n, x.device, x.dtype)
+        return y, cache
 
 
 def _needs_autograd(*tensors: Optional[torch.Tensor]) -> bool:
