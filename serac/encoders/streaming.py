@@ -289,10 +289,16 @@ class CausalConv2dSubsampling(nn.Module):
         return {"conv1": self.conv1.init_cache(batch_size, self.num_features, device),
                 "conv2": self.conv2.init_cache(batch_size, self.mid_freq, device)}
 
+    fast_path_min_frames = 256  # input frames (batch x time) from which the im2col / channels-last path is taken
+
     def feature_maps(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
-        """(N, T, F) -> (N, C, T/4, F') feature maps (channels-last in memory), before the flattening projection."""
-        if _tracing():  # exporters: the plain convolution (a dynamic time axis through strided im2col slices is not
-            h, conv1_cache = self.conv1(x.unsqueeze(1), state["conv1"])  # exported correctly)
+        """(N, T, F) -> (N, C, T/4, F') feature maps (channels-last in memory above ``fast_path_min_frames``),
+        before the flattening projection."""
+        # exporters (a dynamic time axis through strided im2col slices is not exported correctly) and short spans (a
+        # streamed chunk: converting the second convolution's weight to channels-last costs more than it saves) take
+        # the plain convolutions
+        if _tracing() or x.size(0) * x.size(1) < self.fast_path_min_frames:
+            h, conv1_cache = self.conv1(x.unsqueeze(1), state["conv1"])
             h = torch.relu(h)
         else:
             h, conv1_cache = self.conv1.forward_single_channel(x, state["conv1"], relu=True)
@@ -304,8 +310,8 @@ class CausalConv2dSubsampling(nn.Module):
         A channels-last map is flattened frequency-major instead (a view, no copy) and met by the projection's
         weight columns in the same order, which is the same sum."""
         n, c, t, f = h.shape
-        if not _is_channels_last(h):
-            return self.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f))
+        if not _is_channels_last(h) or n * t < self.proj.out_features:  # (a streamed chunk: reorder the map, not
+            return self.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f))  # the larger weight)
         weight = self.proj.weight
         weight = weight.view(weight.size(0), c, f).transpose(1, 2).reshape(weight.size(0), f * c)
         return nn.functional.linear(h.permute(0, 2, 3, 1).reshape(n, t, f * c), weight, self.proj.bias)
@@ -510,6 +516,8 @@ class ChunkedSelfAttention(nn.Module):
         """(H, block, span): the relative bias of query ``r`` and key ``k`` of a block (keys counted from the
         block's first window start), ``-inf`` where ``k`` is outside the query's chunk window."""
         c, left = self.chunk_size, self.left_context
+        if block == c:  # one chunk per block: its window exactly (streaming chunks, exporters, the FLOP count)
+            return self.relative_bias[:, self.bias_index]
         device = self.relative_bias.device
         r = torch.arange(block, device=device).view(-1, 1)
         k = torch.arange(span, device=device).view(1, -1)
