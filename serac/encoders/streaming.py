@@ -125,7 +125,9 @@ def _needs_autograd(*tensors: Optional[torch.Tensor]) -> bool:
 def _tracing() -> bool:
     """Under an exporter (TorchScript tracing or torch.export / dynamo): custom autograd Functions are kept out
     of exported graphs."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    compiler = getattr(torch, "compiler", None)  # (older torch versions lack some of these)
+    return torch.jit.is_tracing() or any(getattr(compiler, name, lambda: False)()
+                                         for name in ("is_compiling", "is_exporting"))
 
 
 def _tap(padded: torch.Tensor, k: int, dilation: int, stride: int, t_full: int) -> torch.Tensor:
