@@ -113,6 +113,8 @@ class AmortizedBlock(nn.Module):
         super().__init__()
         self.norm_attn = nn.LayerNorm(dim)
         self.attn = ChunkedSelfAttention(dim, num_heads, chunk_size, left_context, dropout)
+        # one window per chunk (no blocked form): the per-utterance FLOP count (last_flops) is what runs
+        self.attn.block_frames = 0
         self.dropout = nn.Dropout(dropout)
         self.ffn = FeedForward(dim, ffn_dim, dropout)
         self.arbitrator = (Arbitrator(dim, arbitrator_dim, gate_init_bias) if arbitrator_dim is not None else None)

@@ -86,8 +86,8 @@ class ContextNetBlock(nn.Module):
         if self.residual is None:
             residual = x
         else:
-            residual, new_state["residual"] = self.residual(x.transpose(1, 2), state["residual"])
-            residual = self.residual_norm(residual.transpose(1, 2))
+            residual, new_state["residual"] = self.residual.forward_time_major(x, state["residual"])
+            residual = self.residual_norm(residual)
         return nn.functional.silu(self.dropout(h) + residual), new_state
 
 

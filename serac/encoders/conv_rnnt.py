@@ -80,8 +80,7 @@ class LocalContextEncoder(nn.Module):
         for block, cache in zip(self.blocks, state["blocks"]):
             h, cache = block(h, cache)
             block_caches.append(cache)
-        n, c, t, f = h.shape
-        y = self.norm(self.subsampling.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f)))
+        y = self.norm(self.subsampling.project(h))
         return y, {"subsampling": sub_state, "blocks": block_caches}
 
 

@@ -13,6 +13,8 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
+from serac.encoders.streaming import ChunkedSelfAttention
+
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
@@ -50,15 +52,26 @@ def encoder_flops_per_second(encoder: nn.Module, num_features: int = 80, seconds
         lstm_flops.append(_lstm_flops(module, n, t))
 
     hooks = [m.register_forward_hook(lstm_hook) for m in encoder.modules() if isinstance(m, nn.LSTM)]
+    # chunked attention counted one chunk window at a time: the model's FLOPs, not the out-of-window scores that
+    # the blocked form computes (and masks) for speed
+    attentions = [m for m in encoder.modules() if isinstance(m, ChunkedSelfAttention)]
+    own_block_frames = [m.__dict__.get("block_frames") for m in attentions]  # set on the instance, or None
     was_training = encoder.training
     encoder.eval()
     try:
+        for m in attentions:
+            m.block_frames = 0
         with FlopCounterMode(display=False) as counter:
             encoder(x, torch.tensor([frames], device=x.device))
     finally:
         encoder.train(was_training)
         for h in hooks:
             h.remove()
+        for m, own in zip(attentions, own_block_frames):
+            if own is None:
+                del m.block_frames
+            else:
+                m.block_frames = own
     return (counter.get_total_flops() + sum(lstm_flops)) / seconds
 
 
