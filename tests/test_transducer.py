@@ -300,10 +300,15 @@ def test_word_windows_from_speech_segments():
                                     before=1, after=0)
     assert early.tolist() == [[4, 9, 16], [0, 0, 0], [0, 0, 0]]
     assert late.tolist() == [[8, 13, 22], [24, 24, 24], [24, 24, 24]]
-    # three words in a 2-frame window each, overlapping so that one frame per word does not fit: unrestricted
+    # three words in windows so tight that one frame per word does not fit: unrestricted
     tight = [[[0, 4], [4, 8], [4, 8]]]
     early, late = rnnt.word_windows(tight, torch.tensor([40]), torch.tensor([3]), factor=4, before=0, after=0)
+    early, late = rnnt.feasible_windows(early, late, torch.tensor([10]), torch.tensor([3]))
     assert early.tolist() == [[0, 0, 0]] and late.tolist() == [[9, 9, 9]]
+    # the windows that fit are kept as they are
+    kept = rnnt.feasible_windows(torch.tensor([[4, 9, 16]]), torch.tensor([[8, 13, 22]]), torch.tensor([25]),
+                                 torch.tensor([3]))
+    assert [k.tolist() for k in kept] == [[[4, 9, 16]], [[8, 13, 22]]]
 
 
 def test_word_margin_restricts_the_loss_and_uses_the_clean_segments():

@@ -196,13 +196,10 @@ def restrict_emissions(px: torch.Tensor, earliest: torch.Tensor,
     return px.masked_fill(outside, float("-inf"))
 
 
-def speech_segments(x: torch.Tensor, length: int, min_gap: int = 5, min_len: int = 5, head_frames: int = 5,
-                    delta: float = 2.3) -> List[List[int]]:
-    """[start, end) input frames of the speech segments of one utterance's (T, F) log-mel features: runs of frames
-    whose mean energy exceeds the noise floor of the first ``head_frames`` frames by ``delta`` nats (as
-    :func:`speech_onset`), runs closer than ``min_gap`` frames merged, runs under ``min_len`` frames dropped."""
-    e = x[:length].float().mean(-1)
-    above = (e > e[:head_frames].mean() + delta).tolist()
+def speech_segments(above: List[bool], min_gap: int = 5, min_len: int = 5) -> List[List[int]]:
+    """[start, end) frames of the speech segments of one utterance, from its :func:`speech_frames` row (cut to
+    its length): runs of speech frames, runs closer than ``min_gap`` frames merged, runs under ``min_len`` frames
+    dropped."""
     segs: List[List[int]] = []
     for t, a in enumerate(above):
         if not a:
@@ -216,9 +213,9 @@ def speech_segments(x: torch.Tensor, length: int, min_gap: int = 5, min_len: int
 
 @torch.no_grad()
 def batch_segments(x: torch.Tensor, x_lens: torch.Tensor) -> List[List[List[int]]]:
-    """:func:`speech_segments` of every row of (B, T, F) features."""
-    xc = x.detach().cpu()
-    return [speech_segments(xc[i], int(x_lens[i])) for i in range(xc.size(0))]
+    """:func:`speech_segments` of every row of (B, T, F) log-mel features, unnormalised (input frames)."""
+    above = speech_frames(x).cpu()
+    return [speech_segments(above[i, : int(x_lens[i])].tolist()) for i in range(above.size(0))]
 
 
 def word_windows(segments: List[List[List[int]]], x_lens: torch.Tensor, y_lens: torch.Tensor, factor: int,
@@ -228,7 +225,8 @@ def word_windows(segments: List[List[List[int]]], x_lens: torch.Tensor, y_lens: 
     (words spoken with pauses between them, as in yesno or digit strings), symbol s may be emitted from ``before``
     encoder frames before segment s's first frame to ``after`` encoder frames after its last (alignment-restricted
     RNN-T with the energy detector as the aligner); every other utterance is left unrestricted (earliest 0,
-    latest T-1). x_lens in input frames, y_lens symbols per row."""
+    latest T-1). Windows that leave no path are dropped by :func:`feasible_windows`, with whatever other restriction
+    they are combined with. x_lens in input frames, y_lens symbols per row."""
     b, s_max = int(y_lens.size(0)), int(y_lens.max()) if y_lens.numel() else 0
     t_enc = (x_lens // factor).tolist()
     earliest = torch.zeros(b, s_max, dtype=torch.int64)
@@ -236,42 +234,52 @@ def word_windows(segments: List[List[List[int]]], x_lens: torch.Tensor, y_lens: 
     for i, segs in enumerate(segments):
         if len(segs) != int(y_lens[i]) or not segs:
             continue
-        lo = [max(0, g[0] // factor - before) for g in segs]
-        hi = [min(t_enc[i] - 1, (g[1] - 1) // factor + after) for g in segs]
-        # one symbol per frame, in order: keep the windows only if they leave a path
-        frame, ok = -1, True
-        for a, z in zip(lo, hi):
-            frame = max(a, frame + 1)
-            ok = ok and frame <= z
-        if ok:
-            earliest[i, : len(segs)] = torch.tensor(lo)
-            latest[i, : len(segs)] = torch.tensor(hi)
+        earliest[i, : len(segs)] = torch.tensor([max(0, g[0] // factor - before) for g in segs])
+        latest[i, : len(segs)] = torch.tensor([min(t_enc[i] - 1, (g[1] - 1) // factor + after) for g in segs])
     return earliest.to(x_lens.device), latest.to(x_lens.device)
 
 
 @torch.no_grad()
-def speech_onset(x: torch.Tensor, x_lens: torch.Tensor, head_frames: int = 5, delta: float = 2.3) -> torch.Tensor:
-    """First input frame whose mean log-mel energy exceeds the utterance's noise floor (the mean over its first
-    ``head_frames`` frames) by ``delta`` nats (2.3 = 10 dB); 0 where no frame does (no restriction follows).
-    x: (B, T, F) log-mel features, unnormalised."""
+def speech_frames(x: torch.Tensor, head_frames: int = 5, delta: float = 2.3) -> torch.Tensor:
+    """(B, T) bool: the frames whose mean log-mel energy exceeds the utterance's noise floor (the mean over its
+    first ``head_frames`` frames) by ``delta`` nats (2.3 = 10 dB): the energy detector behind
+    :func:`speech_onset` and :func:`batch_segments`. x: (B, T, F) log-mel features, unnormalised."""
     energy = x.float().mean(-1)
-    floor = energy[:, :head_frames].mean(1, keepdim=True)
+    return energy > energy[:, :head_frames].mean(1, keepdim=True) + delta
+
+
+@torch.no_grad()
+def speech_onset(x: torch.Tensor, x_lens: torch.Tensor) -> torch.Tensor:
+    """First input frame of :func:`speech_frames` within the utterance's length; 0 where there is none (no
+    restriction follows). x: (B, T, F) log-mel features, unnormalised."""
     t = torch.arange(x.size(1), device=x.device).unsqueeze(0)
-    above = (energy > floor + delta) & (t < x_lens.unsqueeze(1))
+    above = speech_frames(x) & (t < x_lens.unsqueeze(1))
     return torch.where(above.any(1), above.float().argmax(1), torch.zeros_like(x_lens))
 
 
 def feasible_earliest(earliest: torch.Tensor, x_lens: torch.Tensor, y_lens: torch.Tensor) -> torch.Tensor:
-    """Drop (set to 0) the restriction of any utterance whose symbols could not all be emitted, one per frame,
-    at or after their earliest frames within its length: the lattice would have no path left."""
+    """:func:`feasible_windows` with no upper bounds."""
+    return feasible_windows(earliest, None, x_lens, y_lens)[0]
+
+
+def feasible_windows(earliest: torch.Tensor, latest: Optional[torch.Tensor], x_lens: torch.Tensor,
+                     y_lens: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Drop (earliest 0, latest T-1) the restriction of any utterance whose symbols could not all be emitted, one
+    per frame and in order, within their windows [earliest, latest] and its length: the lattice would have no path
+    left. ``latest`` None: no upper bounds."""
     if earliest.size(1) == 0:
-        return earliest
+        return earliest, latest
     s_idx = torch.arange(earliest.size(1), device=earliest.device).unsqueeze(0)
-    # the earliest frame symbol s can really take: max over s' <= s of earliest[s'] + (s - s')
+    # the earliest frame symbol s can really take: max over s' <= s of earliest[s'] + (s - s'); a path exists iff
+    # that frame is within symbol s's bound for every symbol of the utterance
     needed = torch.cummax(earliest - s_idx, dim=1).values + s_idx
-    last = needed.gather(1, (y_lens - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-    ok = (y_lens == 0) | (last <= x_lens - 1)
-    return torch.where(ok.unsqueeze(1), earliest, torch.zeros_like(earliest))
+    end = (x_lens - 1).unsqueeze(1)
+    bound = end if latest is None else torch.minimum(latest, end)
+    ok = ((needed <= bound) | (s_idx >= y_lens.unsqueeze(1))).all(1, keepdim=True)
+    earliest = torch.where(ok, earliest, torch.zeros_like(earliest))
+    if latest is not None:
+        latest = torch.where(ok, latest, end.clamp(min=0).expand_as(latest))
+    return earliest, latest
 
 
 @torch.no_grad()

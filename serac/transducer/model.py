@@ -14,7 +14,7 @@ from torch import nn
 
 from serac.encoders import EncoderBase, build_encoder
 from serac.encoders.cost import count_parameters  # noqa: F401  (re-exported for the trainer)
-from serac.transducer.loss import (batch_segments, ctc_forced_alignment, feasible_earliest, pruned_rnnt_loss,
+from serac.transducer.loss import (batch_segments, ctc_forced_alignment, feasible_windows, pruned_rnnt_loss,
                                    speech_onset, word_windows)
 
 
@@ -158,7 +158,7 @@ class Transducer(nn.Module):
             w_early, latest = word_windows(segs, x_lens, y_lens, factor, before, after)
             earliest = w_early if earliest is None else torch.maximum(earliest, w_early)
         if earliest is not None:
-            earliest = feasible_earliest(earliest, enc_lens, y_lens)
+            earliest, latest = feasible_windows(earliest, latest, enc_lens, y_lens)
         if not transducer:
             # zeros still connected to every transducer-only parameter, so DDP sees them all used
             zero = encoder_out.sum() * 0.0 + sum(p.sum() for m in (self.decoder, self.joiner, self.simple_am_proj,
