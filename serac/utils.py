@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 PathLike = Union[str, Path]
 
@@ -67,6 +67,24 @@ def git_revision() -> str:
         return (rev or "unknown") + ("-dirty" if dirty else "")
     except Exception:  # git missing or not a checkout: not fatal, just unknown
         return "unknown"
+
+
+def provenance(exp_dirs: Dict[str, Path]) -> str:
+    """One sentence for a RESULTS.md: the git revision the writer runs at and the one each training ran at (from
+    its exp dir's config.yaml, which the trainer writes with :func:`environment_info`), so a table that mixes runs
+    of other revisions, or of a tree with uncommitted changes (``-dirty``), says so."""
+    import yaml
+
+    trained: Dict[str, List[str]] = {}
+    for name, exp_dir in exp_dirs.items():
+        cfg_path = Path(exp_dir) / "config.yaml"
+        env = (yaml.safe_load(cfg_path.read_text()) or {}).get("env", {}) if cfg_path.is_file() else {}
+        trained.setdefault(str(env.get("git_revision") or "not recorded"), []).append(name)
+    here = git_revision()
+    if set(trained) == {here}:
+        return f"git revision `{here}` (the trainings and this table)."
+    runs = "; ".join(f"`{rev}`: {', '.join(names)}" for rev, names in sorted(trained.items()))
+    return f"git revision `{here}` (this table); the trainings ran at {runs}."
 
 
 def environment_info() -> Dict[str, Any]:

@@ -64,6 +64,7 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     for m in models:
         assert f"| {m} |" in results
     assert "The paper reports 60% less compute" in results
+    assert "git revision `" in results and "(the trainings and this table)" in results
     assert "Executed encoder FLOPs per accent" in results
     assert "rel. WER change [95% CI]" in results and "Models named `amortized-kd-*`" in results
     # the distilled variant was fine-tuned against the dense reference: its config names the teacher, its log

@@ -89,6 +89,7 @@ def test_sts_recipe_stages_4_to_7(tiny_sts_run):
     assert score["options"]["gap_s"] == 0.5          # mt_rnnt has no turn tokens: turns by silence
     results = (recipe / "RESULTS.md").read_text()
     assert "### The paper's claims here" in results and "not run" in results   # no ablations in this run
+    assert "git revision `" in results and "(the trainings and this table)" in results
     assert "not testable here" in results       # one epoch of a tiny model recognises nothing
     assert "| `sts`: STS" in results and "### Wall time of this run" in results
     assert "succeeded" in out

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from serac.multitalker.scoring import TABLE_HEADER, paired_differences, table_rows
+from serac.utils import provenance
 
 #: what each system of the recipe is (conf/<name>.yaml)
 SYSTEM_NAMES = {"sts": "STS (turn tokens, FastEmit, end-of-turn penalty)",
@@ -119,7 +120,8 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
         configs[s] = yaml.safe_load((exp_root / s / "config.yaml").read_text())
     lines = [f"# {title}", "",
              f"Written by `serac.bin.write_multitalker_results` from the files of `{exp_root}` on "
-             f"{datetime.date.today().isoformat()}; reproduce with `{command or './run.sh'}`.", ""]
+             f"{datetime.date.today().isoformat()}; reproduce with `{command or './run.sh'}`; "
+             + provenance({s: exp_root / s for s in systems}), ""]
     if note:
         lines += [note, ""]
     if manifest_dir is not None:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from serac.decode.results import read_summary_wer
-from serac.utils import atomic_write_text
+from serac.utils import atomic_write_text, provenance
 from serac.utils import format_number as fmt
 
 # Xie et al. (Interspeech 2022): 60% less compute at 3% relative WER degradation (LibriSpeech)
@@ -241,7 +241,8 @@ def main() -> None:
         "# synth_assistant / amortized: compute-cost amortized streaming Transformer",
         "",
         f"Written by `local/write_results.py` from the files of a run ({time.strftime('%Y-%m-%d %H:%M')}); "
-        f"command: `{args.command}`.",
+        f"command: `{args.command}`; "
+        + provenance({r["name"]: Path(r["exp_dir"]) for r in rows}),
         "",
         "Xie et al., *Compute cost amortized Transformer for streaming ASR*, Interspeech 2022: per-frame arbitrators "
         "skip each block's MHA and FFN; skipped frames are not computed. Here: a dense streaming Transformer "
