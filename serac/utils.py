@@ -70,16 +70,18 @@ def git_revision() -> str:
 
 
 def provenance(exp_dirs: Dict[str, Path]) -> str:
-    """One sentence for a RESULTS.md: the git revision the writer runs at and the one each training ran at (from
-    its exp dir's config.yaml, which the trainer writes with :func:`environment_info`), so a table that mixes runs
-    of other revisions, or of a tree with uncommitted changes (``-dirty``), says so."""
+    """One sentence for a RESULTS.md: the git revision the writer runs at and the ones each training ran at (from
+    its exp dir's config.yaml, which the trainer writes with :func:`environment_info`: ``git_revisions`` lists every
+    revision a resumed run trained at), so a table that mixes runs of other revisions, or of a tree with uncommitted
+    changes (``-dirty``), says so."""
     import yaml
 
     trained: Dict[str, List[str]] = {}
     for name, exp_dir in exp_dirs.items():
         cfg_path = Path(exp_dir) / "config.yaml"
         env = (yaml.safe_load(cfg_path.read_text()) or {}).get("env", {}) if cfg_path.is_file() else {}
-        trained.setdefault(str(env.get("git_revision") or "not recorded"), []).append(name)
+        revisions = env.get("git_revisions") or [env.get("git_revision") or "not recorded"]
+        trained.setdefault(" then ".join(str(r) for r in revisions), []).append(name)
     here = git_revision()
     if set(trained) == {here}:
         return f"git revision `{here}` (the trainings and this table)."

@@ -373,3 +373,23 @@ def test_train_log_has_periodic_lines_and_no_progress_bar(tmp_path: Path, one_th
     assert "\r" not in log
     assert "Epoch 1, batch 1, step 2, loss " in log and "Epoch 1, batch 3, step 4, loss " in log
     assert ", lr " in log and "grad norm" in log
+
+
+def test_config_records_the_revisions_that_trained(tmp_path: Path, monkeypatch) -> None:
+    """config.yaml's env.git_revisions lists every revision an epoch was trained at: a resumed run adds its own;
+    a rerun with nothing left to train leaves the record alone (RESULTS.md writers read it: serac.utils.provenance)."""
+    import yaml
+
+    from serac import utils
+
+    trainer = TinyTrainer(tmp_path)
+    env = lambda: yaml.safe_load((tmp_path / "exp/config.yaml").read_text())["env"]  # noqa: E731
+    monkeypatch.setattr(utils, "git_revision", lambda: "aaaaaaa")
+    trainer.run("exp", [])
+    assert env()["git_revisions"] == ["aaaaaaa"]
+    monkeypatch.setattr(utils, "git_revision", lambda: "bbbbbbb-dirty")
+    trainer.run("exp", [])                       # epoch 1 of 1 done: nothing trains
+    assert env()["git_revision"] == "aaaaaaa" and env()["git_revisions"] == ["aaaaaaa"]
+    trainer.run("exp", ["train.num_epochs=2"])   # resumes for epoch 2
+    assert env()["git_revision"] == "bbbbbbb-dirty" and env()["git_revisions"] == ["aaaaaaa", "bbbbbbb-dirty"]
+    assert utils.provenance({"exp": tmp_path / "exp"}).endswith("`aaaaaaa then bbbbbbb-dirty`: exp.")

@@ -36,6 +36,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 import numpy as np
 import torch
 import torch.distributed as dist
+import yaml
 from lhotse.dataset import SpecAugment
 from torch.nn.parallel import DistributedDataParallel
 
@@ -367,8 +368,17 @@ class Trainer:
                          "encoder_params": count_parameters(model.encoder), "vocab_size": tokenizer.vocab_size,
                          "num_features": num_features})
             resolved = {**cfg, "paths": {k: str(v) for k, v in vars(args).items() if k not in ("set",)}, "env": info}
-            atomic_write_text(exp_dir / "config.yaml", dump_config(resolved))
             logging.info("resolved config and environment:\n" + dump_config(resolved))
+            previous = (yaml.safe_load((exp_dir / "config.yaml").read_text()) or {}).get("env", {}) \
+                if resumed is not None and (exp_dir / "config.yaml").is_file() else {}
+            if self.start_epoch <= self.num_epochs or not previous:
+                # the revisions every epoch was trained at (a resumed run adds its own); a rerun with nothing left
+                # to train keeps the record of the runs that trained (RESULTS.md writers read it)
+                revisions = [r for r in previous.get("git_revisions") or [previous.get("git_revision")] if r]
+                if info["git_revision"] not in revisions[-1:]:
+                    revisions.append(info["git_revision"])
+                info["git_revisions"] = revisions
+                atomic_write_text(exp_dir / "config.yaml", dump_config(resolved))
         if self.start_epoch > self.num_epochs:
             return
 
