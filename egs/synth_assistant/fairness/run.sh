@@ -51,7 +51,8 @@ oversample_factor=4
 ft_config=conf/finetune.yaml
 ft_epochs=4
 ft_seeds="7 8 9"             # every variant is trained once per seed; tables show the mean (and sd)
-ewc_lambdas="1000 10000 100000 1000000"   # the sweep (the Fisher is per frame: see RESULTS.md)
+ewc_lambdas="1000 10000 100000 1000000 10000000"   # the sweep (the Fisher is per frame: see RESULTS.md); the
+                             # lambda reported as EWC's result is chosen on dev (stage 9: lowest dev WER)
 # adversarial reweighting, trained from scratch as the baseline was (stages 7-8)
 arw_config=conf/arw.yaml     # the baseline's config (base:) plus the arw section
 arw_exp=exp/arw
@@ -221,11 +222,13 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  echo "Stage 6: decode test (greedy search) with every variant"
+  echo "Stage 6: decode dev (where lambda is chosen) and test (greedy search) with every variant"
   for s in $ft_seeds; do
     for v in $variants; do
-      steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $ft_epochs --avg 1 --method greedy_search \
-        exp/ft/$v-seed$s "$lang" $data/${prefix}_cuts_test.jsonl.gz test
+      for set in dev test; do
+        steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $ft_epochs --avg 1 --method greedy_search \
+          exp/ft/$v-seed$s "$lang" $data/${prefix}_cuts_$set.jsonl.gz $set
+      done
     done
   done
   stage_done 6 decode
@@ -262,10 +265,13 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   methods=(--method "no adaptation" "$(baseline_recogs test)")
   methods+=(--method "$arw_name" $arw_exp/decode/test/recogs-test-$bsuffix.txt $arw_exp)
   missing=()
-  add_method() {  # add_method NAME VARIANT: one --method per seed whose test decode exists (else named in RESULTS.md)
+  dev_methods=(--method "no adaptation" "$(baseline_recogs dev)")
+  dev_methods+=(--method "$arw_name" $arw_exp/decode/dev/recogs-dev-$bsuffix.txt $arw_exp)
+  add_method() {  # add_method NAME VARIANT: one --method per seed whose test (dev) decode exists (else named)
     for s in $ft_seeds; do
-      local r=exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt
+      local r=exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt d=exp/ft/$2-seed$s/decode/dev/recogs-dev-$fsuffix.txt
       if [ -f $r ]; then methods+=(--method "$1" $r exp/ft/$2-seed$s); else missing+=("$2-seed$s"); fi
+      if [ -f $d ]; then dev_methods+=(--method "$1" $d exp/ft/$2-seed$s); else missing+=("$2-seed$s (dev)"); fi
     done
   }
   add_method "fine-tuning" finetune
@@ -287,16 +293,15 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
       --reference "fine-tuning" "${methods[@]}" --from-scratch "$arw_name" \
       --out-md exp/by-key/$key.md --out-json exp/by-key/$key.json > /dev/null
   done
-  # dev: ARW against the baseline (the set any choice is made on); the other systems are decoded on test only
+  # dev, the set every choice is made on (EWC's lambda: write_results.py): every system, the same table as test's
   python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_dev.jsonl.gz --key $target_key $map_opt \
-    --targets-file data/sets/targets.txt --baseline "no adaptation" --method "no adaptation" "$(baseline_recogs dev)" \
-    --method "$arw_name" $arw_exp/decode/dev/recogs-dev-$bsuffix.txt --out-md exp/arw-dev.md --out-json exp/arw-dev.json \
-    > /dev/null
+    --targets-file data/sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${dev_methods[@]}" \
+    --from-scratch "$arw_name" --out-md exp/mitigation-dev.md --out-json exp/mitigation-dev.json > /dev/null
   stage_done 9 results
   python local/write_results.py --asr-dir "$asr" --baseline "$asr/$baseline_exp epoch $baseline_epoch avg $baseline_avg" \
     --discovery $disc --sets data/sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
     --mitigation exp/mitigation.md --mitigation-json exp/mitigation.json --seeds "$ft_seeds" --timing $timing \
-    --by-key exp/by-key --arw-dev exp/arw-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
+    --by-key exp/by-key --dev exp/mitigation-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
     --missing "${missing[*]}" --speaker-model $speaker_model --attr-cuts $data/${prefix}_cuts_dev.jsonl.gz,$data/${prefix}_cuts_test.jsonl.gz \
     --command "cd egs/synth_assistant/fairness && ./run.sh" --out $results
   echo "wrote $results"

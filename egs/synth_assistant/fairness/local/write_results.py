@@ -4,7 +4,7 @@
 Usage: local/write_results.py --asr-dir ../asr --baseline "exp/lstm epoch 12 avg 4" --discovery exp/discovery \
          --sets data/sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
          --mitigation exp/mitigation.md --mitigation-json exp/mitigation.json --seeds "7 8 9" \
-         --by-key exp/by-key --arw-dev exp/arw-dev.json --arw-exp exp/arw --arw-config conf/arw.yaml \
+         --by-key exp/by-key --dev exp/mitigation-dev.json --arw-exp exp/arw --arw-config conf/arw.yaml \
          --arw-name "ARW (from scratch)" --speaker-model exp/speaker/model.pt \
          --attr-cuts data/fbank/synth_cuts_dev.jsonl.gz,data/fbank/synth_cuts_test.jsonl.gz \
          --timing exp/timing.tsv --command "./run.sh" --out RESULTS.md
@@ -18,11 +18,11 @@ import platform
 import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import yaml
 
-from serac.utils import atomic_write_text, git_revision
+from serac.utils import atomic_write_text, provenance
 
 PAPER_DISCOVERY = ("Dheram et al. 2022 (production data): geodemographic 41.7% gap / 0.8% bottom share, "
                    "automatic 65.0% / 10.0%.")
@@ -167,6 +167,41 @@ def arw_training(arw_exp: Path, config: Path, fisher: dict) -> list:
     return out
 
 
+def training_dirs(mit: dict, baseline_exp: str) -> Dict[str, Path]:
+    """The exp dirs of every system in the test table (``<exp>/decode/<set>/recogs-*.txt``; the baseline's is the
+    asr recipe's, whichever recipe decoded it), for the git revisions they were trained at."""
+    dirs = {Path(rec).parents[2].name: Path(rec).parents[2] for r in mit["rows"] if r["method"] != mit["baseline"]
+            for rec in r.get("recogs") or []}
+    return {"baseline": Path(baseline_exp), **dirs}
+
+
+def lambda_choice(dev: Optional[dict], mit: dict) -> list:
+    """EWC's lambda chosen on dev (lowest dev WER, mean over seeds; ties: the larger lambda), read on test."""
+    ewc_dev = [r for r in (dev or {}).get("rows", []) if r.get("ewc_lambda") is not None]
+    if not ewc_dev:
+        return ["- EWC's lambda: no dev decode of the EWC runs in this run (stage 6 decodes dev), so none is chosen; "
+                "the test table shows the whole sweep, which is not a choice."]
+    best = min(ewc_dev, key=lambda r: (round(r["overall"], 6), -r["ewc_lambda"]))
+    lams = sorted(r["ewc_lambda"] for r in ewc_dev)
+    sweep = ", ".join(f"{r['ewc_lambda']:g}: {r['overall']:.2f}%" for r in sorted(ewc_dev, key=lambda r: r["ewc_lambda"]))
+    edge = (" It is the edge of the sweep: a wider sweep might choose further out."
+            if best["ewc_lambda"] in (lams[0], lams[-1]) else "")
+    out = [f"- EWC's lambda, chosen on **dev** (lowest dev WER, mean over seeds): **{best['ewc_lambda']:g}** "
+           f"(dev WER by lambda: {sweep}).{edge}"]
+    t = next((r for r in mit["rows"] if r.get("ewc_lambda") == best["ewc_lambda"]), None)
+    if t is None:
+        return out + [f"- No test decode of lambda={best['ewc_lambda']:g}."]
+    vs = t.get("vs_reference") or {}
+    out.append(f"- On test, EWC lambda={best['ewc_lambda']:g} against no adaptation: overall {_signed(t['rel']['overall'])}"
+               f"{_ci(t.get('ci_overall'))}, targeted regions {_signed(t['rel']['targeted'])}"
+               f"{_ci(t.get('ci_targeted'))} ({verdict(t.get('ci_targeted'))}), other regions "
+               f"{_signed(t['rel']['other'])}{_ci(t.get('ci_other'))}, cross-region variance "
+               f"{_signed(t['rel'].get('var'))}; against plain fine-tuning: targeted {_signed(vs.get('targeted'))}"
+               f"{_ci(vs.get('ci_targeted'))}, other regions {_signed(vs.get('other'))}{_ci(vs.get('ci_other'))}. "
+               f"The paper: {PAPER_EWC}")
+    return out
+
+
 def arw_reading(name: str, mit: dict, by_key: dict, dev: Optional[dict]) -> list:
     """ARW against the baseline, judged from the paired speaker-bootstrap intervals (choices made on dev)."""
     def row(t):
@@ -267,7 +302,7 @@ def speaker_model_line(path: Path) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("asr-dir", "baseline", "discovery", "sets", "fisher", "finetune-config", "mitigation",
-                 "mitigation-json", "seeds", "timing", "command", "out", "by-key", "arw-dev", "arw-exp",
+                 "mitigation-json", "seeds", "timing", "command", "out", "by-key", "dev", "arw-exp",
                  "arw-config", "arw-name", "speaker-model", "attr-cuts"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--missing", default="", help="fine-tuning runs without a test decode (left out of the tables)")
@@ -282,14 +317,15 @@ def main() -> None:
     seeds = args.seeds.split()
     comparison = json.loads((disc / "comparison.json").read_text())
     by_key = {p.stem: json.loads(p.read_text()) for p in sorted(Path(args.by_key).glob("*.json"))}
-    arw_dev = json.loads(Path(args.arw_dev).read_text()) if Path(args.arw_dev).is_file() else None
+    dev = json.loads(Path(args.dev).read_text()) if Path(args.dev).is_file() else None
     auto_emb = auto["params"].get("embedding")
 
     out = [
         "# synth_assistant / fairness: cohort discovery, EWC and adversarial reweighting (ARW)",
         "",
         f"Written by stage 9 of `run.sh` from the files of the run on {time.strftime('%Y-%m-%d %H:%M')} "
-        f"(git {git_revision()}, {os.cpu_count()} CPUs, {platform.machine()}). Reproduce with:",
+        f"({os.cpu_count()} CPUs, {platform.machine()}); "
+        + provenance(training_dirs(mit, args.baseline.split()[0])) + " Reproduce with:",
         "",
         "```bash",
         "(cd egs/synth_assistant/asr && ./run.sh)   # the baseline",
@@ -377,7 +413,7 @@ def main() -> None:
         "",
         *penalty_scale(mit),
         "",
-        *([f"**Not in the tables: fine-tuning runs without a test decode in this run ({args.missing}); run "
+        *([f"**Not in the tables: fine-tuning runs without a decode in this run ({args.missing}); run "
              f"stages 5 and 6, then 9.**", ""] if args.missing.strip() else []),
         "Test set (no region or speaker of it was used for any choice):",
         "",
@@ -395,15 +431,15 @@ def main() -> None:
     ]
     for key, t in sorted(by_key.items()):
         out += [f"### `{key}`", "", (Path(args.by_key) / f"{key}.md").read_text().rstrip(), ""]
-    if arw_dev is not None:
-        out += ["### Dev: ARW against the baseline", "",
-                "The set any choice is made on (only the baseline and ARW are decoded on dev):", "",
-                (Path(args.arw_dev).with_suffix(".md")).read_text().rstrip(), ""]
+    if dev is not None:
+        out += ["### Dev: every system (the set every choice is made on)", "",
+                (Path(args.dev).with_suffix(".md")).read_text().rstrip(), ""]
     out += [
         "## Reading the numbers (computed from the tables above)",
         "",
         *reading(region, comparison, mit, fisher),
-        *arw_reading(args.arw_name, mit, by_key, arw_dev),
+        *lambda_choice(dev, mit),
+        *arw_reading(args.arw_name, mit, by_key, dev),
         "",
         "## Run time",
         "",
