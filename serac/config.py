@@ -58,8 +58,13 @@ DEFAULTS: Dict[str, Any] = {
     "data": {"max_duration": 200.0, "num_buckets": 10, "num_workers": 0, "spec_augment": None, "noise_floor": None},
     # max_skipped_*: a run stops (no checkpoint) when that many steps in a row, or more than that share of the last
     # skip_window steps, were skipped for a non-finite loss or gradient (serac/train/trainer.py SkipMonitor)
+    # init_modules (with --init-from): {destination module: source module} taken from another model's checkpoint,
+    # e.g. {encoder.mixture: encoder} for STS from a single-talker model; the rest keeps its fresh initialisation
+    # (serac/train/partial_init.py). Empty: --init-from loads the whole model (fine-tuning). init_freeze_modules
+    # (module names) get no update for the first init_freeze_steps steps.
     "train": {"num_epochs": 10, "seed": 42, "log_interval": 20, "keep_last_epochs": 30, "num_threads": 0,
-              "max_skipped_in_a_row": 20, "max_skipped_fraction": 0.5, "skip_window": 50},
+              "max_skipped_in_a_row": 20, "max_skipped_fraction": 0.5, "skip_window": 50, "init_modules": {},
+              "init_freeze_modules": [], "init_freeze_steps": 0},
     # Elastic weight consolidation (serac/train/ewc.py), off unless `fisher` is set: fine-tuning adds
     # (lambda/2) * sum_i F_i (theta_i - theta*_i)^2 to the per-frame loss, theta* = the --init-from checkpoint.
     "ewc": {"fisher": None, "lambda": 0.0},

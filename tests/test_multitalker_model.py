@@ -23,6 +23,18 @@ def tiny_config(mixture=None):
             "decoder_dim": 16, "joiner_dim": 16}
 
 
+def stream_in_chunks(enc: SeparatorEncoder, x: torch.Tensor, chunk: int = 16, last: int = 80) -> torch.Tensor:
+    """The encoder's output streamed in ``chunk``-frame pieces up to frame ``last``, then the final piece."""
+    state, chunks = enc.init_state(x.size(0), x.device), []
+    with torch.no_grad():
+        for start in range(0, last, chunk):
+            y, state = enc.streaming_forward(x[:, start:start + chunk], state)
+            chunks.append(y)
+        y, state = enc.streaming_forward_final(x[:, last:], state)
+        chunks.append(y)
+    return torch.cat(chunks, dim=1)
+
+
 @pytest.mark.parametrize("subsampling", ["stack", "conv2d"])
 def test_streaming_chunks_equal_full_utterance(subsampling):
     torch.manual_seed(0)
@@ -32,15 +44,28 @@ def test_streaming_chunks_equal_full_utterance(subsampling):
     full, lens = enc(x, torch.tensor([96, 96, 96]))
     assert full.shape == (6, 24, 16) and lens.tolist() == [24] * 6
     assert not torch.allclose(full[0], full[1])  # the two channels of one mixture differ (channel embedding)
-    state = enc.init_state(3, x.device)
-    chunks = []
+    torch.testing.assert_close(stream_in_chunks(enc, x), full.detach(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tail", [None, LSTM_TAIL])
+def test_residual_separator_starts_as_the_mixture_encoder_and_streams(tail):
+    """residual: channel = mixture encoding + a zero-initialised projection of the separator, so without a tail
+    both channels start equal to the mixture encoder's output (what initialising from a single-talker model
+    relies on); once the projection has learned something the channels differ; streaming == offline."""
+    torch.manual_seed(0)
+    mixture = {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 16, "dropout": 0.0}
+    enc = SeparatorEncoder(8, mixture, tail, separator_dim=24, residual=True).eval()
+    x, x_lens = torch.randn(2, 96, 8), torch.tensor([96, 96])
     with torch.no_grad():
-        for start in range(0, 80, 16):
-            y, state = enc.streaming_forward(x[:, start:start + 16], state)
-            chunks.append(y)
-        y, state = enc.streaming_forward_final(x[:, 80:], state)
-        chunks.append(y)
-    torch.testing.assert_close(torch.cat(chunks, dim=1), full.detach(), atol=1e-5, rtol=1e-4)
+        full, lens = enc(x, x_lens)
+        h, _ = enc.mixture(x, x_lens)
+        if tail is None:
+            assert enc.output_dim == 16 and full.shape == (4, 24, 16)
+            torch.testing.assert_close(full, h.repeat_interleave(2, dim=0))
+        torch.nn.init.normal_(enc.residual_proj.weight)
+        full, lens = enc(x, x_lens)
+    assert not torch.allclose(full[0], full[1])
+    torch.testing.assert_close(stream_in_chunks(enc, x), full, atol=1e-5, rtol=1e-4)
 
 
 def test_tail_must_not_subsample():

@@ -102,3 +102,36 @@ def test_sts_recipe_config_builds_the_model():
     sts = dict(cfg["sts"])
     assert sts.pop("turn_tokens") is True
     TurnLossConfig(**sts)
+
+
+def test_sts_recipe_init_from_a_single_talker_model(tiny_sts_run, tmp_path):
+    """--systems sts_init needs --init-from (a clear error without it); with a (tiny, untrained) single-talker
+    checkpoint of matching sizes the system trains from it and the log says what was loaded."""
+    import torch
+
+    from serac.checkpoint import save_checkpoint
+    from serac.data.tokenizer import prepare_word_lang
+    from serac.transducer.model import build_model
+
+    recipe, _ = tiny_sts_run
+    tiny = ["--set", "model.separator.mixture_encoder.hidden_dim=16", "--set",
+            "model.separator.mixture_encoder.output_dim=16", "--set", "model.separator.mixture_encoder.num_layers=1",
+            "--set", "model.separator.separator_dim=16", "--set", "model.decoder_dim=16", "--set",
+            "model.joiner_dim=16", "--set", "loss.ctc_warmup_steps=0", "--set", "data.max_duration=30", "--set",
+            "train.init_freeze_steps=1"]
+    stage4 = ["--stage", "4", "--stop-stage", "4", "--systems", "sts_init", "--num-epochs", "1",
+              "--train-opts", " ".join(tiny)]
+    proc = run_recipe(recipe, *ARGS, *stage4, check=False)
+    assert proc.returncode != 0 and "system sts_init starts from a single-talker model" in proc.stderr
+
+    lang = tmp_path / "lang_single"
+    prepare_word_lang(["A B C"], lang)
+    single = build_model({"encoder": {"name": "lstm", "hidden_dim": 16, "num_layers": 1, "output_dim": 16,
+                                      "subsampling_factor": 4}, "decoder_dim": 16, "joiner_dim": 16,
+                          "ctc_head": True}, 80, 5)
+    save_checkpoint(tmp_path / "single.pt", model=single.state_dict())
+    run_recipe(recipe, *ARGS, *stage4, "--init-from", str(tmp_path / "single.pt"), "--init-lang-dir", str(lang))
+    log = (recipe / "exp/sts_init/log/train.log").read_text()
+    assert f"from {tmp_path / 'single.pt'}" in log and "encoder.mixture.lstm.weight_ih_l0 <- encoder.lstm" in log
+    assert (recipe / "exp/sts_init/epoch-1.pt").is_file()
+    assert torch.load(recipe / "exp/sts_init/epoch-1.pt", weights_only=False)["config"]["train"]["init_modules"]

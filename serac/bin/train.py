@@ -28,7 +28,10 @@ def add_path_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lang-dir", required=True, help="token inventory (tokens.txt, bpe.model)")
     g.add_argument("--train-cuts", required=True)
     g.add_argument("--valid-cuts", required=True)
-    g.add_argument("--init-from", help="initialise the model from this checkpoint (fine-tuning)")
+    g.add_argument("--init-from", help="initialise the model from this checkpoint (fine-tuning); with "
+                   "train.init_modules only those modules (serac/train/partial_init.py)")
+    g.add_argument("--init-lang-dir", help="the --init-from model's lang dir: with train.init_modules, the "
+                   "vocabulary-indexed rows are copied by token symbol")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,9 @@ branches, and one shared transducer that decodes each branch.
     mixture features -> mixture encoder (any serac encoder; shared)            (B, T', D)
                      -> separator: the same causal LSTM run once per channel c on
                         (mixture encoding + learned embedding of c)              (B*C, T', S)   tied branches
-                     -> encoder tail (any serac encoder, no further subsampling) (B*C, T', E)
+                     -> optionally (residual) the mixture encoding + a projection of that
+                     -> encoder tail (any serac encoder, no further subsampling;
+                        optional)                                                (B*C, T', E)
                      -> serac's Transducer (stateless decoder + joiner) on every row
 
 :class:`SeparatorEncoder` is the first three steps behind the :class:`~serac.encoders.EncoderBase` contract, with
@@ -39,8 +41,9 @@ from serac.transducer.model import Transducer
 class SeparatorEncoder(EncoderBase):
     """Mixture encoder + tied-branch separator + shared encoder tail (module docstring)."""
 
-    def __init__(self, num_features: int, mixture_encoder: Dict[str, Any], tail_encoder: Dict[str, Any],
-                 num_channels: int = 2, separator_dim: int = 128, separator_layers: int = 1) -> None:
+    def __init__(self, num_features: int, mixture_encoder: Dict[str, Any], tail_encoder: Optional[Dict[str, Any]],
+                 num_channels: int = 2, separator_dim: int = 128, separator_layers: int = 1,
+                 residual: bool = False) -> None:
         super().__init__()
         self.num_features = num_features
         self.num_output_channels = num_channels
@@ -48,44 +51,64 @@ class SeparatorEncoder(EncoderBase):
         self.channel_embedding = nn.Embedding(num_channels, self.mixture.output_dim)
         self.separator = nn.LSTM(self.mixture.output_dim, separator_dim, num_layers=separator_layers,
                                  batch_first=True)
-        self.tail = build_encoder(separator_dim, tail_encoder)
-        if self.tail.subsampling_factor != 1:
+        # residual: each channel is the mixture encoding plus a zero-initialised projection of the separator's
+        # output, so a model whose mixture encoder (and decoder, joiner) come from a single-talker model starts as
+        # that model on every channel and learns what to take away (docs/sts.md: initialising from a single-talker
+        # model); without it the fresh separator and tail hide the loaded encoder behind random layers
+        self.residual_proj = None
+        if residual:
+            self.residual_proj = nn.Linear(separator_dim, self.mixture.output_dim)
+            nn.init.zeros_(self.residual_proj.weight)
+            nn.init.zeros_(self.residual_proj.bias)
+        channel_dim = self.mixture.output_dim if residual else separator_dim
+        self.tail = None if tail_encoder is None else build_encoder(channel_dim, tail_encoder)
+        if self.tail is not None and self.tail.subsampling_factor != 1:
             raise ValueError(f"the STS encoder tail works on the mixture encoder's frames: its subsampling_factor "
                              f"must be 1, got {self.tail.subsampling_factor}")
         m = self.mixture
         self.subsampling_factor = m.subsampling_factor
-        self.look_ahead = m.look_ahead + self.tail.look_ahead * m.subsampling_factor
-        tail_multiple = self.tail.chunk_multiple * m.subsampling_factor
-        self.chunk_multiple = m.chunk_multiple * tail_multiple // _gcd(m.chunk_multiple, tail_multiple)
-        self.output_dim = self.tail.output_dim
+        if self.tail is None:
+            self.look_ahead, self.chunk_multiple, self.output_dim = m.look_ahead, m.chunk_multiple, channel_dim
+        else:
+            self.look_ahead = m.look_ahead + self.tail.look_ahead * m.subsampling_factor
+            tail_multiple = self.tail.chunk_multiple * m.subsampling_factor
+            self.chunk_multiple = m.chunk_multiple * tail_multiple // _gcd(m.chunk_multiple, tail_multiple)
+            self.output_dim = self.tail.output_dim
 
     def _separate(self, h: torch.Tensor, sep_state: Optional[Tuple[torch.Tensor, torch.Tensor]]):
         """(B, T', D) mixture encoding -> (B*C, T', S) channel streams: one shared LSTM, the channel told by the
-        added embedding (tied branches)."""
+        added embedding (tied branches); with ``residual``, (B*C, T', D) mixture encoding + projected stream."""
         c = self.num_output_channels
         channels = torch.arange(c, device=h.device).repeat(h.size(0))          # b * C + c -> c
-        rows = h.repeat_interleave(c, dim=0) + self.channel_embedding(channels).unsqueeze(1)
-        return self.separator(rows, sep_state)
+        mixture = h.repeat_interleave(c, dim=0)
+        sep, state = self.separator(mixture + self.channel_embedding(channels).unsqueeze(1), sep_state)
+        if self.residual_proj is not None:
+            sep = mixture + self.residual_proj(sep)
+        return sep, state
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         h, lens = self.mixture(x, x_lens)
         sep, _ = self._separate(h, None)
         lens = lens.repeat_interleave(self.num_output_channels)
-        return self.tail(sep, lens)
+        return (sep, lens) if self.tail is None else self.tail(sep, lens)
 
     def init_state(self, batch_size: int, device: torch.device) -> Dict[str, Any]:
         rows = batch_size * self.num_output_channels
         shape = (rows, self.separator.num_layers, self.separator.hidden_size)
         return {"mixture": self.mixture.init_state(batch_size, device), "sep_h": torch.zeros(shape, device=device),
-                "sep_c": torch.zeros(shape, device=device), "tail": self.tail.init_state(rows, device)}
+                "sep_c": torch.zeros(shape, device=device),
+                "tail": None if self.tail is None else self.tail.init_state(rows, device)}
 
     def _stream(self, x: torch.Tensor, state: Dict[str, Any], final: bool) -> Tuple[torch.Tensor, Dict[str, Any]]:
         step = self.mixture.streaming_forward_final if final else self.mixture.streaming_forward
         h, mixture_state = step(x, state["mixture"])
         sep_state = (state["sep_h"].transpose(0, 1).contiguous(), state["sep_c"].transpose(0, 1).contiguous())
         sep, (sep_h, sep_c) = self._separate(h, sep_state)
-        tail_step = self.tail.streaming_forward_final if final else self.tail.streaming_forward
-        y, tail_state = tail_step(sep, state["tail"])
+        if self.tail is None:
+            y, tail_state = sep, None
+        else:
+            tail_step = self.tail.streaming_forward_final if final else self.tail.streaming_forward
+            y, tail_state = tail_step(sep, state["tail"])
         return y, {"mixture": mixture_state, "sep_h": sep_h.transpose(0, 1), "sep_c": sep_c.transpose(0, 1),
                    "tail": tail_state}
 

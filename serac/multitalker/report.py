@@ -31,7 +31,8 @@ from serac.utils import provenance
 SYSTEM_NAMES = {"sts": "STS (turn tokens, FastEmit, end-of-turn penalty)",
                 "mt_rnnt": "MT-RNN-T (two channels, no turn tokens; turns by silence)",
                 "sts_no_penalty": "STS without the end-of-turn penalty",
-                "sts_no_fastemit": "STS without FastEmit"}
+                "sts_no_fastemit": "STS without FastEmit",
+                "sts_init": "STS initialised from the single-talker asr model (residual separator)"}
 
 
 @dataclass

@@ -52,6 +52,7 @@ from serac.checkpoint import last_epoch, load_checkpoint, rng_state, save_checkp
 from serac.train.distill import DistillAddon
 from serac.train.ewc import EWCAddon
 from serac.train.exp_lock import ExperimentLock
+from serac.train.partial_init import init_modules_from_state, parameters_under
 from serac.train.transcripts import check_transcripts
 from serac.transducer.loss import backend_name, batch_segments, loss_scales, speech_onset
 from serac.transducer.model import build_model, count_parameters
@@ -352,6 +353,17 @@ class Trainer:
         self.skips = SkipMonitor(int(tc.get("max_skipped_in_a_row", 20)), float(tc.get("max_skipped_fraction", 0.5)),
                                  int(tc.get("skip_window", 50)), total=(resumed or {}).get("num_nonfinite", 0))
 
+        # modules taken from another model (train.init_modules) may be kept frozen for the first steps, while the
+        # freshly initialised ones learn to use them: gradients through fresh modules would otherwise wreck them
+        freeze = tc.get("init_freeze_modules") or []
+        self.freeze_steps = int(tc.get("init_freeze_steps") or 0)
+        if freeze and self.freeze_steps <= 0:
+            raise ValueError(f"train.init_freeze_modules {list(freeze)} needs train.init_freeze_steps > 0")
+        self.frozen = parameters_under(model, freeze) if self.freeze_steps > 0 else []
+        if self.frozen and self.batch_idx_train < self.freeze_steps:
+            logging.info(f"{', '.join(freeze)} ({sum(p.numel() for p in self.frozen)} parameters) frozen until "
+                         f"step {self.freeze_steps}")
+
         setup = AddonSetup(model=model, init_from=getattr(args, "init_from", None), tokenizer=tokenizer,
                            num_features=num_features, device=device)
         self.addons: List[TrainingAddon] = [a for build in TRAINING_ADDONS if (a := build(cfg, setup)) is not None]
@@ -417,12 +429,25 @@ class Trainer:
             logging.info(f"resumed from {path} (step {self.batch_idx_train})")
             return ckpt
         init_from = getattr(self.args, "init_from", None)
-        if init_from:
+        init_modules = tc.get("init_modules") or {}
+        if init_from and not init_modules:
             model.load_state_dict(load_checkpoint(init_from)["model"])
             logging.info(f"initialised the model from {init_from}")
-        else:
-            mean, std = feature_stats(self.train_cuts, int(tc.get("stats_num_cuts", 500)))
-            model.set_feature_stats(mean.to(self.device), std.to(self.device))
+            return None
+        mean, std = feature_stats(self.train_cuts, int(tc.get("stats_num_cuts", 500)))
+        model.set_feature_stats(mean.to(self.device), std.to(self.device))
+        if init_modules:
+            # some modules from another model (e.g. a single-talker encoder for the STS mixture encoder)
+            if not init_from:
+                raise ValueError(f"train.init_modules {dict(init_modules)} needs --init-from (the checkpoint)")
+            init_lang_dir = getattr(self.args, "init_lang_dir", None)
+            tokens = {} if not init_lang_dir else {"source_tokens": Tokenizer(init_lang_dir).id2token,
+                                                   "target_tokens": self.tokenizer.id2token}
+            report = init_modules_from_state(model, load_checkpoint(init_from)["model"], init_modules,
+                                             source=str(init_from), **tokens)
+            logging.info(f"initialised {', '.join(init_modules)} from {init_from}"
+                         f"{f' (tokens by symbol from {init_lang_dir})' if init_lang_dir else ''}: "
+                         f"{report.summary()}")
         return None
 
     def restore_random_state(self, ckpt: Dict[str, Any]) -> None:
@@ -528,6 +553,9 @@ class Trainer:
                 if penalty is not None:
                     per_frame_loss = per_frame_loss + penalty
         per_frame_loss.backward()
+        if step < self.freeze_steps:
+            for p in self.frozen:
+                p.grad = None  # no update (AdamW skips a parameter without a gradient), nor in the clipping norm
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg["optim"]["grad_clip"])
         # the gradient norm is the same on every rank (gradients are all-reduced), so all ranks skip together;
         # a loss skipped on one rank of several still steps on the others' gradients

@@ -6,6 +6,8 @@
 #                                              # decoding, scoring, RESULTS.md
 #   ./run.sh --stage 1 --stop-stage 1 --conversations train:4000,dev:200,test:1000 --overlap-ratios 0,0.2,0.4
 #   ./run.sh --stage 4 --systems "sts mt_rnnt" --num-epochs 10     # fewer systems, longer training
+#   # STS initialised from the asr recipe's single-talker model (run ../asr first; docs/sts.md):
+#   ./run.sh --stage 4 --systems "sts sts_init" --init-from ../asr/exp/lstm/epoch-15.pt
 #
 # Stages: 0 generate the single-speaker source corpus (the asr recipe's generator), 1 simulate conversations
 # (lhotse MixedCuts; speakers disjoint across train/dev/test), 2 fbank of the mixtures, 3 BPE with <sot>/<eot>,
@@ -45,6 +47,10 @@ avg=2
 train_threads=1          # torch threads per training
 train_parallel=2         # trainings run at once
 train_opts=              # e.g. "--set data.max_duration=30"
+init_from=               # a single-talker checkpoint for the systems whose conf has train.init_modules (sts_init),
+                         # e.g. ../asr/exp/lstm/epoch-15.pt: the asr recipe's model (its recipe runs first, ~40 min
+                         # on one thread, so the default systems do not need it)
+init_lang_dir=           # that model's lang dir (default: data/lang_bpe_64 beside its exp dir's recipe)
 # decoding and scoring (stages 5-6)
 decode_nj=2
 chunk_ms=160             # streaming chunk (dev set)
@@ -55,6 +61,7 @@ help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-
           [--seed S] [--conversations train:N,dev:N,test:N] [--speakers MIN,MAX] [--turns MIN,MAX]
           [--overlap-ratios R,R,...] [--pause MIN,MAX] [--vocab-size N] [--systems \"sts mt_rnnt ...\"]
           [--num-epochs N] [--avg N] [--train-threads N] [--train-parallel N] [--train-opts \"...\"]
+          [--init-from CHECKPOINT] [--init-lang-dir DIR]
           [--decode-nj N] [--chunk-ms MS] [--gap-s S] [--n-bootstrap N] [--results FILE]"
 
 cd "$(dirname "$(readlink -f "$0")")"
@@ -106,15 +113,32 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   stage_done 3 lang
 fi
 
+needs_init() {  # needs_init NAME: conf/NAME.yaml takes modules from a single-talker model (train.init_modules)
+  python -c "import sys; from serac.config import load_config
+sys.exit(0 if load_config('conf/$1.yaml')['train']['init_modules'] else 1)"
+}
+
 train_system() {  # train_system NAME: conf/NAME.yaml into exp/NAME
+  local opts="$train_opts"
+  if needs_init $1; then opts="$opts --init-from $init_from --init-lang-dir $init_lang_dir"; fi
   steps/train.sh --cmd "$train_cmd" --train-config conf/$1.yaml --num-epochs $num_epochs \
-    --num-threads $train_threads --train-opts "$train_opts" \
+    --num-threads $train_threads --train-opts "$opts" \
     $lang data/fbank/conv_cuts_train.jsonl.gz data/fbank/conv_cuts_dev.jsonl.gz exp/$1
 }
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "Stage 4: train $systems ($num_epochs epochs, $train_parallel at a time)"
-  for s in $systems; do [ -f conf/$s.yaml ] || { echo "$0: no config conf/$s.yaml for system $s" >&2; exit 1; }; done
+  for s in $systems; do
+    [ -f conf/$s.yaml ] || { echo "$0: no config conf/$s.yaml for system $s" >&2; exit 1; }
+    if needs_init $s; then
+      [ -n "$init_from" ] && [ -f "$init_from" ] || { echo "$0: system $s starts from a single-talker model:" \
+        "give its checkpoint with --init-from (e.g. ../asr/exp/lstm/epoch-15.pt after running ../asr/run.sh);" \
+        "got '${init_from}'" >&2; exit 1; }
+      [ -n "$init_lang_dir" ] || init_lang_dir=$(dirname "$(dirname "$(dirname "$init_from")")")/data/lang_bpe_64
+      [ -f "$init_lang_dir/tokens.txt" ] || { echo "$0: $init_lang_dir/tokens.txt not found: give the lang dir" \
+        "of $init_from with --init-lang-dir" >&2; exit 1; }
+    fi
+  done
   pids=()
   for s in $systems; do
     train_system $s > exp/log/train-$s.out 2>&1 &
