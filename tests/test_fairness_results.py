@@ -48,3 +48,14 @@ def test_training_dirs_come_from_the_recogs_paths():
                                                   "recogs": ["exp/baseline/decode/test/r.txt"]}, _row(1000, 12.0)]}
     assert w.training_dirs(mit, "/x/asr/exp/lstm") == {"baseline": Path("/x/asr/exp/lstm"),
                                                        "ewc-1000-seed7": Path("exp/ft/ewc-1000-seed7")}
+
+
+def test_partial_fine_tunings_are_read_against_full_fine_tuning():
+    w = _writer()
+    enc = {"method": "fine-tuning, encoder only", "rel": {"targeted": -3.0, "other": 1.0, "overall": 0.5},
+           "ci_targeted": [-6.0, -1.0], "ci_other": [-1.0, 3.0], "ci_overall": [-1.0, 2.0],
+           "vs_reference": {"targeted": 2.0, "other": -4.0, "ci_targeted": [0.5, 4.0], "ci_other": [-7.0, -1.0]}}
+    lines = w.partial_reading({"rows": [{"method": "fine-tuning", "rel": {}}, enc]})
+    assert len(lines) == 1 and lines[0].startswith("- fine-tuning, encoder only: against no adaptation, targeted "
+                                                    "-3.0% [-6.0, -1.0]")
+    assert "against full fine-tuning, targeted +2.0% [+0.5, +4.0], other -4.0% [-7.0, -1.0]" in lines[0]

@@ -202,9 +202,17 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 # variant name -> training manifest and EWC lambda; one experiment directory per variant and seed
-variants="finetune continue oversample"
+# finetune-enc / finetune-pred: plain fine-tuning of the encoder only / the prediction network only (the rest frozen
+# for the whole run), beside full fine-tuning
+variants="finetune finetune-enc finetune-pred continue oversample"
 for l in $ewc_lambdas; do variants="$variants ewc-$l"; done
-variant_cuts() { case $1 in finetune|ewc-*) echo data/sets/adapt_pool.jsonl.gz ;; *) echo data/sets/$1.jsonl.gz ;; esac; }
+variant_cuts() { case $1 in finetune*|ewc-*) echo data/sets/adapt_pool.jsonl.gz ;; *) echo data/sets/$1.jsonl.gz ;; esac; }
+frozen_modules() {  # frozen_modules VARIANT: what a partial fine-tuning keeps still (the transducer's module names)
+  case $1 in
+    finetune-enc) echo "[decoder, joiner, simple_am_proj, simple_lm_proj, ctc_output]" ;;
+    finetune-pred) echo "[encoder, joiner, simple_am_proj, ctc_output]" ;;
+  esac
+}
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "Stage 5: fine-tune from theta*: $variants ($ft_epochs epochs each, seeds $ft_seeds)"
@@ -212,6 +220,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     for v in $variants; do
       opts="--init-from exp/ewc/theta_star.pt --seed $s"
       case $v in ewc-*) opts="$opts --set ewc.fisher=exp/ewc/fisher.pt --set ewc.lambda=${v#ewc-}" ;; esac
+      frozen=$(frozen_modules $v)
+      [ -z "$frozen" ] || opts="$opts --set train.init_freeze_modules=${frozen// /} --set train.init_freeze_steps=1000000000"
       steps/train.sh --cmd "$train_cmd" --train-config exp/ewc/finetune.yaml --num-epochs $ft_epochs \
         --num-threads $train_threads --train-opts "$opts" \
         "$lang" "$(variant_cuts $v)" $data/${prefix}_cuts_dev.jsonl.gz exp/ft/$v-seed$s
@@ -275,6 +285,8 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
     done
   }
   add_method "fine-tuning" finetune
+  add_method "fine-tuning, encoder only" finetune-enc
+  add_method "fine-tuning, prediction network only" finetune-pred
   for l in $ewc_lambdas; do add_method "EWC lambda=$l" ewc-$l; done
   add_method "continued training (all data)" continue
   add_method "oversampling x$oversample_factor" oversample

@@ -202,6 +202,21 @@ def lambda_choice(dev: Optional[dict], mit: dict) -> list:
     return out
 
 
+def partial_reading(mit: dict) -> list:
+    """Encoder-only and prediction-network-only fine-tuning against no adaptation and against full fine-tuning."""
+    out = []
+    for r in mit["rows"]:
+        if not r["method"].startswith("fine-tuning, "):
+            continue
+        vs = r.get("vs_reference") or {}
+        out.append(f"- {r['method']}: against no adaptation, targeted {_signed(r['rel']['targeted'])}"
+                   f"{_ci(r.get('ci_targeted'))} ({verdict(r.get('ci_targeted'))}), other {_signed(r['rel']['other'])}"
+                   f"{_ci(r.get('ci_other'))}, overall {_signed(r['rel']['overall'])}{_ci(r.get('ci_overall'))}; "
+                   f"against full fine-tuning, targeted {_signed(vs.get('targeted'))}{_ci(vs.get('ci_targeted'))}, "
+                   f"other {_signed(vs.get('other'))}{_ci(vs.get('ci_other'))}.")
+    return out
+
+
 def arw_reading(name: str, mit: dict, by_key: dict, dev: Optional[dict]) -> list:
     """ARW against the baseline, judged from the paired speaker-bootstrap intervals (choices made on dev)."""
     def row(t):
@@ -386,6 +401,10 @@ def main() -> None:
         "",
         f"- adapt pool: {sets['sets']['adapt_pool']['cuts']} utterances ({sets['sets']['adapt_pool']['seconds']:.0f} s)"
         f" of {len(sets['adapt_speakers'])} held-out speakers of the targeted regions (adapt split);",
+        "- fine-tuning, encoder only / prediction network only: plain fine-tuning on the adapt pool with the rest of the "
+        "model frozen for the whole run (`train.init_freeze_modules`: the decoder, joiner and the auxiliary heads / "
+        "the encoder, joiner, the acoustic auxiliary heads), the comparison the EWC paper makes between adapting "
+        "the two parts;",
         f"- continued training: a random {sets['sets']['continue']['cuts']}-utterance subset of all training data of the"
         f" same duration ({sets['sets']['continue']['seconds']:.0f} s);",
         f"- oversampling: the training set with the {sets['train_target_speakers']} targeted-region training speakers' "
@@ -439,6 +458,7 @@ def main() -> None:
         "",
         *reading(region, comparison, mit, fisher),
         *lambda_choice(dev, mit),
+        *partial_reading(mit),
         *arw_reading(args.arw_name, mit, by_key, dev),
         "",
         "## Run time",
