@@ -11,6 +11,8 @@
 #   ./run.sh --ewc-lambdas "100 1000 10000" --stage 5    # another lambda sweep (then stages 6-9)
 #   ./run.sh --stage 7 --arw-config conf/my-arw.yaml --arw-exp exp/arw-mine   # another ARW setting (then 8, 9)
 #   ./run.sh --embedding fbank-stats --stage 1  # automatic cohorts from another speaker embedding
+#   ./run.sh --target-key geo_region --ewc-lambdas "1000000 10000000"   # adapt on the geographic tree's worst
+#                                             # leaves instead (its own sets, fine-tunings and RESULTS-geo_region.md)
 #
 # Finished outputs are skipped on a re-run; after retraining the baseline start afresh: rm -rf exp data
 #
@@ -22,6 +24,16 @@
 # ARW on dev and test as the baseline is decoded + per-cohort scoring, 9 tables and RESULTS.md.
 set -euo pipefail
 echo "$0 $*"
+cmdline=./run.sh   # the options that make this run, for RESULTS.md (not --stage / --stop-stage / --nj; quoted)
+skip_next=false
+for a in "$@"; do
+  if $skip_next; then skip_next=false; continue; fi
+  case $a in
+    --stage|--stop-stage|--nj) skip_next=true ;;
+    *" "*) cmdline="$cmdline \"$a\"" ;;
+    *) cmdline="$cmdline $a" ;;
+  esac
+done
 
 stage=0
 stop_stage=9
@@ -66,7 +78,7 @@ fisher_threads=1
 train_threads=1
 emb_threads=1
 nj=2                         # parallel decoding jobs
-results=RESULTS.md
+results=                     # default RESULTS.md; RESULTS-<target-key>.md for another --target-key
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--baseline-exp DIR] [--baseline-epoch E]
           [--baseline-avg A] [--target-key region|geo_region] [--num-targets N] [--ewc-lambdas \"L1 L2 L3\"]
           [--ft-epochs N] [--embedding serac|resemblyzer|fbank-stats|auto] [--speaker-model PT] [--speaker-steps N]
@@ -97,6 +109,10 @@ lang=$asr/data/lang_bpe_$vocab_size
 data=data/fbank               # the asr recipe's features, linked by ./prepare.sh
 bsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $baseline_epoch --avg $baseline_avg)
 disc=exp/discovery
+# the mitigation of one target key: its sets, fine-tunings and tables (region: the plain names, as before)
+tag=""; [ "$target_key" = region ] || tag="-$target_key"
+sets=data/sets$tag ft=exp/ft$tag mit=exp/mitigation$tag bykey=exp/by-key$tag
+[ -n "$results" ] || results=RESULTS$tag.md
 mkdir -p exp
 timing=exp/timing.tsv
 . utils/stage_utils.sh $timing   # stage_done N name: the stage's wall time into $timing
@@ -178,14 +194,14 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "Stage 3: the $num_targets worst $target_key cohorts on dev; adapt pool, continued-training and oversampled sets"
   map_opt=""
   [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
-  if [ -f data/sets/targets.json ] && python -c "import json,sys; d=json.load(open('data/sets/targets.json'));
+  if [ -f $sets/targets.json ] && python -c "import json,sys; d=json.load(open('$sets/targets.json'));
 sys.exit(0 if (d['key'], d['num_targets'], d['oversample_factor']) == ('$target_key', $num_targets, $oversample_factor) else 1)"; then
-    echo "data/sets/targets.json is up to date: $(tr '\n' ' ' < data/sets/targets.txt)"
+    echo "$sets/targets.json is up to date: $(tr '\n' ' ' < $sets/targets.txt)"
   else
     python local/make_adapt_sets.py --dev-recogs "$(baseline_recogs dev)" --dev-cuts $data/${prefix}_cuts_dev.jsonl.gz \
       --key $target_key $map_opt --num-targets $num_targets --adapt-cuts $data/${prefix}_cuts_adapt.jsonl.gz \
       --train-cuts $data/${prefix}_cuts_train.jsonl.gz --oversample-factor $oversample_factor --seed $seed \
-      --out-dir data/sets
+      --out-dir $sets
   fi
   stage_done 3 sets
 fi
@@ -206,7 +222,7 @@ fi
 # for the whole run), beside full fine-tuning
 variants="finetune finetune-enc finetune-pred continue oversample"
 for l in $ewc_lambdas; do variants="$variants ewc-$l"; done
-variant_cuts() { case $1 in finetune*|ewc-*) echo data/sets/adapt_pool.jsonl.gz ;; *) echo data/sets/$1.jsonl.gz ;; esac; }
+variant_cuts() { case $1 in finetune*|ewc-*) echo $sets/adapt_pool.jsonl.gz ;; *) echo $sets/$1.jsonl.gz ;; esac; }
 frozen_modules() {  # frozen_modules VARIANT: what a partial fine-tuning keeps still (the transducer's module names)
   case $1 in
     finetune-enc) echo "[decoder, joiner, simple_am_proj, simple_lm_proj, ctc_output]" ;;
@@ -224,8 +240,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
       [ -z "$frozen" ] || opts="$opts --set train.init_freeze_modules=${frozen// /} --set train.init_freeze_steps=1000000000"
       steps/train.sh --cmd "$train_cmd" --train-config exp/ewc/finetune.yaml --num-epochs $ft_epochs \
         --num-threads $train_threads --train-opts "$opts" \
-        "$lang" "$(variant_cuts $v)" $data/${prefix}_cuts_dev.jsonl.gz exp/ft/$v-seed$s
-      grep -h "epoch $ft_epochs:" exp/ft/$v-seed$s/log/train.log | tail -n 1 | cut -d ' ' -f 5- || true
+        "$lang" "$(variant_cuts $v)" $data/${prefix}_cuts_dev.jsonl.gz $ft/$v-seed$s
+      grep -h "epoch $ft_epochs:" $ft/$v-seed$s/log/train.log | tail -n 1 | cut -d ' ' -f 5- || true
     done
   done
   stage_done 5 finetune
@@ -237,7 +253,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     for v in $variants; do
       for set in dev test; do
         steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $ft_epochs --avg 1 --method greedy_search \
-          exp/ft/$v-seed$s "$lang" $data/${prefix}_cuts_$set.jsonl.gz $set
+          $ft/$v-seed$s "$lang" $data/${prefix}_cuts_$set.jsonl.gz $set
       done
     done
   done
@@ -279,9 +295,9 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   dev_methods+=(--method "$arw_name" $arw_exp/decode/dev/recogs-dev-$bsuffix.txt $arw_exp)
   add_method() {  # add_method NAME VARIANT: one --method per seed whose test (dev) decode exists (else named)
     for s in $ft_seeds; do
-      local r=exp/ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt d=exp/ft/$2-seed$s/decode/dev/recogs-dev-$fsuffix.txt
-      if [ -f $r ]; then methods+=(--method "$1" $r exp/ft/$2-seed$s); else missing+=("$2-seed$s"); fi
-      if [ -f $d ]; then dev_methods+=(--method "$1" $d exp/ft/$2-seed$s); else missing+=("$2-seed$s (dev)"); fi
+      local r=$ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt d=$ft/$2-seed$s/decode/dev/recogs-dev-$fsuffix.txt
+      if [ -f $r ]; then methods+=(--method "$1" $r $ft/$2-seed$s); else missing+=("$2-seed$s"); fi
+      if [ -f $d ]; then dev_methods+=(--method "$1" $d $ft/$2-seed$s); else missing+=("$2-seed$s (dev)"); fi
     done
   }
   add_method "fine-tuning" finetune
@@ -292,30 +308,30 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   add_method "oversampling x$oversample_factor" oversample
   [ ${#missing[@]} -eq 0 ] || echo "$0: WARNING: no test decode of ${missing[*]} (stages 5-6 not run?): left out of the tables"
   python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key $target_key $map_opt \
-    --targets-file data/sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${methods[@]}" \
+    --targets-file $sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${methods[@]}" \
     --from-scratch "$arw_name" --fisher exp/ewc/fisher.pt --theta-star exp/ewc/theta_star.pt \
-    --out-md exp/mitigation.md --out-json exp/mitigation.json > /dev/null
+    --out-md $mit.md --out-json $mit.json > /dev/null
   # every other attribute, and the discovered cohorts: the same table, targeting the baseline's worst cohort on dev
-  mkdir -p exp/by-key
+  mkdir -p $bykey
   for key in ${cohort_keys//,/ } geo_region geodemo auto_cohort; do
     [ $key = $target_key ] && continue
     python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key $key \
       --cohort-map $disc/geo/cohort-map.tsv --cohort-map $disc/geodemo/cohort-map.tsv --cohort-map $disc/auto/cohort-map.tsv \
       --targets-from-summary $disc/baseline-cohorts-dev/cohort-summary-$key.json --baseline "no adaptation" \
       --reference "fine-tuning" "${methods[@]}" --from-scratch "$arw_name" \
-      --out-md exp/by-key/$key.md --out-json exp/by-key/$key.json > /dev/null
+      --out-md $bykey/$key.md --out-json $bykey/$key.json > /dev/null
   done
   # dev, the set every choice is made on (EWC's lambda: write_results.py): every system, the same table as test's
   python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_dev.jsonl.gz --key $target_key $map_opt \
-    --targets-file data/sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${dev_methods[@]}" \
-    --from-scratch "$arw_name" --out-md exp/mitigation-dev.md --out-json exp/mitigation-dev.json > /dev/null
+    --targets-file $sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${dev_methods[@]}" \
+    --from-scratch "$arw_name" --out-md $mit-dev.md --out-json $mit-dev.json > /dev/null
   stage_done 9 results
   python local/write_results.py --asr-dir "$asr" --baseline "$asr/$baseline_exp epoch $baseline_epoch avg $baseline_avg" \
-    --discovery $disc --sets data/sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
-    --mitigation exp/mitigation.md --mitigation-json exp/mitigation.json --seeds "$ft_seeds" --timing $timing \
-    --by-key exp/by-key --dev exp/mitigation-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
+    --discovery $disc --sets $sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
+    --mitigation $mit.md --mitigation-json $mit.json --seeds "$ft_seeds" --timing $timing \
+    --by-key $bykey --dev $mit-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
     --missing "${missing[*]}" --speaker-model $speaker_model --attr-cuts $data/${prefix}_cuts_dev.jsonl.gz,$data/${prefix}_cuts_test.jsonl.gz \
-    --command "cd egs/synth_assistant/fairness && ./run.sh" --out $results
+    --command "cd egs/synth_assistant/fairness && $cmdline" --out $results
   echo "wrote $results"
 fi
 echo "$0: succeeded"
