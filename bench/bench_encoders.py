@@ -29,6 +29,12 @@ Usage:
   python bench/bench_encoders.py
   python bench/bench_encoders.py --encoders lstm conformer --rounds 5 --batch 4 --seconds 2
   python bench/bench_encoders.py --no-decode        # training figures only
+  python bench/bench_encoders.py --no-decode --compile conformer contextnet   # also their train.compile rows
+
+``--compile ENC ...`` adds a row ``ENC+compile`` for each: the same encoder (same weights) whose training forward
+runs through ``torch.compile`` (``serac.train.compile.compile_for_training``, what ``train.compile: true`` does);
+its compile time (wall seconds of the warm-up steps, which compile) is printed. Decoding runs eager either way,
+so those rows have no decoding figures.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from serac.encoders.cost import count_parameters, encoder_flops_per_second  # noqa: E402
+from serac.train.compile import compile_for_training  # noqa: E402
 from serac.transducer.model import build_model  # noqa: E402
 from serac.transducer.search import greedy_search_batch, streaming_greedy_search  # noqa: E402
 
@@ -78,12 +85,15 @@ class Gemm:
 class EncoderBench:
     """One encoder inside a transducer: a training batch, a decoding batch and one stream."""
 
-    def __init__(self, name: str, args: argparse.Namespace) -> None:
+    def __init__(self, name: str, args: argparse.Namespace, compiled: bool = False) -> None:
         torch.manual_seed(0)
-        self.name, self.args = name, args
+        self.name, self.args, self.compiled = name + ("+compile" if compiled else ""), args, compiled
         self.model = build_model({"encoder": {"name": name, "output_dim": args.output_dim}, "decoder_dim": 256,
                                   "joiner_dim": 256}, args.num_features, args.vocab_size)
         self.encoder = self.model.encoder
+        self.compile_seconds = 0.0
+        if compiled:
+            compile_for_training(self.encoder)
         self.params = count_parameters(self.encoder)
         self.flops_per_second = encoder_flops_per_second(self.encoder, args.num_features)
         frames = int(args.seconds * FRAMES_PER_SECOND)
@@ -138,8 +148,10 @@ class EncoderBench:
             self.times["chunk"].extend(self.chunk_times())
 
     def warm_up(self, decode: bool) -> None:
+        start = time.perf_counter()
         self.encoder_step()
         self.transducer_step()
+        self.compile_seconds = time.perf_counter() - start if self.compiled else 0.0
         if decode:
             self.greedy()
             self.chunk_times()
@@ -158,6 +170,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians over them")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-decode", action="store_true", help="skip the decoding figures")
+    parser.add_argument("--compile", nargs="*", default=[], metavar="ENC",
+                        help="also measure these encoders with their training forward compiled (rows ENC+compile)")
     args = parser.parse_args()
     if "lstm" not in args.encoders:
         args.encoders = ["lstm"] + args.encoders  # the reference every ratio is taken against
@@ -169,14 +183,17 @@ def main() -> None:
           flush=True)
     gemms = [Gemm(*shape) for shape in GEMM_SHAPES]
     benches = [EncoderBench(name, args) for name in args.encoders]
+    benches += [EncoderBench(name, args, compiled=True) for name in args.compile]
     for b in benches:
-        b.warm_up(decode)
+        b.warm_up(decode and not b.compiled)
+        if b.compiled:
+            print(f"  {b.name}: warm-up (compiling) took {b.compile_seconds:.0f} s wall", flush=True)
     gemm_rates: List[List[float]] = [[] for _ in gemms]
     for r in range(args.rounds):
         for g, rates in zip(gemms, gemm_rates):
             rates.append(g.run())
         for b in benches:
-            b.measure_round(decode)
+            b.measure_round(decode and not b.compiled)
         print(f"  round {r + 1}/{args.rounds} done", flush=True)
 
     gemm_medians = [statistics.median(r) for r in gemm_rates]
@@ -190,7 +207,7 @@ def main() -> None:
         row = dict(params=b.params, gflops=b.flops_per_second / 1e9,
                    enc_rate=b.train_flops / med["encoder"] / 1e9, enc_tput=b.audio / med["encoder"],
                    full_rate=b.train_flops / med["transducer"] / 1e9, full_tput=b.audio / med["transducer"])
-        if decode:
+        if decode and not b.compiled:
             chunk_s = b.chunk / FRAMES_PER_SECOND
             row.update(greedy_rtf=med["greedy"] / b.audio, chunk_ms=b.chunk * 1000 // FRAMES_PER_SECOND,
                        chunk_lat=med["chunk"] / chunk_s, chunk_lat_max=max(b.times["chunk"]) / chunk_s,
@@ -199,12 +216,12 @@ def main() -> None:
     ref = rows["lstm"]
 
     print("\nTraining (fwd+bwd), one thread")
-    header = (f"{'encoder':<11} {'params':>7} {'GFLOPs/s audio':>14} {'enc GFLOP/s':>11} {'x lstm':>6} {'/ peak':>6} "
+    header = (f"{'encoder':<18} {'params':>7} {'GFLOPs/s audio':>14} {'enc GFLOP/s':>11} {'x lstm':>6} {'/ peak':>6} "
               f"{'enc s/s':>7} {'step s/s':>8} {'x lstm':>6} {'step GFLOP/s':>12} {'x lstm':>6}")
     print(header)
     print("-" * len(header))
     for name, r in rows.items():
-        print(f"{name:<11} {r['params'] / 1e6:6.2f}M {r['gflops']:14.3f} {r['enc_rate']:11.1f} "
+        print(f"{name:<18} {r['params'] / 1e6:6.2f}M {r['gflops']:14.3f} {r['enc_rate']:11.1f} "
               f"{r['enc_rate'] / ref['enc_rate']:6.2f} {r['enc_rate'] / peak:6.2f} {r['enc_tput']:7.1f} "
               f"{r['full_tput']:8.1f} {r['full_tput'] / ref['full_tput']:6.2f} {r['full_rate']:12.1f} "
               f"{r['full_rate'] / ref['full_rate']:6.2f}")
@@ -217,6 +234,8 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         for name, r in rows.items():
+            if "greedy_rtf" not in r:
+                continue  # a compiled row: decoding is eager
             print(f"{name:<11} {r['greedy_rtf']:10.4f} {r['greedy_rtf'] / ref['greedy_rtf']:6.2f} "
                   f"{r['dec_rate']:11.1f} {r['dec_rate'] / peak:6.2f} {r['chunk_ms']:4d}ms "
                   f"{r['chunk_lat']:13.4f} {r['chunk_lat'] / ref['chunk_lat']:6.2f} {r['chunk_lat_max']:6.3f}")

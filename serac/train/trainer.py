@@ -48,6 +48,7 @@ from serac.multitalker.training import (check_sts_config, conversation_problem_c
                                         sts_batch_inputs)
 from serac.train.addon import AddonSetup, StepContext, TrainingAddon
 from serac.train.arw_addon import ARWAddon
+from serac.train.compile import compile_for_training
 from serac.checkpoint import last_epoch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from serac.train.distill import DistillAddon
 from serac.train.ewc import EWCAddon
@@ -318,6 +319,10 @@ class Trainer:
         self.tc = tc = cfg["train"]
         if tc.get("num_threads"):
             torch.set_num_threads(int(tc["num_threads"]))
+        if tc.get("compile") and self.world_size > 1:
+            # not verified here (DDP's bucketing over a compiled encoder): refuse rather than train an unchecked path
+            raise ValueError(f"train.compile: true is only supported in single-process training; this run has "
+                             f"world_size {self.world_size} (torchrun). Set train.compile: false")
         self.device = device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
         self.seed = seed = int(tc["seed"])
         random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
@@ -394,6 +399,11 @@ class Trainer:
         if self.start_epoch > self.num_epochs:
             return
 
+        if tc.get("compile"):
+            # after resume: compiling reads the parameters at each call, so loaded weights are used as they are
+            compile_for_training(model.encoder)
+            logging.info("train.compile: the encoder's training forward is compiled on the first batch "
+                         "(minutes on a small CPU; docs/encoders.md)")
         self.ddp_model = model
         if self.world_size > 1:
             self.ddp_model = DistributedDataParallel(
