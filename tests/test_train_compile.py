@@ -1,6 +1,7 @@
 """train.compile (serac/train/compile.py): a transducer training step whose encoder runs through torch.compile
 gives the eager step's losses and gradients (float tolerance), on a batch of unequal lengths; the compiled path is
-used only in training, and the trainer refuses it under DDP."""
+used only in training; a training run with train.compile: true trains through it to the eager run's parameters,
+and the trainer refuses it under DDP. The compiling tests take minutes with an empty inductor cache."""
 from __future__ import annotations
 
 import types
@@ -90,3 +91,30 @@ def test_trainer_refuses_compile_under_ddp(monkeypatch, tmp_path):
     args = types.SimpleNamespace(exp_dir=str(tmp_path / "exp"))
     with pytest.raises(ValueError, match="train.compile: true is only supported in single-process training"):
         trainer.Trainer(args, {"train": {"compile": True, "num_threads": 0}})
+
+
+def test_trainer_trains_through_the_compiled_encoder(tmp_path, monkeypatch, one_thread):
+    """train.compile: true in a real (tiny LSTM) training run: the trainer compiles the encoder, the training steps
+    run the compiled forward, and the parameters end where an eager run's do (float tolerance)."""
+    pytest.importorskip("torch._inductor")
+    if not cxx_compiler():
+        pytest.skip("torch.compile's CPU backend needs a C++ compiler (g++/clang++), none on PATH")
+    from serac.train import trainer as trainer_module
+    from trainer_utils import TinyTrainer
+
+    calls = []
+
+    def spy(encoder):
+        compile_for_training(encoder)
+        compiled = encoder._compiled_training_forward
+        encoder._compiled_training_forward = lambda *a, **k: calls.append(1) or compiled(*a, **k)
+        return encoder
+
+    tiny = TinyTrainer(tmp_path)
+    eager = tiny.run("eager", [])["model"]
+    monkeypatch.setattr(trainer_module, "compile_for_training", spy)
+    compiled = tiny.run("compiled", ["train.compile=true"])["model"]
+    assert calls, "the training steps did not run the compiled encoder"
+    assert compiled.keys() == eager.keys()
+    for name, value in compiled.items():
+        torch.testing.assert_close(value, eager[name], rtol=1e-3, atol=1e-4, msg=lambda m: f"{name}: {m}")
