@@ -183,7 +183,8 @@ def lambda_choice(dev: Optional[dict], mit: dict) -> list:
                 "the test table shows the whole sweep, which is not a choice."]
     best = min(ewc_dev, key=lambda r: (round(r["overall"], 6), -r["ewc_lambda"]))
     lams = sorted(r["ewc_lambda"] for r in ewc_dev)
-    sweep = ", ".join(f"{r['ewc_lambda']:g}: {r['overall']:.2f}%" for r in sorted(ewc_dev, key=lambda r: r["ewc_lambda"]))
+    by_lambda = sorted(ewc_dev, key=lambda r: r["ewc_lambda"])
+    sweep = ", ".join(f"{r['ewc_lambda']:g}: {r['overall']:.2f}%" for r in by_lambda)
     edge = (" It is the edge of the sweep: a wider sweep might choose further out."
             if best["ewc_lambda"] in (lams[0], lams[-1]) else "")
     out = [f"- EWC's lambda, chosen on **dev** (lowest dev WER, mean over seeds): **{best['ewc_lambda']:g}** "
@@ -192,8 +193,8 @@ def lambda_choice(dev: Optional[dict], mit: dict) -> list:
     if t is None:
         return out + [f"- No test decode of lambda={best['ewc_lambda']:g}."]
     vs = t.get("vs_reference") or {}
-    out.append(f"- On test, EWC lambda={best['ewc_lambda']:g} against no adaptation: overall {_signed(t['rel']['overall'])}"
-               f"{_ci(t.get('ci_overall'))}, targeted regions {_signed(t['rel']['targeted'])}"
+    out.append(f"- On test, EWC lambda={best['ewc_lambda']:g} against no adaptation: overall "
+               f"{_signed(t['rel']['overall'])}{_ci(t.get('ci_overall'))}, targeted regions {_signed(t['rel']['targeted'])}"
                f"{_ci(t.get('ci_targeted'))} ({verdict(t.get('ci_targeted'))}), other regions "
                f"{_signed(t['rel']['other'])}{_ci(t.get('ci_other'))}, cross-region variance "
                f"{_signed(t['rel'].get('var'))}; against plain fine-tuning: targeted {_signed(vs.get('targeted'))}"
