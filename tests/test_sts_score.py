@@ -115,3 +115,21 @@ def test_claim_verdicts_come_from_the_interval():
     assert verdict([-1.0, 1.0], "lower") == "undecided"
     assert verdict([0.5, 2.0], "higher") == "holds" and verdict([-2.0, -0.5], "higher") == "does not hold"
     assert verdict([float("nan")] * 2, "higher").startswith("undecided")
+
+
+def test_claims_are_read_per_family_of_systems(monkeypatch):
+    """sts - mt_rnnt and sts_init - mt_rnnt_init each get a row; a claim no family ran is one "not run" row; a
+    pair with an untrained system is not testable, whatever its interval."""
+    from serac.multitalker import report
+
+    monkeypatch.setattr(report, "paired_differences",
+                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
+                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
+                                                   "start_latency_median_ms")})
+    scores = {"sts": {"v": 10.0}, "mt_rnnt": {"v": 0.0}, "sts_init": {"v": -5.0}, "mt_rnnt_init": {"v": 0.0}}
+    rows = report.claim_rows(scores, untrained=["mt_rnnt"], n_bootstrap=10)
+    orc = [r for r in rows if r[0].endswith("ORC-WER")]
+    assert [r[1] for r in orc] == ["`sts` - `mt_rnnt`", "`sts_init` - `mt_rnnt_init`"]
+    assert orc[0][4].startswith("not testable here") and orc[1][4] == "holds"     # -5 [-6, -4]: lower
+    latency = [r for r in rows if "latency penalty" in r[0]]
+    assert latency == [[latency[0][0], "`sts` - `sts_no_penalty`", "not run", "-", "-"]]

@@ -32,7 +32,13 @@ SYSTEM_NAMES = {"sts": "STS (turn tokens, FastEmit, end-of-turn penalty)",
                 "mt_rnnt": "MT-RNN-T (two channels, no turn tokens; turns by silence)",
                 "sts_no_penalty": "STS without the end-of-turn penalty",
                 "sts_no_fastemit": "STS without FastEmit",
-                "sts_init": "STS initialised from the single-talker asr model (residual separator)"}
+                "sts_init": "STS initialised from the single-talker asr model (residual separator)",
+                "mt_rnnt_init": "MT-RNN-T initialised as sts_init is",
+                "sts_no_penalty_init": "sts_init without the end-of-turn penalty"}
+
+#: the families of systems trained alike, each read against its own baselines: from scratch (``sts`` -
+#: ``mt_rnnt``) and initialised from the single-talker model (``sts_init`` - ``mt_rnnt_init``; conf/*_init.yaml)
+CLAIM_VARIANTS = ("", "_init")
 
 
 @dataclass
@@ -105,6 +111,28 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def claim_rows(scores: Dict[str, Dict[str, Any]], untrained: Sequence[str], n_bootstrap: int) -> List[List[str]]:
+    """One row per paper claim and family of systems (:data:`CLAIM_VARIANTS`) whose system and baseline were both
+    scored; a claim no family ran is one "not run" row. The verdict comes from the paired interval; a pair with a
+    system that has not learned the task is "not testable here"."""
+    rows = []
+    for c in CLAIMS:
+        pairs = [(c.system + v, c.baseline + v) for v in CLAIM_VARIANTS
+                 if c.system + v in scores and c.baseline + v in scores]
+        if not pairs:
+            rows.append([c.text, f"`{c.system}` - `{c.baseline}`", "not run", "-", "-"])
+        for system, baseline in pairs:
+            d = paired_differences(scores[system], scores[baseline], n_bootstrap)[c.key]
+            value = f"{_f(d['diff'])} {c.unit}"
+            if "relative_pct" in d:
+                value += f" ({_f(d['relative_pct'], 1)}% relative)"
+            said = verdict(d["ci"], c.better)
+            if system in untrained or baseline in untrained:
+                said = f"not testable here (interval alone: {said})"
+            rows.append([c.text, f"`{system}` - `{baseline}`", value, f"[{_f(d['ci'][0])}, {_f(d['ci'][1])}]", said])
+    return rows
+
+
 def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix: str, out: Path,
                   streaming_set: Optional[str] = None, streaming_suffix: Optional[str] = None,
                   manifest_dir: Optional[Path] = None, timing: Optional[Path] = None, n_bootstrap: int = 1000,
@@ -166,21 +194,8 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
                   + ". A claim involving one of them is not testable on this run: its difference compares "
                   "models that have not learned the task (e.g. one that emits nothing against one that emits "
                   "its prior), whatever the interval says.", ""]
-    claim_rows = []
-    for c in CLAIMS:
-        if c.system not in scores or c.baseline not in scores:
-            claim_rows.append([c.text, f"`{c.system}` - `{c.baseline}`", "not run", "-", "-"])
-            continue
-        d = paired_differences(scores[c.system], scores[c.baseline], n_bootstrap)[c.key]
-        value = f"{_f(d['diff'])} {c.unit}"
-        if "relative_pct" in d:
-            value += f" ({_f(d['relative_pct'], 1)}% relative)"
-        said = verdict(d["ci"], c.better)
-        if c.system in untrained or c.baseline in untrained:
-            said = f"not testable here (interval alone: {said})"
-        claim_rows.append([c.text, f"`{c.system}` - `{c.baseline}`", value,
-                           f"[{_f(d['ci'][0])}, {_f(d['ci'][1])}]", said])
-    lines += _table(("paper (LibriCSS)", "here", "difference", "95% CI", "verdict"), claim_rows) + [""]
+    lines += _table(("paper (LibriCSS)", "here", "difference", "95% CI", "verdict"),
+                    claim_rows(scores, untrained, n_bootstrap)) + [""]
 
     if streaming_set and streaming_suffix:
         srows = []
