@@ -172,8 +172,8 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     if train and lc.get("word_margin") is not None:
         segments = batch_segments(feats, x_lens)  # on the clean features: noise and SpecAugment would move them
     noise = cfg["data"].get("noise_floor") if train else None
-    if train and (spec_augment is not None or noise):
-        onset = speech_onset(feats, x_lens)  # likewise
+    if train and lc.get("onset_margin") is not None and (spec_augment is not None or noise):
+        onset = speech_onset(feats, x_lens)  # likewise (only loss.onset_margin reads it)
     if noise:
         feats = raise_noise_floor(feats, x_lens, float(noise["prob"]), float(noise["low"]), float(noise["high"]))
     if train and spec_augment is not None:
