@@ -223,10 +223,11 @@ fi
 variants="finetune finetune-enc finetune-pred continue oversample"
 for l in $ewc_lambdas; do variants="$variants ewc-$l"; done
 variant_cuts() { case $1 in finetune*|ewc-*) echo $sets/adapt_pool.jsonl.gz ;; *) echo $sets/$1.jsonl.gz ;; esac; }
-frozen_modules() {  # frozen_modules VARIANT: what a partial fine-tuning keeps still (the transducer's module names)
+frozen_modules() {  # frozen_modules VARIANT: what a partial fine-tuning keeps still (the transducer's module names;
+                    # no spaces: the list travels through --train-opts, which is split on them)
   case $1 in
-    finetune-enc) echo "[decoder, joiner, simple_am_proj, simple_lm_proj, ctc_output]" ;;
-    finetune-pred) echo "[encoder, joiner, simple_am_proj, ctc_output]" ;;
+    finetune-enc) echo "[decoder,joiner,simple_am_proj,simple_lm_proj,ctc_output]" ;;
+    finetune-pred) echo "[encoder,joiner,simple_am_proj,ctc_output]" ;;
   esac
 }
 
@@ -237,7 +238,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
       opts="--init-from exp/ewc/theta_star.pt --seed $s"
       case $v in ewc-*) opts="$opts --set ewc.fisher=exp/ewc/fisher.pt --set ewc.lambda=${v#ewc-}" ;; esac
       frozen=$(frozen_modules $v)
-      [ -z "$frozen" ] || opts="$opts --set train.init_freeze_modules=${frozen// /} --set train.init_freeze_steps=1000000000"
+      [ -z "$frozen" ] || opts="$opts --set train.init_freeze_modules=$frozen --set train.init_freeze_steps=1000000000"
       steps/train.sh --cmd "$train_cmd" --train-config exp/ewc/finetune.yaml --num-epochs $ft_epochs \
         --num-threads $train_threads --train-opts "$opts" \
         "$lang" "$(variant_cuts $v)" $data/${prefix}_cuts_dev.jsonl.gz $ft/$v-seed$s
