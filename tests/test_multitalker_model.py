@@ -175,3 +175,50 @@ def test_build_sts_model_rejects_unknown_options():
     with pytest.raises(ValueError, match=r"unknown STS model options \['foo'\]"):
         build_sts_model({**tiny_config(), "foo": 1}, 8, 5)
 
+
+
+def test_channel_activity_marks_the_frames_inside_each_channels_turns():
+    from serac.multitalker.model import channel_activity
+
+    # encoder frames of 40 ms (10 ms x 4): centres at 20, 60, 100, ... ms
+    ch0 = ChannelTarget([1, 2], ["t1", "t2"], [0.05, 0.30], [0.15, 0.40], [], [])
+    ch1 = ChannelTarget([3], ["t3"], [0.10], [0.35], [], [])
+    active = channel_activity([[ch0, ch1], [ChannelTarget(), ChannelTarget()]], 0.01, 4, 12)
+    assert active.shape == (4, 12)
+    # centres 60, 100, 140 ms in [50, 150); 300, 340, 380 ms in [300, 400)
+    assert active[0].nonzero().flatten().tolist() == [1, 2, 3, 7, 8, 9]
+    assert active[1].nonzero().flatten().tolist() == [2, 3, 4, 5, 6, 7, 8]  # 100 .. 340 ms in [100, 350)
+    assert active[2:].sum() == 0                                          # a conversation's silent channels
+
+
+def test_activity_head_learns_each_channels_speech_activity():
+    """On the toy problem the activity term trains the head to say when each channel's talker speaks; without an
+    activity head the term is a clear error."""
+    from serac.multitalker.model import channel_activity
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    cfg["separator"]["activity_head"] = True
+    model = build_sts_model(cfg, num_features=8, vocab_size=5)
+    x, x_lens, targets = toy_batch()
+    config = TurnLossConfig(activity_scale=1.0)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    first = None
+    for _ in range(60):
+        out = sts_loss(model, x, x_lens, targets, config, frame_shift_s=FRAME_S, prune_range=3)
+        first = float(out["activity_loss"]) if first is None else first
+        loss = 0.5 * out["simple_loss"] + out["pruned_loss"] + out["activity_loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(out["activity_loss"]) < 0.5 * first, (first, float(out["activity_loss"]))
+    with torch.no_grad():
+        enc, enc_lens = model.encode(x, x_lens)
+        predicted = model.encoder.activity(enc).squeeze(-1) > 0
+    truth = channel_activity(targets, FRAME_S, SUB, enc.size(1)).bool()
+    assert (predicted == truth).float().mean() > 0.85
+
+    plain = build_sts_model(tiny_config(), num_features=8, vocab_size=5)
+    with pytest.raises(ValueError, match="activity_head: true"):
+        sts_loss(plain, x, x_lens, targets, config, frame_shift_s=FRAME_S, prune_range=3)

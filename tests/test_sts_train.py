@@ -49,6 +49,23 @@ def test_mt_rnnt_baseline_trains_without_turn_tokens(convs):
     assert torch.isfinite(torch.tensor(result["valid"][-1]["loss"]))
 
 
+def test_speech_activity_term_is_trained_and_reported(convs):
+    """sts.activity_scale with separator.activity_head: the validation line reports the term, it falls, the head is
+    in the checkpoint; the scale without the head is a clear error before training."""
+    from serac.checkpoint import load_checkpoint
+    from serac.train.trainer import train
+
+    cfg = convs.config(["train.num_epochs=3", "sts.activity_scale=1.0"])
+    cfg["model"]["separator"]["activity_head"] = True
+    result = train(convs.args("act"), cfg)
+    activity = [v["activity_loss"] for v in result["valid"]]
+    assert activity[-1] < activity[0], activity
+    assert "encoder.activity.weight" in load_checkpoint(convs.tmp_path / "act/epoch-3.pt")["model"]
+
+    with pytest.raises(ValueError, match="activity_head: true"):
+        train(convs.args("no-head"), convs.config(["train.num_epochs=1", "sts.activity_scale=1.0"]))
+
+
 @pytest.mark.parametrize("override,message", [
     ("loss.onset_margin=2", "loss.onset_margin \\(2\\) does not apply to an STS model"),
     ("arw.enabled=true", "arw.enabled \\(True\\) does not apply to an STS model"),

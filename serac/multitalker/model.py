@@ -43,7 +43,7 @@ class SeparatorEncoder(EncoderBase):
 
     def __init__(self, num_features: int, mixture_encoder: Dict[str, Any], tail_encoder: Optional[Dict[str, Any]],
                  num_channels: int = 2, separator_dim: int = 128, separator_layers: int = 1,
-                 residual: bool = False) -> None:
+                 residual: bool = False, activity_head: bool = False) -> None:
         super().__init__()
         self.num_features = num_features
         self.num_output_channels = num_channels
@@ -74,6 +74,9 @@ class SeparatorEncoder(EncoderBase):
             tail_multiple = self.tail.chunk_multiple * m.subsampling_factor
             self.chunk_multiple = m.chunk_multiple * tail_multiple // _gcd(m.chunk_multiple, tail_multiple)
             self.output_dim = self.tail.output_dim
+        # speech activity of each channel's talker, predicted from the channel's encoding (the paper's multi-task
+        # signal, sts.activity_scale): training only, decoding never reads it
+        self.activity = nn.Linear(self.output_dim, 1) if activity_head else None
 
     def _separate(self, h: torch.Tensor, sep_state: Optional[Tuple[torch.Tensor, torch.Tensor]]):
         """(B, T', D) mixture encoding -> (B*C, T', S) channel streams: one shared LSTM, the channel told by the
@@ -151,6 +154,9 @@ class TurnLossConfig:
     #: (None: unrestricted). The multi-talker counterpart of ``loss.onset_margin``: without it a small model learns
     #: to emit its likeliest opening tokens at frame 0 on both channels before hearing anything (measured here).
     start_margin_frames: Optional[int] = None
+    #: weight of the speech-activity term: per channel and encoder frame, the binary cross-entropy of the
+    #: encoder's activity head (``separator.activity_head``) against "a turn of this channel is under way"
+    activity_scale: float = 0.0
 
 
 def fastemit(px: torch.Tensor, lam: float) -> torch.Tensor:
@@ -223,11 +229,39 @@ def turn_start_earliest(batch_targets: Sequence[Sequence[ChannelTarget]], frame_
     return feasible_earliest(earliest[:, :s_max], lens, y_lens)
 
 
+def channel_activity(batch_targets: Sequence[Sequence[ChannelTarget]], frame_shift_s: float,
+                     subsampling_factor: int, num_frames: int) -> torch.Tensor:
+    """(rows, num_frames) 0/1 speech activity per channel row (``b * C + c``) and encoder frame: 1 where the frame's
+    centre lies inside one of the channel's reference turns."""
+    rows = [target for conv in batch_targets for target in conv]
+    frame_s = frame_shift_s * subsampling_factor
+    centre = (torch.arange(num_frames, dtype=torch.float64) + 0.5) * frame_s
+    active = torch.zeros((len(rows), num_frames))
+    for r, target in enumerate(rows):
+        for start, end in zip(target.turn_start_s, target.turn_end_s):
+            active[r] = torch.maximum(active[r], ((centre >= start) & (centre < end)).to(active.dtype))
+    return active
+
+
+def activity_loss(encoder: SeparatorEncoder, encoder_out: torch.Tensor, encoder_lens: torch.Tensor,
+                  active: torch.Tensor) -> torch.Tensor:
+    """Sum over rows and valid frames of the binary cross-entropy of the encoder's activity head on
+    ``encoder_out`` (rows, T, E) against ``active`` (rows, T) (:func:`channel_activity`)."""
+    if encoder.activity is None:
+        raise ValueError("sts.activity_scale > 0 needs an activity head: set model.separator.activity_head: true")
+    logits = encoder.activity(encoder_out).squeeze(-1)
+    t = torch.arange(logits.size(1), device=logits.device)
+    valid = (t.unsqueeze(0) < encoder_lens.to(logits.device).unsqueeze(1)).to(logits.dtype)
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, active.to(logits), reduction="none")
+    return (bce * valid).sum()
+
+
 def sts_loss(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor,
              batch_targets: Sequence[Sequence[ChannelTarget]], config: TurnLossConfig, frame_shift_s: float = 0.01,
              **loss_kwargs: Any) -> Dict[str, torch.Tensor]:
-    """The transducer losses summed over every conversation's channels, with the switched-on STS terms;
-    ``loss_kwargs`` go to :meth:`Transducer.forward` (prune_range, lm_scale, ...)."""
+    """The transducer losses summed over every conversation's channels, with the switched-on STS terms (and
+    ``activity_loss``, weighted, when ``config.activity_scale`` is on); ``loss_kwargs`` go to
+    :meth:`Transducer.forward` (prune_range, lm_scale, ...)."""
     channels = getattr(model.encoder, "num_output_channels", None)
     if channels is None:
         raise ValueError("sts_loss needs a model whose encoder is a SeparatorEncoder (build_sts_model)")
@@ -241,4 +275,9 @@ def sts_loss(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor,
         earliest = turn_start_earliest(batch_targets, frame_shift_s, factor, config.start_margin_frames,
                                        x_lens.cpu() // factor)
     hook = turn_px_hook(config, end_frame, earliest)
-    return model(x, x_lens, tokens, px_hook=hook, **loss_kwargs)
+    out = model(x, x_lens, tokens, px_hook=hook, **loss_kwargs)
+    if config.activity_scale > 0:
+        enc, lens = out["encoder_out"], out["encoder_lens"]
+        active = channel_activity(batch_targets, frame_shift_s, factor, enc.size(1))
+        out["activity_loss"] = config.activity_scale * activity_loss(model.encoder, enc, lens, active)
+    return out

@@ -11,6 +11,7 @@ The ``sts`` section of an experiment config (every key optional)::
       eot_penalty: 0.1         # end-of-turn latency penalty per encoder frame past the reference end (0: off)
       eot_tolerance_frames: 2
       start_margin_frames: 2   # no token of a turn more than 2 encoder frames before the turn's start (null: off)
+      activity_scale: 0.0      # speech-activity multi-task term (needs model.separator.activity_head; 0: off)
 
 A conversation cut has one supervision per turn; lhotse's K2SpeechRecognitionDataset gives one entry per
 supervision (``sequence_idx`` says which batch row it belongs to), so the conversations, and their lengths (the
@@ -23,7 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from serac.multitalker.model import TurnLossConfig, flatten_channel_targets, turn_px_hook, turn_start_earliest
+from serac.multitalker.model import (TurnLossConfig, activity_loss, channel_activity, flatten_channel_targets,
+                                     turn_px_hook, turn_start_earliest)
 from serac.multitalker.simulate import conversation_turns
 from serac.multitalker.targets import ChannelTarget, TooManyTalkersError, channel_targets, turn_token_ids
 
@@ -61,7 +63,11 @@ def check_sts_config(cfg: Mapping[str, Any]) -> None:
         if value not in (None, False, 0):
             raise ValueError(f"{section}.{key} ({value}) does not apply to an STS model: {why}. Set it to "
                              f"{'null' if key != 'enabled' else 'false'} in the config.")
-    sts_settings(cfg)
+    loss_config, _ = sts_settings(cfg)
+    separator = (cfg.get("model") or {}).get("separator") or {}
+    if loss_config.activity_scale > 0 and not separator.get("activity_head"):
+        raise ValueError(f"sts.activity_scale ({loss_config.activity_scale}) needs an activity head: set "
+                         f"model.separator.activity_head: true")
 
 
 def batch_conversations(batch: Dict[str, Any]) -> Tuple[List[Any], torch.Tensor]:
@@ -83,9 +89,10 @@ def conversation_targets(cut, tokenizer, num_channels: int, turn_tokens: bool) -
 
 
 def sts_batch_inputs(batch: Dict[str, Any], tokenizer, cfg: Mapping[str, Any], model: torch.nn.Module
-                     ) -> Tuple[torch.Tensor, List[List[int]], Optional[Callable], int]:
+                     ) -> Tuple[torch.Tensor, List[List[int]], Optional[Callable], int, Optional[Callable]]:
     """(feature lengths per conversation, token lists per channel row ``b * C + c``, the ``px_hook`` of the
-    switched-on terms or None, number of conversations) of one batch."""
+    switched-on terms or None, number of conversations, and the speech-activity term or None: a function of the
+    model's forward output giving ``activity_scale`` x the summed per-frame cross-entropy) of one batch."""
     core = getattr(model, "module", model)
     channels = num_output_channels(core)
     loss_config, turn_tokens = sts_settings(cfg)
@@ -99,7 +106,13 @@ def sts_batch_inputs(batch: Dict[str, Any], tokenizer, cfg: Mapping[str, Any], m
         # the encoder's frames, conservatively (one fewer than x_lens // factor): only a feasibility bound
         earliest = turn_start_earliest(targets, frame_shift, factor, loss_config.start_margin_frames,
                                        (x_lens // factor - 1).clamp(min=1))
-    return x_lens, tokens, turn_px_hook(loss_config, end_frame, earliest), len(cuts)
+    activity_term = None
+    if loss_config.activity_scale > 0:
+        def activity_term(out: Dict[str, torch.Tensor]) -> torch.Tensor:
+            enc, lens = out["encoder_out"], out["encoder_lens"]
+            active = channel_activity(targets, frame_shift, factor, enc.size(1))
+            return loss_config.activity_scale * activity_loss(core.encoder, enc, lens, active)
+    return x_lens, tokens, turn_px_hook(loss_config, end_frame, earliest), len(cuts), activity_term
 
 
 def conversation_problem(cut, tokenizer, subsampling_factor: int, one_symbol_per_frame: bool, num_channels: int,

@@ -129,7 +129,7 @@ def setup_distributed() -> tuple:
 
 # loss terms only some models or configs have: validated, reported per frame, shown in the epoch line (add-ons
 # add their own loss_names)
-MODEL_LOSSES = ("ctc_loss", "aux_loss")
+MODEL_LOSSES = ("ctc_loss", "aux_loss", "activity_loss")
 # the add-ons the trainer builds from the config, in this order (serac/train/addon.py): each builder returns None
 # when its config section leaves it off. A new add-on adds a module under serac/train/ and its builder here.
 TRAINING_ADDONS: Tuple[Callable[[Dict[str, Any], AddonSetup], Optional[TrainingAddon]], ...] = (
@@ -157,10 +157,10 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     (serac/train/addon.py)."""
     feats = batch["inputs"].to(device)
     sup = batch["supervisions"]
-    px_hook = None
+    px_hook = activity_term = None
     if num_output_channels(model) > 1:
         # a multi-talker (STS) model: one row per conversation in, one target per channel out
-        x_lens, y, px_hook, num_utts = sts_batch_inputs(batch, tokenizer, cfg, model)
+        x_lens, y, px_hook, num_utts, activity_term = sts_batch_inputs(batch, tokenizer, cfg, model)
         x_lens = x_lens.to(device)
     else:
         # K2SpeechRecognitionDataset gives one supervision per cut in cut order; lengths in feature frames
@@ -220,12 +220,18 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     if ctc_scale > 0:
         loss = loss + ctc_scale * out["ctc_loss"]
         stats["ctc_loss"] = out["ctc_loss"].detach().item()
+    if activity_term is not None:
+        # STS's speech-activity multi-task term (sts.activity_scale, already weighted; a sum like the others)
+        activity = activity_term(out)
+        loss = loss + activity
+        stats["activity_loss"] = activity.detach().item()
     if "aux_loss" in out:
         # an encoder's auxiliary term (e.g. the compute-cost term) is a per-frame mean: scale to the batch sum
         loss = loss + out["aux_loss"] * frames
         stats["aux_loss"] = out["aux_loss"].detach().item() * frames.item()
     stats["loss"] = (simple_scale * stats["simple_loss"] + pruned_scale * stats["pruned_loss"]
-                     + stats.get("aux_loss", 0.0) + ctc_scale * stats.get("ctc_loss", 0.0))
+                     + stats.get("aux_loss", 0.0) + ctc_scale * stats.get("ctc_loss", 0.0)
+                     + stats.get("activity_loss", 0.0))
     for addon in addons:
         for name, term in addon.loss_terms(ctx).items():
             loss = loss + term
