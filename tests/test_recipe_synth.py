@@ -74,6 +74,7 @@ def test_synth_recipe_tiny_end_to_end(tiny_synth_run):
     results = (recipe / "RESULTS.md").read_text()
     assert "| test | greedy_search-epoch-1-avg-1 |" in results and "Per-cohort WER on test" in results
     assert "Corpus `synth`" in results
+    assert "git revision `" in results.splitlines()[2]  # the table's and the training's (serac.utils.provenance)
 
     # re-running skips finished work, including generation and training
     again = run_recipe(recipe, *args, "--stage", "0", "--stop-stage", "5")

@@ -21,7 +21,7 @@ from typing import Dict, List
 import yaml
 
 from serac.decode.results import read_summary_wer
-from serac.utils import atomic_write_text
+from serac.utils import atomic_write_text, provenance
 from serac.utils import format_number as fmt
 
 
@@ -151,7 +151,7 @@ def main() -> None:
     sets = [s for s in args.sets.split(",") if s]
     lines = [f"# {args.title}", "",
              f"Written by `serac.bin.write_results` from the files of `{exp_dir}` on {time.strftime('%Y-%m-%d')}; "
-             f"reproduce with `{args.command}`.", ""]
+             f"reproduce with `{args.command}`; {provenance({exp_dir.name: exp_dir})}", ""]
     if args.preamble:
         lines += [Path(args.preamble).read_text().rstrip(), ""]
     lines += ["## Model", ""] + model_section(exp_dir) + ["", "## WER", "",
