@@ -175,8 +175,8 @@ def score_decode(cuts, hyps: Mapping[str, ConversationHyp], tokenizer, options: 
     return {"overall": overall, "bins": bins, "by_speaker": {m: {s: list(v) for s, v in d.items()}
                                                              for m, d in by_speaker.items()},
             "conversations": per_conv,
-            "options": {"bins": list(options.bins), "group_by": options.group_by, "gap_s": options.gap_s, "max_offset_s": options.max_offset_s,
-                        "n_bootstrap": options.n_bootstrap, "seed": options.seed,
+            "options": {"bins": list(options.bins), "group_by": options.group_by, "gap_s": options.gap_s,
+                        "max_offset_s": options.max_offset_s, "n_bootstrap": options.n_bootstrap, "seed": options.seed,
                         "confidence": options.confidence, **options.extra}}
 
 

@@ -138,7 +138,9 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
       lhotse prepare libricss --type mdm "$libricss_dir" data/manifests
   fi
   windows_made_with="# channel=$channel max_window_s=$(printf %g $max_window_s) margin_s=$(printf %g $margin_s)"
-  if [ -f data/manifests/libricss_cuts_test.jsonl.gz ] && [ -f data/manifests/libricss_cuts_dev.jsonl.gz ]; then
+  # libricss_windows.txt is written last: without it the windows are incomplete and made again
+  if [ -f data/manifests/libricss_cuts_test.jsonl.gz ] && [ -f data/manifests/libricss_cuts_dev.jsonl.gz ] &&
+     [ -f data/manifests/libricss_windows.txt ]; then
     made_with=$(head -n 1 data/manifests/libricss_windows.txt)
     [ "$made_with" = "$windows_made_with" ] || { echo "$0: the LibriCSS windows were made with '$made_with', not" \
       "'$windows_made_with': remove data/manifests/libricss_cuts_{dev,test}.jsonl.gz to remake them" >&2; exit 1; }

@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--dev-sessions", default="session0")
     args = p.parse_args()
     setup_logging()
+    # the report is the done marker (written last): an old one must not vouch for windows half made again
+    (args.manifest_dir / "libricss_windows.txt").unlink(missing_ok=True)
     recordings = load_manifest(args.manifest_dir / "libricss-mdm_recordings_all.jsonl.gz")
     supervisions = load_manifest(args.manifest_dir / "libricss-mdm_supervisions_all.jsonl.gz")
     dev_sessions = set(args.dev_sessions.split(","))
@@ -46,8 +48,9 @@ def main() -> None:
             raise SystemExit(f"recording {rec.id} ({rec.sources[0].source}) has channels {rec.channel_ids}, "
                              f"not --channel {args.channel}")
         condition, _, session = rec.id.partition("_")   # lhotse names sessions <condition>_<sessionN>
-        # lhotse's parser keeps meeting_info.txt's line ends in the text: stripped here, once
-        sups = [fastcopy(s, channel=args.channel, text=s.text.strip())
+        # lhotse's parser keeps meeting_info.txt's line ends in the text: stripped here, once; upper case as the
+        # LibriSpeech transcripts the BPE model is trained on (whatever case the release uses)
+        sups = [fastcopy(s, channel=args.channel, text=s.text.strip().upper())
                 for s in supervisions.find(recording_id=rec.id)]
         cut = MonoCut(id=rec.id, start=0.0, duration=rec.duration, channel=args.channel, recording=rec,
                       supervisions=sups)
