@@ -3,8 +3,9 @@
 raw_recording.wav, 7 channels at 16 kHz, and transcription/meeting_info.txt), built from yesno recordings: lhotse's
 librispeech and libricss recipes, the LibriCSS windows, conversations simulated from LibriSpeech, fbank, BPE with
 the turn tokens, a shrunken STS trained one epoch on CPU through --train-opts, offline and streaming decoding of
-the LibriCSS test windows, scoring per condition and RESULTS.md. Also: a missing corpus stops stage 0 with a
-message naming what is missing."""
+the LibriCSS test windows, scoring per condition and RESULTS.md; dev-clean and LibriCSS come through --download true
+(already downloaded: lhotse's markers skip the network). Also: a missing corpus without --download stops stage 0 with
+a message naming what is missing."""
 from __future__ import annotations
 
 import csv
@@ -76,8 +77,14 @@ def make_tiny_libricss(root):
 def test_libricss_recipe_tiny(tmp_path, monkeypatch):
     from lhotse import load_manifest
 
-    librispeech = make_tiny_librispeech(tmp_path / "corpus", LIBRISPEECH_PARTS)
-    libricss = make_tiny_libricss(tmp_path / "corpus")
+    # the training part where --librispeech-dir says; dev-clean and LibriCSS only in --dl-dir, as lhotse's download
+    # recipes leave them (their completion markers make --download true skip the network: the download wiring runs)
+    librispeech = make_tiny_librispeech(tmp_path / "corpus", {"train-clean-100": LIBRISPEECH_PARTS["train-clean-100"]})
+    dl_dir = tmp_path / "dl"
+    make_tiny_librispeech(dl_dir, {"dev-clean": LIBRISPEECH_PARTS["dev-clean"]})
+    (dl_dir / "LibriSpeech/dev-clean/.completed").touch()
+    make_tiny_libricss(dl_dir)
+    (dl_dir / "LibriCSS/for_release.zip").touch()
     recipe = recipe_copy("libricss/sts", tmp_path / "libricss")
 
     # no corpus where it is said to be, no --download: stage 0 names what is missing and how to get it
@@ -89,7 +96,8 @@ def test_libricss_recipe_tiny(tmp_path, monkeypatch):
     assert "LibriCSS parts not found" in missing.stderr and "for_release/OV40" in missing.stderr
     assert "--download true" in missing.stderr
 
-    args = ["--librispeech-dir", str(librispeech), "--libricss-dir", str(libricss), "--train-parts", "train-clean-100",
+    args = ["--librispeech-dir", str(librispeech), "--libricss-dir", str(tmp_path / "nowhere"), "--download", "true",
+            "--dl-dir", str(dl_dir), "--train-parts", "train-clean-100",
             "--conversations", "train:8,dev:2", "--max-window-s", "20", "--prepare-nj", "1", "--sim-nj", "1",
             "--fbank-nj", "1", "--vocab-size", "12", "--systems", "sts", "--gpus-per-node", "0", "--train-threads",
             "1", "--num-epochs", "1", "--avg", "1", "--decode-nj", "1", "--n-bootstrap", "50",
@@ -97,6 +105,8 @@ def test_libricss_recipe_tiny(tmp_path, monkeypatch):
     proc = run_recipe(recipe, *args, timeout=600)
     for n in range(8):
         assert f"Stage {n}:" in proc.stdout
+    assert (recipe / "data/manifests/log/download_librispeech.log").is_file()
+    assert (recipe / "data/manifests/librispeech_supervisions_dev-clean.jsonl.gz").is_file()
 
     monkeypatch.chdir(recipe)  # feature paths are relative to the recipe
     recordings = load_manifest(recipe / "data/manifests/libricss-mdm_recordings_all.jsonl.gz")
@@ -133,7 +143,7 @@ def test_libricss_recipe_tiny(tmp_path, monkeypatch):
         assert f"| `sts` | {cond} |" in results
     assert "| libricss test |" in results and "### Streaming (`libricss_test`" in results
 
-    again = run_recipe(recipe, *args, "--stop-stage", "3", timeout=300)
+    again = run_recipe(recipe, *args, "--stop-stage", "2", timeout=300)
     assert "libricss_cuts_{dev,test}.jsonl.gz exist, skipping" in again.stdout
     assert "conv_cuts_{train,dev}.jsonl.gz exist; skipping" in again.stdout
     # windows made with other options are not reused silently

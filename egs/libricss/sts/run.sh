@@ -6,7 +6,7 @@
 #
 #   ./run.sh                                            # corpora from $LIBRISPEECH and $LIBRICSS (local/db.sh)
 #   ./run.sh --librispeech-dir /data/LibriSpeech --libricss-dir /data/LibriCSS --gpus-per-node 8
-#   ./run.sh --download true                            # fetch missing corpora first (lhotse's download recipes)
+#   ./run.sh --download true                            # fetch what is missing first (lhotse's download recipes)
 #   ./run.sh --stage 4 --systems "sts mt_rnnt" --num-epochs 10    # fewer systems, shorter training
 #
 # Stages: 0 manifests (lhotse's librispeech and libricss recipes; download only with --download true) and the
@@ -25,7 +25,7 @@ stage=0
 stop_stage=7
 librispeech_dir=      # the LibriSpeech directory (holding train-clean-100, dev-clean, ...); empty: $LIBRISPEECH
 libricss_dir=         # the LibriCSS directory (holding for_release/); empty: $LIBRICSS
-download=false        # true: download what is missing into $dl_dir (lhotse download librispeech / libricss)
+download=false        # true: download what is missing into $dl_dir (lhotse's download recipes)
 dl_dir=download
 train_parts="train-clean-100 train-clean-360 train-other-500"
 dev_parts="dev-clean"
@@ -109,9 +109,9 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
       "or pass --download true to fetch them" >&2
     exit 1
   fi
-  if [ -n "$missing_ls" ]; then   # lhotse downloads LibriSpeech whole (all parts, about 60 GB)
-    $train_cmd data/manifests/log/download_librispeech.log lhotse download librispeech "$dl_dir"
-    librispeech_dir=$dl_dir/LibriSpeech
+  if [ -n "$missing_ls" ]; then   # only the missing parts, with the librispeech recipe's downloader
+    $train_cmd data/manifests/log/download_librispeech.log \
+      python "$SERAC_ROOT/egs/librispeech/asr/local/download.py" --target-dir "$dl_dir" --parts "$missing_ls"
   fi
   if [ -n "$missing_css" ]; then
     $train_cmd data/manifests/log/download_libricss.log lhotse download libricss "$dl_dir/LibriCSS"
@@ -119,14 +119,23 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   fi
   todo=""
   for part in $ls_parts; do
-    [ -f data/manifests/librispeech_supervisions_$part.jsonl.gz ] || todo="$todo -p $part"
+    [ -f data/manifests/librispeech_supervisions_$part.jsonl.gz ] || todo="$todo $part"
   done
   if [ -n "$todo" ]; then
-    $train_cmd --num-threads $prepare_nj data/manifests/log/prepare_librispeech.log \
-      lhotse prepare librispeech -j $prepare_nj $todo "$librispeech_dir" data/manifests
+    # the parts found where the corpus was said to be, then those just downloaded
+    n=0
+    for dir in "$librispeech_dir" "$dl_dir/LibriSpeech"; do
+      opts=""; left=""; n=$((n + 1))
+      for part in $todo; do
+        if [ -d "$dir/$part" ]; then opts="$opts -p $part"; else left="$left $part"; fi
+      done
+      todo=$left
+      [ -z "$opts" ] || $train_cmd --num-threads $prepare_nj data/manifests/log/prepare_librispeech.$n.log \
+        lhotse prepare librispeech -j $prepare_nj $opts "$dir" data/manifests
+    done
     for part in $ls_parts; do
       [ -f data/manifests/librispeech_supervisions_$part.jsonl.gz ] || { echo "$0: lhotse wrote no manifest" \
-        "for LibriSpeech $part (see data/manifests/log/prepare_librispeech.log)" >&2; exit 1; }
+        "for LibriSpeech $part (see data/manifests/log/prepare_librispeech.*.log)" >&2; exit 1; }
     done
   else
     echo "data/manifests/librispeech_supervisions_{$(comma $ls_parts)}.jsonl.gz exist, skipping"
