@@ -33,7 +33,8 @@ prepare_nj=8
 # LibriCSS windows (stage 0)
 channel=0             # microphone of the 7-channel array (0-6) the model hears
 max_window_s=60       # a window holds whole turns spanning at most this (a longer chain of overlapping turns
-                      # without silence stays whole); the training conversations are 20-80 s
+                      # without silence stays whole); a training conversation is 3-6 LibriSpeech utterances
+                      # (12.3 s each on average)
 margin_s=0.5          # silence kept around a window's speech, at most
 # conversations (stage 1): the synth recipe's options
 conversations=train:60000,dev:500   # about every LibriSpeech training utterance once (281k / 4.5 turns)
