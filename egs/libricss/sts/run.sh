@@ -202,7 +202,8 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $num_epochs --avg $avg)
-streaming_suffix=$(python -m serac.bin.decode_streaming --print-suffix --chunk-ms $chunk_ms --epoch $num_epochs --avg $avg)
+streaming_suffix=$(python -m serac.bin.decode_streaming --print-suffix --chunk-ms $chunk_ms --epoch $num_epochs \
+  --avg $avg)
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "Stage 5: decode LibriCSS $eval_sets (greedy search; streaming in ${chunk_ms} ms chunks)"
   for s in $systems; do
