@@ -14,3 +14,7 @@ LIBRISPEECH=${LIBRISPEECH:-/export/corpora/LibriSpeech}
 
 # MUSAN noises (OpenSLR 17), used by the data augmentation of the larger recipes.
 MUSAN=${MUSAN:-/export/corpora/musan}
+
+# LibriCSS (Chen et al. 2020): the directory that holds for_release/ (0L, 0S, OV10 ... OV40 sessions);
+# "lhotse download libricss <dir>" fetches it.
+LIBRICSS=${LIBRICSS:-/export/corpora/LibriCSS}

@@ -142,3 +142,22 @@ def test_bin_is_deterministic_for_any_nj_and_checks_speakers(corpus, tmp_path, m
     with pytest.raises(ValueError, match="speaker trainspk0 occurs in both split train and split test"):
         _run(["--manifest-dir", str(shared), "--splits", "train:2,test:2", "--out-dir", str(tmp_path / "x")],
              monkeypatch)
+
+
+def test_bin_draws_a_split_from_other_source_splits(corpus, tmp_path, monkeypatch, capsys):
+    """--sources: conversation split "mix" draws on the source splits dev and test together (LibriSpeech's parts in
+    egs/libricss/sts); a split not named reads its own; a wrong mapping or a missing part is named."""
+    _run(["--manifest-dir", str(corpus), "--splits", "mix:6,train:2", "--sources", "mix:dev+test",
+          "--out-dir", str(tmp_path / "out")], monkeypatch)
+    mix = {s.speaker for c in load_manifest(tmp_path / "out/conv_cuts_mix.jsonl.gz") for s in c.supervisions}
+    assert mix <= {f"{split}spk{s}" for split in ("dev", "test") for s in range(3)}
+    assert {spk[:3] for spk in mix} == {"dev", "tes"}   # both source splits are drawn on (6 conversations)
+    train = {s.speaker for c in load_manifest(tmp_path / "out/conv_cuts_train.jsonl.gz") for s in c.supervisions}
+    assert all(spk.startswith("train") for spk in train)
+    bad = ["--manifest-dir", str(corpus), "--splits", "mix:2", "--sources", "other:dev", "--out-dir", str(tmp_path)]
+    assert run_entry_point("simulate_conversations", bad) == 1
+    assert "--sources: expected 'split:part+part,...' naming splits of --splits (mix), got 'other:dev'" in \
+        capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="the source of conversation split mix"):
+        _run(["--manifest-dir", str(corpus), "--splits", "mix:2", "--sources", "mix:dev+nowhere",
+              "--out-dir", str(tmp_path / "bad")], monkeypatch)

@@ -21,15 +21,16 @@ TINY_TRAIN = ("--set model.encoder.hidden_dim=32 --set model.encoder.num_layers=
               "--set data.num_buckets=2 --set data.num_workers=0 --set data.spec_augment=null")
 
 
-def make_tiny_librispeech(root):
-    """LibriSpeech/<part>/<spk>/<chapter>/ with FLAC audio (8 kHz yesno; the recipe resamples to 16 kHz)."""
+def make_tiny_librispeech(root, parts=PARTS):
+    """LibriSpeech/<part>/<spk>/<chapter>/ with FLAC audio (8 kHz yesno; the recipe resamples to 16 kHz); ``parts``:
+    part -> speaker -> utterances (one chapter each)."""
     import soundfile as sf
 
     with open(YESNO / "utterances.tsv") as f:
         utts = list(csv.DictReader(f, delimiter="\t"))
     corpus = root / "LibriSpeech"
     i = 0
-    for part, speakers in PARTS.items():
+    for part, speakers in parts.items():
         for spk, n in speakers.items():
             chapter = f"{int(spk) * 10 + 7}"
             d = corpus / part / spk / chapter

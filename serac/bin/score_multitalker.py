@@ -10,6 +10,9 @@ Usage::
         --cuts data/fbank/conv_cuts_test.jsonl.gz --lang-dir data/lang_bpe_128_turns
     # a model trained without turn tokens (MT-RNN-T): turns by silence between emissions
     python -m serac.bin.score_multitalker --hyps ... --cuts ... --lang-dir ... --gap-s 0.5
+    # LibriCSS windows: a row per recording condition (the cuts' custom field) instead of per overlap-ratio bin
+    python -m serac.bin.score_multitalker --hyps ... --cuts data/fbank/libricss_cuts_test.jsonl.gz \
+        --lang-dir ... --group-by condition
 
 Writes ``multitalker-<set>-<suffix>.{json,tsv,md}`` next to the hyps file (or in --out-dir), ``<set>-<suffix>``
 taken from the hyps file's name. The work and every definition: serac/multitalker/scoring.py.
@@ -29,6 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang-dir", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, help="default: the hyps file's directory")
     p.add_argument("--bins", default="0,0.1,0.2,0.3,0.4", help="overlap-ratio bins (nearest bin wins)")
+    p.add_argument("--group-by", help="rows by this custom field of the cuts instead of overlap-ratio bins "
+                   "(LibriCSS windows: condition)")
     p.add_argument("--gap-s", type=float, help="segment turns by silences longer than this (no turn tokens)")
     p.add_argument("--max-offset-s", type=float, default=2.0, help="latency matching gate")
     p.add_argument("--n-bootstrap", type=int, default=1000)
@@ -50,6 +55,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise SystemExit(f"{args.hyps}: expected a hyps-<set>-<suffix>.jsonl file")
     options = ScoreOptions(bins=[float(b) for b in args.bins.split(",")], gap_s=args.gap_s,
                            max_offset_s=args.max_offset_s, n_bootstrap=args.n_bootstrap, seed=args.seed,
+                           group_by=args.group_by,
                            extra={"hyps": str(args.hyps), "cuts": str(args.cuts)})
     try:
         result = score_decode(load_cuts(args.cuts), read_hyps(args.hyps), Tokenizer(args.lang_dir), options)

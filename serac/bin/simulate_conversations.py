@@ -11,6 +11,10 @@ Usage:
   # as $cmd JOB=1:4 jobs, then a merge
   python -m serac.bin.simulate_conversations ... --nj 4 --job JOB
   python -m serac.bin.simulate_conversations ... --nj 4 --merge
+  # conversation splits drawn from other source splits (LibriSpeech's parts; egs/libricss/sts)
+  python -m serac.bin.simulate_conversations --manifest-dir data/manifests --prefix librispeech \
+      --splits train:60000,dev:500 --sources train:train-clean-100+train-clean-360+train-other-500,dev:dev-clean \
+      --out-dir data/manifests --out-prefix conv --seed 1
 
 Writes <out-dir>/<out-prefix>_cuts_<split>.jsonl.gz (the conversations reference the source audio; nothing is
 mixed on disk: feature extraction mixes on the fly). Re-runnable: existing outputs are skipped.
@@ -45,6 +49,19 @@ def parse_splits(text: str) -> Dict[str, int]:
     return splits
 
 
+def parse_sources(text: str, splits: Dict[str, int]) -> Dict[str, List[str]]:
+    """--sources 'split:part+part,...' -> {split: [part, ...]}; a split not named reads the source split of its
+    own name."""
+    sources = {split: [split] for split in splits}
+    for item in filter(None, text.split(",")):
+        name, _, parts = item.partition(":")
+        if name not in splits or not parts:
+            raise SystemExit(f"--sources: expected 'split:part+part,...' naming splits of --splits "
+                             f"({','.join(splits)}), got {item!r}")
+        sources[name] = parts.split("+")
+    return sources
+
+
 def add_conversation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speakers", default="2,2", type=lambda s: _pair(s, int, "--speakers"),
                    help="min,max speakers per conversation")
@@ -63,6 +80,9 @@ def main() -> None:
     p.add_argument("--splits", required=True, type=parse_splits, help="split:num_conversations,...")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-prefix", default="conv")
+    p.add_argument("--sources", default="",
+                   help="split:part+part,... the source splits each conversation split draws on (default: the "
+                        "split of the same name), e.g. train:train-clean-100+train-clean-360,dev:dev-clean")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--nj", type=int, default=1)
     mode = p.add_mutually_exclusive_group()
@@ -96,13 +116,16 @@ def main() -> None:
         return
 
     sources: Dict[str, CutSet] = {}
-    for split in args.splits:
-        rec = manifest_dir / f"{args.prefix}_recordings_{split}.jsonl.gz"
-        sup = manifest_dir / f"{args.prefix}_supervisions_{split}.jsonl.gz"
-        for f in (rec, sup):
-            if not f.is_file():
-                raise FileNotFoundError(f"{f} not found")
-        sources[split] = CutSet.from_manifests(recordings=load_manifest(rec), supervisions=load_manifest(sup))
+    for split, parts in parse_sources(args.sources, args.splits).items():
+        cuts: List = []
+        for part in parts:
+            rec = manifest_dir / f"{args.prefix}_recordings_{part}.jsonl.gz"
+            sup = manifest_dir / f"{args.prefix}_supervisions_{part}.jsonl.gz"
+            for f in (rec, sup):
+                if not f.is_file():
+                    raise FileNotFoundError(f"{f} not found (the source of conversation split {split})")
+            cuts.extend(CutSet.from_manifests(recordings=load_manifest(rec), supervisions=load_manifest(sup)))
+        sources[split] = CutSet.from_cuts(cuts)
     check_disjoint_speakers({split: {s.speaker for c in cuts for s in c.supervisions}
                              for split, cuts in sources.items()})
     jobs = [args.job] if args.job is not None else list(range(1, args.nj + 1))

@@ -31,6 +31,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--command", default="", help="the command that reproduces the run")
     p.add_argument("--note", default="", help="a paragraph under the title (e.g. what was reduced)")
+    p.add_argument("--title", default="synth_assistant / sts: separator-transducer-segmenter")
+    p.add_argument("--summary-sets", default="conv:train,conv:dev,conv:test",
+                   help="prefix:split,... the manifests (<prefix>_cuts_<split>.jsonl.gz) the summary table counts")
+    p.add_argument("--summary-title", default="Conversations (simulated, speakers disjoint across splits)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     from serac.multitalker.report import write_results
@@ -38,7 +42,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         write_results(args.systems.split(), args.exp_root, args.set_name, args.suffix, args.out,
                       args.streaming_set, args.streaming_suffix, args.manifests, args.timing, args.n_bootstrap,
-                      args.command, note=args.note)
+                      args.command, title=args.title, note=args.note, summary_sets=args.summary_sets.split(","),
+                      summary_title=args.summary_title)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(str(e)) from None
     print(f"wrote {args.out}")

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from serac.multitalker.scoring import TABLE_HEADER, paired_differences, table_rows
+from serac.multitalker.scoring import TABLE_HEADER, group_label, paired_differences, table_rows
 from serac.utils import provenance
 
 #: what each system of the recipe is (conf/<name>.yaml)
@@ -83,11 +83,14 @@ def _f(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None or x != x else f"{x:.{digits}f}"
 
 
-def conversation_summary(manifest_dir: Path, splits: Sequence[str] = ("train", "dev", "test")) -> List[List[str]]:
-    """Conversations, hours, turns, speakers per split, from ``conv_cuts_<split>.jsonl.gz``."""
+def conversation_summary(manifest_dir: Path, sets: Sequence[str] = ("conv:train", "conv:dev", "conv:test")
+                         ) -> List[List[str]]:
+    """Conversations, hours, turns, speakers per set ``prefix:split`` (``<prefix>_cuts_<split>.jsonl.gz``: simulated
+    MixedCuts, or cuts of real recordings with their turns as supervisions such as LibriCSS windows)."""
     rows = []
-    for split in splits:
-        path = Path(manifest_dir) / f"conv_cuts_{split}.jsonl.gz"
+    for item in sets:
+        prefix, _, split = item.partition(":")
+        path = Path(manifest_dir) / f"{prefix}_cuts_{split}.jsonl.gz"
         if not path.is_file():
             continue
         n = turns = 0
@@ -97,13 +100,17 @@ def conversation_summary(manifest_dir: Path, splits: Sequence[str] = ("train", "
             for line in f:
                 d = json.loads(line)
                 n += 1
-                ends = [t["offset"] + t["cut"]["duration"] for t in d.get("tracks", [])]
-                seconds += max(ends) if ends else d.get("duration", 0.0)
-                for t in d.get("tracks", []):
-                    for s in t["cut"].get("supervisions", []):
-                        turns += 1
-                        speakers.add(s.get("speaker"))
-        rows.append([split, str(n), f"{seconds / 3600:.2f}", f"{turns / max(n, 1):.1f}", str(len(speakers))])
+                if "tracks" in d:
+                    ends = [t["offset"] + t["cut"]["duration"] for t in d["tracks"]]
+                    seconds += max(ends) if ends else d.get("duration", 0.0)
+                    sups = [s for t in d["tracks"] for s in t["cut"].get("supervisions", [])]
+                else:
+                    seconds += d.get("duration", 0.0)
+                    sups = d.get("supervisions", [])
+                turns += len(sups)
+                speakers.update(s.get("speaker") for s in sups)
+        label = split if prefix == "conv" else f"{prefix} {split}"
+        rows.append([label, str(n), f"{seconds / 3600:.2f}", f"{turns / max(n, 1):.1f}", str(len(speakers))])
     return rows
 
 
@@ -137,7 +144,8 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
                   streaming_set: Optional[str] = None, streaming_suffix: Optional[str] = None,
                   manifest_dir: Optional[Path] = None, timing: Optional[Path] = None, n_bootstrap: int = 1000,
                   command: str = "", title: str = "synth_assistant / sts: separator-transducer-segmenter",
-                  note: str = "") -> str:
+                  note: str = "", summary_sets: Sequence[str] = ("conv:train", "conv:dev", "conv:test"),
+                  summary_title: str = "Conversations (simulated, speakers disjoint across splits)") -> str:
     exp_root = Path(exp_root)
     scores: Dict[str, Dict[str, Any]] = {}
     configs: Dict[str, Dict[str, Any]] = {}
@@ -154,14 +162,19 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
     if note:
         lines += [note, ""]
     if manifest_dir is not None:
-        rows = conversation_summary(Path(manifest_dir))
+        rows = conversation_summary(Path(manifest_dir), summary_sets)
         if rows:
-            lines += ["### Conversations (simulated, speakers disjoint across splits)", ""]
+            lines += [f"### {summary_title}", ""]
             lines += _table(("split", "conversations", "hours", "turns / conversation", "speakers"), rows) + [""]
     any_s = scores[systems[0]]
     bins = {k: v["conversations"] for k, v in any_s["bins"].items()}
-    lines += [f"Test conversations per overlap-ratio bin (nearest of {', '.join(bins)}): "
-              + ", ".join(f"{k}: {v}" for k, v in bins.items()) + ".", ""]
+    label = group_label(any_s)
+    if label == "overlap":
+        lines += [f"Test conversations per overlap-ratio bin (nearest of {', '.join(bins)}): "
+                  + ", ".join(f"{k}: {v}" for k, v in bins.items()) + ".", ""]
+    else:
+        lines += [f"`{set_name}` conversations per {label}: " + ", ".join(f"{k}: {v}" for k, v in bins.items()) + ".",
+                  ""]
 
     lines += [f"### Systems on `{set_name}` (greedy search, `{suffix}`)", "",
               "WERs with speaker-bootstrap 95% intervals, turn counting with a conversation-bootstrap interval, "
@@ -175,12 +188,12 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
                      str(configs[s]["train"]["num_epochs"])] + table_rows(scores[s])[0][2:])
     lines += _table(header, rows) + [""]
 
-    lines += [f"### Per overlap-ratio bin (`{set_name}`)", ""]
+    lines += [f"### Per {'overlap-ratio bin' if label == 'overlap' else label} (`{set_name}`)", ""]
     bin_rows = []
     for s in systems:
         for r in table_rows(scores[s])[1:]:
-            bin_rows.append([f"`{s}`", r[0].replace("overlap ", ""), r[1], r[2], r[4], r[6], r[10], r[11]])
-    lines += _table(("system", "overlap", "conversations", "cpWER %", "ORC-WER %", "turn counting %",
+            bin_rows.append([f"`{s}`", r[0].split(" ", 1)[1], r[1], r[2], r[4], r[6], r[10], r[11]])
+    lines += _table(("system", label, "conversations", "cpWER %", "ORC-WER %", "turn counting %",
                      "end latency median ms", "end latency p90 ms"), bin_rows) + [""]
 
     lines += ["### The paper's claims here", "",

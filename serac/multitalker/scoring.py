@@ -10,7 +10,9 @@ end is declared ``gap_s`` after its last token (when a segmenter waiting for sil
 of both kinds of system are when each system *says* a turn started or ended.
 
 Overlap-ratio bins: each conversation goes to the bin (of ``bins``, default LibriCSS's 0, 10, 20, 30, 40%) nearest
-to its measured overlap ratio (:func:`serac.multitalker.simulate.overlap_ratio` on its reference turns).
+to its measured overlap ratio (:func:`serac.multitalker.simulate.overlap_ratio` on its reference turns). With
+``group_by`` set, the rows are instead the values of that custom field of the cuts (LibriCSS windows: their
+recording condition 0L, 0S, OV10 ... OV40, which is how LibriCSS results are reported); a cut without it is an error.
 
 ``score_decode`` returns one JSON-able dict; :func:`paired_differences` compares two of them on the same
 conversations (paired speaker bootstrap for the WERs, paired conversation bootstrap for turn counting and for the
@@ -45,6 +47,7 @@ class ScoreOptions:
     n_bootstrap: int = 1000
     seed: int = 0
     confidence: float = 0.95
+    group_by: Optional[str] = None         #: rows by this custom field of the cuts instead of overlap-ratio bins
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,9 +128,22 @@ def score_group(refs: Mapping[str, Sequence[Turn]], segments: Mapping[str, List[
     return row, by_speaker
 
 
+def cut_groups(cuts, field: str) -> Dict[str, str]:
+    """{cut id: the cut's custom ``field``}; a cut without it is an error naming the cut."""
+    groups = {}
+    for cut in cuts:
+        value = (cut.custom or {}).get(field)
+        if value is None:
+            raise ValueError(f"cut {cut.id} has no custom field {field!r} to group the scores by")
+        groups[cut.id] = str(value)
+    return groups
+
+
 def score_decode(cuts, hyps: Mapping[str, ConversationHyp], tokenizer, options: ScoreOptions) -> Dict[str, Any]:
     """Score every conversation of ``cuts`` (each needs a hypothesis; extra hypotheses are an error)."""
+    cuts = list(cuts)
     refs = {cut.id: conversation_turns(cut) for cut in cuts}
+    groups = cut_groups(cuts, options.group_by) if options.group_by else None
     missing = sorted(set(refs) - set(hyps))
     extra = sorted(set(hyps) - set(refs))
     if missing or extra:
@@ -137,7 +153,8 @@ def score_decode(cuts, hyps: Mapping[str, ConversationHyp], tokenizer, options: 
     for cid, turns in refs.items():
         segments[cid], emitted[cid] = conversation_outputs(hyps[cid], tokenizer, options.gap_s)
         ratio = overlap_ratio([(t.start, t.end) for t in turns])
-        per_conv[cid] = {"overlap_ratio": round(ratio, 4), "bin": bin_name(nearest_bin(ratio, options.bins)),
+        per_conv[cid] = {"overlap_ratio": round(ratio, 4),
+                         "bin": groups[cid] if groups else bin_name(nearest_bin(ratio, options.bins)),
                          "ref_turns": len(turns), "emitted_turns": len(emitted[cid])}
     overall, by_speaker = score_group(refs, segments, emitted, options)
     for metric in METRICS:
@@ -151,16 +168,15 @@ def score_decode(cuts, hyps: Mapping[str, ConversationHyp], tokenizer, options: 
         per_conv[cid]["start_latency_ms"] = [round(1000.0 * (emitted[cid][j].sot_s - turns[i].start), 1)
                                              for i, j in pairs if emitted[cid][j].sot_s is not None]
     bins: Dict[str, Any] = {}
-    for b in options.bins:
-        name = bin_name(b)
+    for name in sorted(set(groups.values())) if groups else [bin_name(b) for b in options.bins]:
         ids = [c for c in refs if per_conv[c]["bin"] == name]
         if ids:
             bins[name], _ = score_group({c: refs[c] for c in ids}, segments, emitted, options)
     return {"overall": overall, "bins": bins, "by_speaker": {m: {s: list(v) for s, v in d.items()}
                                                              for m, d in by_speaker.items()},
             "conversations": per_conv,
-            "options": {"bins": list(options.bins), "gap_s": options.gap_s, "max_offset_s": options.max_offset_s,
-                        "n_bootstrap": options.n_bootstrap, "seed": options.seed,
+            "options": {"bins": list(options.bins), "group_by": options.group_by, "gap_s": options.gap_s,
+                        "max_offset_s": options.max_offset_s, "n_bootstrap": options.n_bootstrap, "seed": options.seed,
                         "confidence": options.confidence, **options.extra}}
 
 
@@ -215,10 +231,16 @@ TABLE_HEADER = ("set", "conversations", "cpWER %", "cpWER 95% CI", "ORC-WER %", 
                 "end latency median ms", "end latency p90 ms", "matched / ref turns")
 
 
+def group_label(result: Mapping[str, Any]) -> str:
+    """What the rows after the overall one are: "overlap" (ratio bins) or the custom field they are grouped by."""
+    return result["options"].get("group_by") or "overlap"
+
+
 def table_rows(result: Mapping[str, Any]) -> List[List[str]]:
-    """The overall row and one row per overlap-ratio bin."""
+    """The overall row and one row per overlap-ratio bin (or group, ``group_by``)."""
     rows = []
-    for name, row in [("all", result["overall"]), *((f"overlap {k}", v) for k, v in result["bins"].items())]:
+    label = group_label(result)
+    for name, row in [("all", result["overall"]), *((f"{label} {k}", v) for k, v in result["bins"].items())]:
         lat = row["latency"]
         rows.append([name, str(row["conversations"]),
                      _fmt(row["cpwer"]["wer"], 2), f"[{_fmt(row['cpwer']['ci'][0], 2)}, {_fmt(row['cpwer']['ci'][1], 2)}]",

@@ -74,6 +74,7 @@ splits=$(echo "$conversations" | sed 's/:[0-9]*//g')   # train,dev,test
 lang=data/lang_bpe_${vocab_size}_turns
 mkdir -p exp/log
 . utils/stage_utils.sh exp/timing.tsv   # stage_done N name: the stage's wall time into exp/timing.tsv
+. utils/sts_utils.sh                    # sts_check_systems, sts_init_opts, sts_score
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "Stage 0: generate the single-speaker source corpus"
@@ -85,17 +86,8 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   echo "Stage 1: simulate conversations ($conversations)"
-  opts="--manifest-dir data/source --prefix synth --splits $conversations --out-dir data/manifests --out-prefix conv
-    --seed $seed --speakers $speakers --turns $turns --overlap-ratios $overlap_ratios --pause $pause --nj $sim_nj"
-  done_all=true
-  for split in ${splits//,/ }; do [ -f data/manifests/conv_cuts_$split.jsonl.gz ] || done_all=false; done
-  if $done_all; then
-    echo "$0: data/manifests/conv_cuts_{$splits}.jsonl.gz exist; skipping"
-  else
-    $train_cmd JOB=1:$sim_nj data/manifests/log/simulate.JOB.log \
-      python -m serac.bin.simulate_conversations $opts --job JOB
-    python -m serac.bin.simulate_conversations $opts --merge
-  fi
+  steps/simulate_conversations.sh --cmd "$train_cmd" --nj $sim_nj --opts "--seed $seed --speakers $speakers
+    --turns $turns --overlap-ratios $overlap_ratios --pause $pause" data/source synth $conversations data/manifests
   stage_done 1 conversations
 fi
 
@@ -113,32 +105,15 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   stage_done 3 lang
 fi
 
-needs_init() {  # needs_init NAME: conf/NAME.yaml takes modules from a single-talker model (train.init_modules)
-  python -c "import sys; from serac.config import load_config
-sys.exit(0 if load_config('conf/$1.yaml')['train']['init_modules'] else 1)"
-}
-
 train_system() {  # train_system NAME: conf/NAME.yaml into exp/NAME
-  local opts="$train_opts"
-  if needs_init $1; then opts="$opts --init-from $init_from --init-lang-dir $init_lang_dir"; fi
   steps/train.sh --cmd "$train_cmd" --train-config conf/$1.yaml --num-epochs $num_epochs \
-    --num-threads $train_threads --train-opts "$opts" \
+    --num-threads $train_threads --train-opts "$train_opts $(sts_init_opts $1)" \
     $lang data/fbank/conv_cuts_train.jsonl.gz data/fbank/conv_cuts_dev.jsonl.gz exp/$1
 }
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "Stage 4: train $systems ($num_epochs epochs, $train_parallel at a time)"
-  for s in $systems; do
-    [ -f conf/$s.yaml ] || { echo "$0: no config conf/$s.yaml for system $s" >&2; exit 1; }
-    if needs_init $s; then
-      [ -n "$init_from" ] && [ -f "$init_from" ] || { echo "$0: system $s starts from a single-talker model:" \
-        "give its checkpoint with --init-from (e.g. ../asr/exp/lstm/epoch-15.pt after running ../asr/run.sh);" \
-        "got '${init_from}'" >&2; exit 1; }
-      [ -n "$init_lang_dir" ] || init_lang_dir=$(dirname "$(dirname "$(dirname "$init_from")")")/data/lang_bpe_64
-      [ -f "$init_lang_dir/tokens.txt" ] || { echo "$0: $init_lang_dir/tokens.txt not found: give the lang dir" \
-        "of $init_from with --init-lang-dir" >&2; exit 1; }
-    fi
-  done
+  sts_check_systems "$systems"
   pids=()
   for s in $systems; do
     train_system $s > exp/log/train-$s.out 2>&1 &
@@ -169,22 +144,12 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   stage_done 5 decode
 fi
 
-gap_opt() {  # how turns are read back: turn tokens, or silences for a system trained without them
-  if python -c "import sys, yaml; sys.exit(0 if yaml.safe_load(open('exp/$1/config.yaml'))['sts']['turn_tokens'] else 1)"; then
-    echo ""
-  else
-    echo "--gap-s $gap_s"
-  fi
-}
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "Stage 6: score (cpWER, ORC-WER, turn counting, turn latency; overall and per overlap bin)"
   for s in $systems; do
     for d in "test $suffix" "dev $streaming_suffix"; do
       read -r set_name sfx <<< "$d"
-      $decode_cmd exp/$s/decode/$set_name/log/score-$sfx.log python -m serac.bin.score_multitalker \
-        --hyps exp/$s/decode/$set_name/hyps-$set_name-$sfx.jsonl --cuts data/fbank/conv_cuts_$set_name.jsonl.gz \
-        --lang-dir $lang --n-bootstrap $n_bootstrap $(gap_opt $s)
-      echo "$s $set_name: $(sed -n 2p exp/$s/decode/$set_name/multitalker-$set_name-$sfx.tsv | cut -f 1-8)"
+      sts_score exp/$s $set_name $sfx data/fbank/conv_cuts_$set_name.jsonl.gz $lang $n_bootstrap
     done
   done
   stage_done 6 score
