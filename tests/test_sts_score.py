@@ -133,3 +133,28 @@ def test_claims_are_read_per_family_of_systems(monkeypatch):
     assert orc[0][4].startswith("not testable here") and orc[1][4] == "holds"     # -5 [-6, -4]: lower
     latency = [r for r in rows if "latency penalty" in r[0]]
     assert latency == [[latency[0][0], "`sts` - `sts_no_penalty`", "not run", "-", "-"]]
+
+
+def test_fastemit_claims_are_filled_for_the_init_family(monkeypatch):
+    """conf/sts_no_fastemit_init.yaml is sts_init without FastEmit (nothing else differs), and with both scored the
+    two FastEmit rows read sts_init - sts_no_fastemit_init instead of "not run"."""
+    from serac.config import load_config
+    from serac.multitalker import report
+
+    from recipe_utils import ROOT
+
+    conf = ROOT / "egs/synth_assistant/sts/conf"
+    ablation, init = load_config(conf / "sts_no_fastemit_init.yaml"), load_config(conf / "sts_init.yaml")
+    assert init["sts"]["fastemit_lambda"] > 0 and ablation["sts"]["fastemit_lambda"] == 0
+    ablation["sts"]["fastemit_lambda"] = init["sts"]["fastemit_lambda"]
+    assert ablation == init
+    assert "sts_no_fastemit_init" in report.SYSTEM_NAMES
+
+    monkeypatch.setattr(report, "paired_differences",
+                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
+                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
+                                                   "start_latency_median_ms")})
+    scores = {"sts_init": {"v": -40.0}, "sts_no_fastemit_init": {"v": 0.0}}
+    fastemit = [r for r in report.claim_rows(scores, untrained=[], n_bootstrap=10) if r[0].startswith("FastEmit")]
+    assert [r[1:] for r in fastemit] == [["`sts_init` - `sts_no_fastemit_init`", "-40.00 ms", "[-41.00, -39.00]",
+                                          "holds"]] * 2

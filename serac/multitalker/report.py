@@ -34,7 +34,8 @@ SYSTEM_NAMES = {"sts": "STS (turn tokens, FastEmit, end-of-turn penalty)",
                 "sts_no_fastemit": "STS without FastEmit",
                 "sts_init": "STS initialised from the single-talker asr model (residual separator)",
                 "mt_rnnt_init": "MT-RNN-T initialised as sts_init is",
-                "sts_no_penalty_init": "sts_init without the end-of-turn penalty"}
+                "sts_no_penalty_init": "sts_init without the end-of-turn penalty",
+                "sts_no_fastemit_init": "sts_init without FastEmit"}
 
 #: the families of systems trained alike, each read against its own baselines: from scratch (``sts`` -
 #: ``mt_rnnt``) and initialised from the single-talker model (``sts_init`` - ``mt_rnnt_init``; conf/*_init.yaml)
