@@ -13,6 +13,7 @@ epoch=
 avg=1
 chunk_ms=160
 num_threads=1
+conversations=false  # true: the cuts are conversations; a single-talker model decodes each as one stream
 help_message="Usage: $0 [options] <exp-dir> <lang-dir> <cuts.jsonl.gz> <set-name>
 e.g.: $0 --epoch 30 --avg 5 --chunk-ms 160 --nj 2 exp/lstm data/lang_bpe_256 data/fbank/synth_cuts_test.jsonl.gz test
 Options:
@@ -21,6 +22,9 @@ Options:
   --epoch <e> --avg <n># average epochs e-n+1..e (default avg: $avg)
   --chunk-ms <ms>      # chunk duration; a multiple of the encoder's chunk_multiple frames (default: $chunk_ms)
   --num-threads <n>    # torch threads per job; latency and RTF are measured with this many (default: $num_threads)
+  --conversations <true|false>  # conversation cuts (one supervision per turn): a single-talker model decodes
+                       # each whole as one stream and writes hyps-*.jsonl for serac.bin.score_multitalker
+                       # (a multi-channel STS model always does; default: $conversations)
 Results go to <exp-dir>/decode/<set-name>/ with suffix streaming_greedy_search-chunk-<ms>ms-epoch-<e>-avg-<n>;
 an existing wer-summary for the same setting is not redone."
 
@@ -29,6 +33,7 @@ an existing wer-summary for the same setting is not redone."
 
 if [ $# -ne 4 ]; then echo "$help_message" >&2; exit 1; fi
 exp_dir=$1; lang_dir=$2; cuts=$3; set_name=$4
+case $conversations in true|false) ;; *) echo "$0: --conversations true|false, got '$conversations'" >&2; exit 1;; esac
 [ -z "$epoch" ] && { echo "$0: --epoch is required" >&2; exit 1; }
 [ -f "$cuts" ] || { echo "$0: no such file $cuts" >&2; exit 1; }
 suffix=$(python -m serac.bin.decode_streaming --print-suffix --chunk-ms "$chunk_ms" --epoch $epoch --avg $avg)
@@ -43,6 +48,7 @@ mkdir -p "$out_dir/log"
 rm -f "$out_dir"/recogs-$set_name-$suffix.shard-*.txt "$out_dir"/stats-$set_name-$suffix.shard-*.json
 opts="--exp-dir $exp_dir --lang-dir $lang_dir --epoch $epoch --avg $avg --cuts $cuts --set-name $set_name \
   --chunk-ms $chunk_ms --num-threads $num_threads"
+$conversations && opts="$opts --conversations"
 if [ "$nj" -gt 1 ]; then
   $cmd --num-threads "$num_threads" JOB=1:$nj "$out_dir/log/decode-$suffix.JOB.log" \
     python -m serac.bin.decode_streaming $opts --num-shards "$nj" --shard JOB

@@ -135,3 +135,53 @@ def test_sts_recipe_init_from_a_single_talker_model(tiny_sts_run, tmp_path):
     assert f"from {tmp_path / 'single.pt'}" in log and "encoder.mixture.lstm.weight_ih_l0 <- encoder.lstm" in log
     assert (recipe / "exp/sts_init/epoch-1.pt").is_file()
     assert torch.load(recipe / "exp/sts_init/epoch-1.pt", weights_only=False)["config"]["train"]["init_modules"]
+
+
+def test_sts_recipe_single_speaker_floor(tiny_sts_run, tmp_path):
+    """--systems single_talker (conf: train.num_epochs 0): stage 4 trains nothing and links the --init-from model,
+    its config.yaml and lang dir into exp/single_talker; stages 5-7 decode each conversation as one stream at that
+    checkpoint (its own suffix), score it with turns by silence and mark it "floor" in RESULTS.md."""
+    import json
+
+    from serac.checkpoint import save_checkpoint
+    from serac.config import dump_config, load_config
+    from serac.data.tokenizer import prepare_word_lang
+    from serac.transducer.model import build_model
+
+    recipe, _ = tiny_sts_run
+    stages = ["--stage", "4", "--stop-stage", "7", "--systems", "single_talker", "--n-bootstrap", "20",
+              "--decode-nj", "1", "--results", "RESULTS-floor.md", "--results-note", "floor-note.md"]
+    proc = run_recipe(recipe, *ARGS, *stages, check=False)
+    assert proc.returncode != 0 and "--results-note floor-note.md not found" in proc.stderr
+    (recipe / "floor-note.md").write_text("**How this file was made**: by hand.\n")
+    proc = run_recipe(recipe, *ARGS, *stages, check=False)
+    assert proc.returncode != 0 and "system single_talker starts from a single-talker model" in proc.stderr
+
+    lang, single = tmp_path / "lang_single", tmp_path / "exp_single"
+    prepare_word_lang(["A B C"], lang)
+    cfg = load_config(None, ["model.encoder.hidden_dim=16", "model.encoder.num_layers=1", "model.encoder.output_dim=16",
+                             "model.encoder.subsampling_factor=4", "model.decoder_dim=16", "model.joiner_dim=16",
+                             "train.num_epochs=3"])
+    model = build_model(cfg["model"], 80, 5)
+    single.mkdir()
+    save_checkpoint(single / "epoch-3.pt", model=model.state_dict(), config=cfg, epoch=3)
+    cfg["env"] = {"num_params": sum(p.numel() for p in model.parameters()), "git_revision": "abc1234"}
+    (single / "config.yaml").write_text(dump_config(cfg))
+    init = ["--init-from", str(single / "epoch-3.pt"), "--init-lang-dir", str(lang)]
+    proc = run_recipe(recipe, *ARGS, *stages, *init)
+    exp = recipe / "exp/single_talker"
+    assert (exp / "epoch-3.pt").resolve() == single / "epoch-3.pt" and (exp / "lang").resolve() == lang
+    assert not (exp / "log/train.log").exists()
+    hyps = [json.loads(line) for line in
+            (exp / "decode/test/hyps-test-greedy_search-epoch-3-avg-1.jsonl").read_text().splitlines()]
+    assert len(hyps) == 3 and all(len(h["channels"]) == 1 for h in hyps)
+    score = json.loads((exp / "decode/dev/multitalker-dev-streaming_greedy_search-chunk-160ms-epoch-3-avg-1.json"
+                        ).read_text())
+    assert score["overall"]["conversations"] == 2 and score["options"]["gap_s"] == 0.5
+    results = (recipe / "RESULTS-floor.md").read_text()
+    assert "| `single_talker` (floor): the single-talker asr model" in results
+    assert "`single_talker`: `greedy_search-epoch-3-avg-1`" in results and "| 0 (+3 single-talker) |" in results
+    assert "`abc1234`: single_talker" in results            # the model's own training revision
+    assert "single_talker.\n\n**How this file was made**: by hand.\n\n### Conversations" in results
+    again = run_recipe(recipe, *ARGS, "--stage", "4", "--stop-stage", "4", "--systems", "single_talker", *init)
+    assert f"exp/single_talker links {single / 'epoch-3.pt'}; skipping" in again.stdout + again.stderr

@@ -92,3 +92,56 @@ def test_steps_decode_sh_with_shards(trained):
     merged = read_hyps(dec / "hyps-valid-greedy_search-epoch-2-avg-1.jsonl")
     assert sorted(merged) == ["c1-0", "c1-1", "c1-2"]
     assert not list(dec.glob("*.shard-*"))
+
+
+def save_single_talker_model(exp, lang, epoch: int = 3) -> None:
+    """An (untrained) single-talker transducer of the tiny conversations' features and lang as ``exp/epoch-N.pt``,
+    saved as the trainer saves one (its config inside)."""
+    from serac.checkpoint import save_checkpoint
+    from serac.config import load_config
+    from serac.data.tokenizer import Tokenizer
+    from serac.transducer.model import build_model
+
+    cfg = load_config(None, ["model.encoder.hidden_dim=16", "model.encoder.num_layers=1",
+                             "model.encoder.output_dim=8", "model.encoder.subsampling_factor=4",
+                             "model.decoder_dim=8", "model.joiner_dim=8"])
+    tok = Tokenizer(lang)
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], num_features=6, vocab_size=tok.vocab_size, blank_id=tok.blank_id)
+    exp.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(exp / f"epoch-{epoch}.pt", model=model.state_dict(), config=cfg, epoch=epoch)
+
+
+def test_a_single_talker_model_decodes_each_conversation_as_one_stream(tmp_path):
+    """--conversations: the single-speaker floor of the STS recipe. Each conversation is decoded whole as one
+    channel (offline == streaming), its channel WER reference is every turn in start order (overlapping ones
+    too); without the option a conversation (several supervisions) is refused, naming the file and the cut."""
+    from lhotse import load_manifest
+
+    from serac.decode.offline import decode_set
+    from serac.decode.streaming import decode_set_streaming
+    from serac.multitalker.decode import read_hyps
+    from serac.multitalker.simulate import conversation_turns
+    from serac.scoring.wer import load_transcripts
+
+    torch.set_num_threads(1)
+    convs = TinyConversations(tmp_path, num_train=1, num_valid=3)
+    exp = tmp_path / "exp"
+    save_single_talker_model(exp, convs.lang)
+    cuts = str(convs.valid_cuts)
+    with pytest.raises(ValueError, match=r"conv_valid.jsonl.gz: cut c1-\d has [23] supervisions: .*--conversations"):
+        decode_set(str(exp), str(convs.lang), cuts, "valid", epoch=3, avg=1)
+    with pytest.raises(ValueError, match=r"conv_valid.jsonl.gz: cut c1-\d has [23] supervisions"):
+        decode_set_streaming(str(exp), str(convs.lang), cuts, "valid", epoch=3, avg=1, chunk_frames=16)
+
+    recogs = decode_set(str(exp), str(convs.lang), cuts, "valid", epoch=3, avg=1, as_conversations=True)
+    refs = {f"{cut.id}-ch0": " ".join(t.text for t in conversation_turns(cut)).split()
+            for cut in load_manifest(convs.valid_cuts)}
+    assert {r[0]: r[1] for r in load_transcripts(recogs)} == refs   # c1-0's two turns overlap: both are there
+    dec = exp / "decode/valid"
+    offline = read_hyps(dec / "hyps-valid-greedy_search-epoch-3-avg-1.jsonl")
+    assert sorted(offline) == ["c1-0", "c1-1", "c1-2"] and all(len(h.channels) == 1 for h in offline.values())
+    assert any(h.channels[0].ids for h in offline.values())    # the random model emits something to compare
+    decode_set_streaming(str(exp), str(convs.lang), cuts, "valid", epoch=3, avg=1, chunk_frames=16,
+                         as_conversations=True)
+    assert read_hyps(dec / "hyps-valid-streaming_greedy_search-chunk-160ms-epoch-3-avg-1.jsonl") == offline

@@ -128,8 +128,136 @@ def test_claims_are_read_per_family_of_systems(monkeypatch):
                                                    "start_latency_median_ms")})
     scores = {"sts": {"v": 10.0}, "mt_rnnt": {"v": 0.0}, "sts_init": {"v": -5.0}, "mt_rnnt_init": {"v": 0.0}}
     rows = report.claim_rows(scores, untrained=["mt_rnnt"], n_bootstrap=10)
-    orc = [r for r in rows if r[0].endswith("ORC-WER")]
+    orc = [r for r in rows if r[0].startswith("-17%") and r[0].endswith("ORC-WER")]
     assert [r[1] for r in orc] == ["`sts` - `mt_rnnt`", "`sts_init` - `mt_rnnt_init`"]
     assert orc[0][4].startswith("not testable here") and orc[1][4] == "holds"     # -5 [-6, -4]: lower
     latency = [r for r in rows if "latency penalty" in r[0]]
     assert latency == [[latency[0][0], "`sts` - `sts_no_penalty`", "not run", "-", "-"]]
+
+
+def test_fastemit_claims_are_filled_for_the_init_family(monkeypatch):
+    """conf/sts_no_fastemit_init.yaml is sts_init without FastEmit (nothing else differs), and with both scored the
+    two FastEmit rows read sts_init - sts_no_fastemit_init instead of "not run"."""
+    from serac.config import load_config
+    from serac.multitalker import report
+
+    from recipe_utils import ROOT
+
+    conf = ROOT / "egs/synth_assistant/sts/conf"
+    ablation, init = load_config(conf / "sts_no_fastemit_init.yaml"), load_config(conf / "sts_init.yaml")
+    assert init["sts"]["fastemit_lambda"] > 0 and ablation["sts"]["fastemit_lambda"] == 0
+    ablation["sts"]["fastemit_lambda"] = init["sts"]["fastemit_lambda"]
+    assert ablation == init
+    assert "sts_no_fastemit_init" in report.SYSTEM_NAMES
+
+    monkeypatch.setattr(report, "paired_differences",
+                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
+                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
+                                                   "start_latency_median_ms")})
+    scores = {"sts_init": {"v": -40.0}, "sts_no_fastemit_init": {"v": 0.0}}
+    fastemit = [r for r in report.claim_rows(scores, untrained=[], n_bootstrap=10) if r[0].startswith("FastEmit")]
+    assert [r[1:] for r in fastemit] == [["`sts_init` - `sts_no_fastemit_init`", "-40.00 ms", "[-41.00, -39.00]",
+                                          "holds"]] * 2
+
+
+def test_one_stream_decode_is_scored_as_meeteval_scores_it(tmp_path):
+    """The single-speaker floor: a single-talker model's one output stream per conversation. ORC-WER puts every
+    reference turn on that stream; cpWER maps it to one reference speaker and scores the other against nothing
+    (meeteval's cp_word_error_rate with two references and one hypothesis). Known answers: a perfect stream has
+    ORC-WER 0 and cpWER errors twice the smaller speaker's words (the other speaker's words are insertions
+    against the one and deletions for the other); turns are read by silence (--gap-s)."""
+    from lhotse import load_manifest
+    from meeteval.wer.wer.cp import cp_word_error_rate
+    from meeteval.wer.wer.orc import orc_word_error_rate
+
+    from entry_points import run_entry_point
+    from serac.data.tokenizer import Tokenizer
+    from serac.multitalker.decode import ChannelHyp, ConversationHyp, write_hyps
+    from serac.multitalker.simulate import conversation_turns
+
+    convs = TinyConversations(tmp_path, num_train=1, num_valid=3)
+    tok = Tokenizer(convs.lang)
+    cuts = list(load_manifest(convs.valid_cuts))
+    hyps, turns_of, words_of = [], {}, {}
+    for n, cut in enumerate(cuts):      # c1-0 perfect, c1-1 one word wrong, c1-2 nothing emitted
+        turns = turns_of[cut.id] = conversation_turns(cut)
+        stream = ChannelHyp()
+        for turn in turns if n < 2 else []:
+            words = turn.text.split()
+            if n == 1 and turn is turns[0]:
+                words[0] = "NO" if words[0] == "YES" else "YES"
+            stream.ids += [tok.token2id[w] for w in words]
+            stream.times += [round(turn.start + 0.01 * (k + 1), 4) for k in range(len(words))]
+        hyps.append(ConversationHyp(cut.id, [stream]))
+        by_speaker = {}
+        for t in turns:
+            by_speaker[t.speaker] = by_speaker.get(t.speaker, 0) + len(t.text.split())
+        words_of[cut.id] = by_speaker
+    path = tmp_path / "dec/hyps-valid-greedy_search-epoch-3-avg-1.jsonl"
+    path.parent.mkdir()
+    write_hyps(path, hyps, tok)
+    assert run_entry_point("score_multitalker", ["--hyps", str(path), "--cuts", str(convs.valid_cuts), "--lang-dir",
+                                                 str(convs.lang), "--n-bootstrap", "50", "--gap-s", "0.1"]) == 0
+    result = json.loads((tmp_path / "dec/multitalker-valid-greedy_search-epoch-3-avg-1.json").read_text())
+    per = result["conversations"]
+    for cut, hyp in zip(cuts, hyps):
+        turns = turns_of[cut.id]
+        by_spk = {}
+        for t in turns:
+            by_spk.setdefault(t.speaker, []).append(t.text)
+        stream = [tok.decode(hyp.channels[0].ids)]
+        cp = cp_word_error_rate([" ".join(v) for _, v in sorted(by_spk.items())], stream)
+        orc = orc_word_error_rate([t.text for t in turns], stream)
+        assert per[cut.id]["cpwer"] == [cp.errors, cp.length] and per[cut.id]["orcwer"] == [orc.errors, orc.length]
+    total = {c: sum(w.values()) for c, w in words_of.items()}
+    ids = [c.id for c in cuts]
+    assert [per[c]["orcwer"][0] for c in ids] == [0, 1, total[ids[2]]]
+    assert len(words_of[ids[0]]) == 2 and per[ids[0]]["cpwer"][0] == 2 * min(words_of[ids[0]].values())
+    assert per[ids[2]]["cpwer"][0] == total[ids[2]]
+    # every turn is its own silence-separated run of words here (gaps > 0.1 s), so the counts are right for the
+    # two decoded conversations and the starts 10 ms late
+    assert result["overall"]["turn_counting"]["accuracy"] == pytest.approx(200.0 / 3)
+    assert result["overall"]["latency"]["start_median_ms"] == pytest.approx(10.0)
+
+
+def test_results_show_the_floor_in_every_table(scored):
+    """write_results with the floor decoded at its own checkpoint (--suffix-of): its row is marked "floor" in the
+    systems, per-bin and streaming tables, its epochs say it was not trained here, and the claims read each family's
+    STS against it."""
+    import yaml
+
+    from serac.multitalker.decode import ChannelHyp, ConversationHyp
+    from serac.multitalker.report import write_results
+    from serac.multitalker.scoring import ScoreOptions, score_decode
+
+    cuts, hyps, tok, two_channels, tmp_path = scored
+    # the floor: both channels of the fixture's decode merged into one stream in time order
+    one = {}
+    for h in hyps:
+        pairs = sorted((t, i) for ch in h.channels for i, t in zip(ch.ids, ch.times) if tok.id2token[i] not in
+                       ("<sot>", "<eot>"))
+        one[h.cut_id] = ConversationHyp(h.cut_id, [ChannelHyp([i for _, i in pairs], [t for t, _ in pairs])])
+    floor = score_decode(cuts, one, tok, ScoreOptions(gap_s=0.5, n_bootstrap=50))
+    exp = tmp_path / "exp"
+    for system, result, suffix, cfg in (
+            ("sts_init", two_channels, "greedy_search-epoch-6-avg-2",
+             {"model": {"separator": {}}, "train": {"num_epochs": 6}, "env": {"num_params": 3.5e6}}),
+            ("single_talker", floor, "greedy_search-epoch-15-avg-1",
+             {"model": {"encoder": {"name": "lstm"}}, "train": {"num_epochs": 15}, "env": {"num_params": 2.9e6}})):
+        (exp / system / "decode/test").mkdir(parents=True)
+        (exp / system / "decode/test" / f"multitalker-test-{suffix}.json").write_text(json.dumps(result))
+        (exp / system / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=r"suffixes given for systems \['sts'\]"):
+        write_results(["sts_init", "single_talker"], exp, "test", "greedy_search-epoch-6-avg-2", tmp_path / "R.md",
+                      n_bootstrap=20, suffixes={"sts": "x"})
+    text = write_results(["sts_init", "single_talker"], exp, "test", "greedy_search-epoch-6-avg-2", tmp_path / "R.md",
+                         n_bootstrap=20, suffixes={"single_talker": "greedy_search-epoch-15-avg-1"})
+    assert "`greedy_search-epoch-6-avg-2`; `single_talker`: `greedy_search-epoch-15-avg-1`)" in text
+    assert "| `single_talker` (floor): the single-talker asr model" in text and "| 0 (+15 single-talker) |" in text
+    assert "| `sts_init`: STS initialised" in text and "| 6 |" in text
+    assert "| `single_talker` (floor) | 0% |" in text or "| `single_talker` (floor) | 10% |" in text
+    floor_rows = [line for line in text.splitlines() if "single-speaker floor" in line and line.startswith("|")]
+    assert len(floor_rows) == 3 and all("`sts_init` - `single_talker`" in line for line in floor_rows)
+    # the fixture's two-channel decode and its merge have the same words: ORC-WER equal, so "undecided"
+    orc = next(line for line in floor_rows if line.split("|")[1].strip().endswith("ORC-WER"))
+    assert "| 0.00 points" in orc and orc.rstrip(" |").endswith("undecided")

@@ -12,11 +12,17 @@ sts_needs_init() {  # sts_needs_init NAME: conf/NAME.yaml takes modules from a s
 sys.exit(0 if load_config('conf/$1.yaml')['train']['init_modules'] else 1)"
 }
 
+sts_is_floor() {  # sts_is_floor NAME: conf/NAME.yaml trains nothing (train.num_epochs 0): the --init-from model is the
+  # system (the single-speaker floor)
+  python -c "import sys; from serac.config import load_config
+sys.exit(0 if load_config('conf/$1.yaml')['train']['num_epochs'] == 0 else 1)"
+}
+
 sts_check_systems() {  # sts_check_systems "SYSTEMS": fail early, naming the system, before any training starts
   local s
   for s in $1; do
     [ -f conf/$s.yaml ] || { echo "$0: no config conf/$s.yaml for system $s" >&2; return 1; }
-    if sts_needs_init $s; then
+    if sts_needs_init $s || sts_is_floor $s; then
       [ -n "$init_from" ] && [ -f "$init_from" ] || { echo "$0: system $s starts from a single-talker model:" \
         "give its checkpoint with --init-from (e.g. ../asr/exp/lstm/epoch-15.pt after running ../asr/run.sh);" \
         "got '${init_from}'" >&2; return 1; }
@@ -31,8 +37,10 @@ sts_init_opts() {  # sts_init_opts NAME: the serac.bin.train options that load a
   if sts_needs_init $1; then echo "--init-from $init_from --init-lang-dir $init_lang_dir"; fi
 }
 
-sts_gap_opt() {  # sts_gap_opt EXP_DIR: how turns are read back: turn tokens, or silences for a system without them
-  if python -c "import sys, yaml; sys.exit(0 if yaml.safe_load(open('$1/config.yaml'))['sts']['turn_tokens'] else 1)"
+sts_gap_opt() {  # sts_gap_opt EXP_DIR: how turns are read back: turn tokens, or silences for a system trained without
+  # them (MT-RNN-T, the single-talker floor)
+  if python -c "import sys, yaml; c = yaml.safe_load(open('$1/config.yaml'))
+sys.exit(0 if 'separator' in c['model'] and (c.get('sts') or {}).get('turn_tokens', True) else 1)"
   then echo ""; else echo "--gap-s $gap_s"; fi
 }
 

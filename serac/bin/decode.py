@@ -53,6 +53,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--shard", type=int, default=1, help="1-based shard index")
     p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("--conversations", action="store_true",
+                   help="the cuts are conversations (one supervision per turn): a single-talker model decodes each "
+                   "as one stream and writes hyps-<set>-<suffix>.jsonl for serac.bin.score_multitalker (a "
+                   "multi-channel STS model always does)")
     return p
 
 
@@ -73,7 +77,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         decode_set(args.exp_dir, args.lang_dir, args.cuts, args.set_name, args.epoch, args.avg, args.method,
                    args.beam, args.lm, args.lm_scale, args.blank_penalty, args.max_duration, args.out_dir,
-                   args.num_shards, args.shard, args.num_threads)
+                   args.num_shards, args.shard, args.num_threads, as_conversations=args.conversations)
     except ValueError as e:
         raise SystemExit(str(e)) from None
 

@@ -28,22 +28,27 @@ from serac.transducer.search import greedy_search_batch, modified_beam_search
 @torch.no_grad()
 def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_duration: float,
                 compute: Optional[Dict[str, Any]] = None, lm: Optional[NgramLm] = None, lm_scale: float = 0.0,
-                blank_penalty: float = 0.0, conversations: Optional[List[ConversationHyp]] = None
-                ) -> Tuple[List[Result], float, float]:
+                blank_penalty: float = 0.0, conversations: Optional[List[ConversationHyp]] = None,
+                as_conversations: bool = False) -> Tuple[List[Result], float, float]:
     """Returns (results, audio seconds, decoding seconds). With a ``compute`` dict, also fills in
     ``encoder_seconds`` (process CPU time in the encoder) and, when the encoder counts its FLOPs
     (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops).
     A multi-channel (STS) model's results are per channel, and ``conversations`` (a list) receives each
-    conversation's channel tokens and emission times (serac/multitalker/decode.py)."""
+    conversation's channel tokens and emission times (serac/multitalker/decode.py). ``as_conversations`` does the
+    same for a single-talker model: each cut (a conversation, one supervision per turn) is decoded whole as one
+    stream, a one-channel conversation (the single-speaker floor of the STS recipe)."""
     results, audio_s, t0 = [], 0.0, time.time()
     compute = {} if compute is None else compute
     compute.setdefault("encoder_seconds", 0.0)
     channels = num_output_channels(model)
+    by_conversation = channels > 1 or as_conversations
     for batch in eval_dataloader(cuts, max_duration):
         feats = batch["inputs"]
-        if channels > 1:
+        if by_conversation:
             conv_cuts, x_lens = batch_conversations(batch)
         else:
+            for cut in batch["supervisions"]["cut"]:
+                check_one_supervision(cut)
             x_lens = batch["supervisions"]["num_frames"]
         c0 = time.process_time()
         enc, enc_lens = model.encode(feats, x_lens)
@@ -60,7 +65,7 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
         else:
             hyps, frames = zip(*modified_beam_search(model, enc, enc_lens, beam=beam, lm=lm, lm_scale=lm_scale,
                                                      blank_penalty=blank_penalty, return_frames=True))
-        if channels > 1:
+        if by_conversation:
             convs = conversation_hyps([c.id for c in conv_cuts], hyps, frames, channels,
                                       int(model.encoder.subsampling_factor), float(conv_cuts[0].frame_shift))
             for cut, conv in zip(conv_cuts, convs):
@@ -75,16 +80,26 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
     return results, audio_s, time.time() - t0
 
 
+def check_one_supervision(cut: Any, where: str = "") -> None:
+    """A single-talker decode reads one utterance per cut; a cut with several supervisions (a conversation) would
+    be decoded once per supervision from its first frame. ValueError naming the cut (after ``where``)."""
+    if len(cut.supervisions) > 1:
+        raise ValueError(f"{where}cut {cut.id} has {len(cut.supervisions)} supervisions: a single-talker decode "
+                         f"takes one utterance per cut; decode conversations as one stream with --conversations")
+
+
 def write_conversation_hyps(out: Path, set_name: str, suffix: str, shard: int, num_shards: int,
                             convs: List[ConversationHyp], tokenizer: Tokenizer, stats: Dict[str, Any]) -> None:
-    """A multi-channel model's ``hyps-<set>-<suffix>.jsonl`` (a shard's: ``.shard-J.jsonl``), and what the stats
-    say about its per-channel WER; nothing for a single-talker model."""
+    """A conversation decode's ``hyps-<set>-<suffix>.jsonl`` (a shard's: ``.shard-J.jsonl``), and what the stats
+    say about its per-channel WER; nothing for a single-talker decode of utterances."""
     if not convs:
         return
     write_hyps(hyps_path(out, set_name, suffix, shard if num_shards > 1 else None), convs, tokenizer)
-    stats.update(num_output_channels=len(convs[0].channels), num_conversations=len(convs),
-                 wer_kind="channel WER (each channel against the turns the training targets put on it); the "
-                          "multi-talker WERs: serac.bin.score_multitalker")
+    channels = len(convs[0].channels)
+    against = ("the one stream against every turn in start order" if channels == 1
+               else "each channel against the turns the training targets put on it")
+    stats.update(num_output_channels=channels, num_conversations=len(convs),
+                 wer_kind=f"channel WER ({against}); the multi-talker WERs: serac.bin.score_multitalker")
 
 
 def check_search_options(method: str, lm: Optional[str], blank_penalty: float) -> None:
@@ -98,9 +113,10 @@ def check_search_options(method: str, lm: Optional[str], blank_penalty: float) -
 def decode_set(exp_dir: str, lang_dir: str, cuts_path: str, set_name: str, epoch: int, avg: int = 1,
                method: str = "greedy_search", beam: int = 4, lm: Optional[str] = None, lm_scale: float = 0.3,
                blank_penalty: float = 0.0, max_duration: float = 300.0, out_dir: Optional[str] = None,
-               num_shards: int = 1, shard: int = 1, num_threads: int = 1) -> Path:
+               num_shards: int = 1, shard: int = 1, num_threads: int = 1, as_conversations: bool = False) -> Path:
     """Decode ``cuts_path`` (or shard ``shard`` of ``num_shards`` of it) with the model of ``exp_dir`` averaged over
     ``avg`` epochs ending at ``epoch``; returns the recogs file written (a shard's with ``num_shards`` > 1).
+    ``as_conversations``: a single-talker model decodes each conversation cut as one stream (:func:`decode_cuts`).
     Bad input raises ValueError naming the file."""
     set_threads(num_threads)
     check_search_options(method, lm, blank_penalty)
@@ -112,8 +128,12 @@ def decode_set(exp_dir: str, lang_dir: str, cuts_path: str, set_name: str, epoch
     cuts = shard_of(cuts, shard, num_shards)
     compute: Dict[str, Any] = {}
     convs: List[ConversationHyp] = []
-    results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, method, beam, max_duration, compute, lm=ngram,
-                                          lm_scale=lm_scale, blank_penalty=blank_penalty, conversations=convs)
+    try:
+        results, audio_s, dec_s = decode_cuts(model, tokenizer, cuts, method, beam, max_duration, compute, lm=ngram,
+                                              lm_scale=lm_scale, blank_penalty=blank_penalty, conversations=convs,
+                                              as_conversations=as_conversations)
+    except ValueError as e:
+        raise ValueError(f"{cuts_path}: {e}") from e
     stats = {"audio_seconds": audio_s, "decode_seconds": dec_s, "rtf": dec_s / max(audio_s, 1e-9),
              "num_threads": num_threads, "method": method, "epoch": epoch, "avg": avg,
              "encoder_seconds": compute["encoder_seconds"]}

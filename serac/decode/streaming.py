@@ -31,7 +31,7 @@ from serac.data.tokenizer import Tokenizer
 from serac.decode.job import load_model, open_cuts, set_threads
 from serac.decode.naming import STREAMING_METHOD, format_ms, streaming_suffix
 from serac.decode.results import merge_streaming_stats, result_path, write_streaming_results
-from serac.decode.offline import write_conversation_hyps
+from serac.decode.offline import check_one_supervision, write_conversation_hyps
 from serac.decode.shards import shard_of, shard_paths, write_shard
 from serac.multitalker.decode import ConversationHyp, channel_results, conversation_hyps
 from serac.multitalker.training import num_output_channels
@@ -106,13 +106,15 @@ def stream_utterance(model: Transducer, feats: torch.Tensor, chunk_frames: int) 
 
 
 def decode_cuts_streaming(model: Transducer, tokenizer: Tokenizer, cuts, cuts_path: str, chunk_frames: int,
-                          conversations: Optional[List[ConversationHyp]] = None
+                          conversations: Optional[List[ConversationHyp]] = None, as_conversations: bool = False
                           ) -> Tuple[List[Result], Dict[str, Any]]:
     """Stream every cut (batch 1). Returns (results, raw stats with the per-chunk times in ms). A multi-channel
     (STS) model's results are per channel, and ``conversations`` receives each conversation's channel tokens and
-    emission times (serac/multitalker/decode.py)."""
+    emission times (serac/multitalker/decode.py); with ``as_conversations`` a single-talker model's stream is
+    such a conversation's one channel (serac.decode.offline.decode_cuts)."""
     num_features = int(model.feat_mean.numel())
     channels = num_output_channels(model)
+    by_conversation = channels > 1 or as_conversations
     results = []
     chunk_ms_all: List[float] = []
     audio_s = compute_s = 0.0
@@ -123,12 +125,14 @@ def decode_cuts_streaming(model: Transducer, tokenizer: Tokenizer, cuts, cuts_pa
             raise ValueError(f"{cuts_path}: cut {cut.id} has no features (did the fbank stage run?)")
         if not cut.supervisions:
             raise ValueError(f"{cuts_path}: cut {cut.id} has no supervision (no reference text)")
+        if not by_conversation:
+            check_one_supervision(cut, f"{cuts_path}: ")
         feats = torch.from_numpy(cut.load_features())
         if feats.ndim != 2 or feats.size(1) != num_features:
             raise ValueError(f"{cuts_path}: cut {cut.id} has features of shape {tuple(feats.shape)}; the model "
                              f"expects (frames, {num_features})")
         streamed = stream_utterance(model, feats, chunk_frames)
-        if channels > 1:
+        if by_conversation:
             conv = conversation_hyps([cut.id], streamed.rows, streamed.frames, channels,
                                      int(model.encoder.subsampling_factor), float(cut.frame_shift))[0]
             results.extend(channel_results(cut, conv, tokenizer))
@@ -148,9 +152,10 @@ def decode_cuts_streaming(model: Transducer, tokenizer: Tokenizer, cuts, cuts_pa
 def decode_set_streaming(exp_dir: str, lang_dir: str, cuts_path: str, set_name: str, epoch: int, avg: int = 1,
                          chunk_ms: Optional[float] = None, chunk_frames: Optional[int] = None,
                          out_dir: Optional[str] = None, num_shards: int = 1, shard: int = 1,
-                         num_threads: int = 1) -> Path:
+                         num_threads: int = 1, as_conversations: bool = False) -> Path:
     """Stream ``cuts_path`` (or shard ``shard`` of ``num_shards``) through the model of ``exp_dir``; returns the
-    recogs file written. A chunk the encoder cannot take, or bad input, raises ValueError naming it."""
+    recogs file written. ``as_conversations``: a single-talker model streams each conversation cut as one channel.
+    A chunk the encoder cannot take, or bad input, raises ValueError naming it."""
     set_threads(num_threads)
     out = Path(out_dir) if out_dir else Path(exp_dir) / "decode" / set_name
     cuts, first = open_cuts(cuts_path)
@@ -166,7 +171,8 @@ def decode_set_streaming(exp_dir: str, lang_dir: str, cuts_path: str, set_name: 
                  f"({format_ms(chunk_ms)} ms; chunk_multiple {encoder.chunk_multiple}, look_ahead "
                  f"{encoder.look_ahead} frames), {num_threads} thread(s)")
     convs: List[ConversationHyp] = []
-    results, raw = decode_cuts_streaming(model, tokenizer, cuts, cuts_path, chunk_frames, conversations=convs)
+    results, raw = decode_cuts_streaming(model, tokenizer, cuts, cuts_path, chunk_frames, conversations=convs,
+                                         as_conversations=as_conversations)
     stats = {"method": STREAMING_METHOD, "encoder": getattr(encoder, "registry_name", type(encoder).__name__),
              "epoch": epoch, "avg": avg, "num_threads": num_threads, "num_utts": len(results),
              "chunk_frames": chunk_frames, "chunk_ms": chunk_ms, "frame_shift_ms": frame_shift * 1000.0,

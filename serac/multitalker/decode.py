@@ -71,9 +71,12 @@ def conversation_hyps(cut_ids: Sequence[str], rows_tokens: Sequence[Sequence[int
 
 
 def channel_reference_texts(cut, num_channels: int) -> List[str]:
-    """Each channel's reference words as the training targets assign the turns (no turn tokens)."""
+    """Each channel's reference words as the training targets assign the turns (no turn tokens). One channel (a
+    single-talker model decoding the mixture as one stream) gets every turn in start order, overlapping or not."""
     turns = conversation_turns(cut)
-    channels = assign_channels(turns, cut.id, num_channels)
+    # assign_channels refuses overlapping turns on one channel: right for targets, but a one-stream decode has
+    # nowhere else to put them
+    channels = [0] * len(turns) if num_channels == 1 else assign_channels(turns, cut.id, num_channels)
     texts: List[List[str]] = [[] for _ in range(num_channels)]
     for turn, c in zip(turns, channels):  # conversation_turns is in start order, as the assignment
         texts[c].append(turn.text)

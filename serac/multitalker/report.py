@@ -8,6 +8,10 @@ when it lies wholly on the other side, **undecided** when it contains zero (this
 tell). Whether the size of the effect matches the paper's is a separate question the table states but does not
 judge: the paper's numbers are on LibriCSS with much larger models.
 
+The **single-speaker floor** (``single_talker``: a single-talker model decoding each mixture as one stream; a system
+whose config has no ``separator``) is a row of every table marked "floor", and the claims section reads each
+family's STS against it (not a paper claim: what two channels buy over one).
+
 A difference between systems that do not recognise speech says nothing about the paper's claims (a system that
 emits nothing "loses" turn counting to one that emits anything): a claim involving a system whose ORC-WER is at or
 above :data:`UNTRAINED_ORC_WER` is marked **not testable here**, its difference and interval still shown.
@@ -20,7 +24,7 @@ import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
@@ -34,7 +38,13 @@ SYSTEM_NAMES = {"sts": "STS (turn tokens, FastEmit, end-of-turn penalty)",
                 "sts_no_fastemit": "STS without FastEmit",
                 "sts_init": "STS initialised from the single-talker asr model (residual separator)",
                 "mt_rnnt_init": "MT-RNN-T initialised as sts_init is",
-                "sts_no_penalty_init": "sts_init without the end-of-turn penalty"}
+                "sts_no_penalty_init": "sts_init without the end-of-turn penalty",
+                "sts_no_fastemit_init": "sts_init without FastEmit",
+                "single_talker": "the single-talker asr model (--init-from), not trained on mixtures, decoding each "
+                                 "mixture as one stream (turns by silence)"}
+
+#: the single-speaker floor's system name (conf/single_talker.yaml): the baseline of the floor rows of the claims
+FLOOR = "single_talker"
 
 #: the families of systems trained alike, each read against its own baselines: from scratch (``sts`` -
 #: ``mt_rnnt``) and initialised from the single-talker model (``sts_init`` - ``mt_rnnt_init``; conf/*_init.yaml)
@@ -49,6 +59,8 @@ class Claim:
     key: str             #: a key of paired_differences' output
     better: str          #: "lower" or "higher": the side of zero the claim says the difference lies on
     unit: str
+    #: the baseline is one system for every family (the floor), not ``baseline + variant``
+    shared_baseline: bool = False
 
 
 CLAIMS = (
@@ -63,6 +75,12 @@ CLAIMS = (
           "end_latency_median_ms", "lower", "ms"),
     Claim("FastEmit emits earlier (median <sot> emission)", "sts", "sts_no_fastemit", "start_latency_median_ms",
           "lower", "ms"),
+    Claim("(not a paper claim) STS beats the single-speaker floor: ORC-WER", "sts", FLOOR, "orcwer", "lower",
+          "points", shared_baseline=True),
+    Claim("(not a paper claim) STS beats the single-speaker floor: cpWER", "sts", FLOOR, "cpwer", "lower", "points",
+          shared_baseline=True),
+    Claim("(not a paper claim) STS beats the single-speaker floor: turn counting", "sts", FLOOR, "turn_counting",
+          "higher", "points", shared_baseline=True),
 )
 
 
@@ -124,8 +142,8 @@ def claim_rows(scores: Dict[str, Dict[str, Any]], untrained: Sequence[str], n_bo
     system that has not learned the task is "not testable here"."""
     rows = []
     for c in CLAIMS:
-        pairs = [(c.system + v, c.baseline + v) for v in CLAIM_VARIANTS
-                 if c.system + v in scores and c.baseline + v in scores]
+        pairs = [(c.system + v, c.baseline + ("" if c.shared_baseline else v)) for v in CLAIM_VARIANTS]
+        pairs = [(system, baseline) for system, baseline in pairs if system in scores and baseline in scores]
         if not pairs:
             rows.append([c.text, f"`{c.system}` - `{c.baseline}`", "not run", "-", "-"])
         for system, baseline in pairs:
@@ -145,16 +163,30 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
                   manifest_dir: Optional[Path] = None, timing: Optional[Path] = None, n_bootstrap: int = 1000,
                   command: str = "", title: str = "synth_assistant / sts: separator-transducer-segmenter",
                   note: str = "", summary_sets: Sequence[str] = ("conv:train", "conv:dev", "conv:test"),
-                  summary_title: str = "Conversations (simulated, speakers disjoint across splits)") -> str:
+                  summary_title: str = "Conversations (simulated, speakers disjoint across splits)",
+                  suffixes: Optional[Mapping[str, str]] = None,
+                  streaming_suffixes: Optional[Mapping[str, str]] = None) -> str:
+    """The RESULTS.md text (also written to ``out``). ``suffix`` / ``streaming_suffix`` name every system's decodes
+    but those given in ``suffixes`` / ``streaming_suffixes`` (system -> suffix: the floor, decoded at its own
+    checkpoint)."""
     exp_root = Path(exp_root)
+    suffixes, streaming_suffixes = dict(suffixes or {}), dict(streaming_suffixes or {})
+    unknown = sorted((set(suffixes) | set(streaming_suffixes)) - set(systems))
+    if unknown:
+        raise ValueError(f"suffixes given for systems {unknown} that are not among --systems {list(systems)}")
     scores: Dict[str, Dict[str, Any]] = {}
     configs: Dict[str, Dict[str, Any]] = {}
     for s in systems:
-        path = exp_root / s / "decode" / set_name / f"multitalker-{set_name}-{suffix}.json"
+        path = exp_root / s / "decode" / set_name / f"multitalker-{set_name}-{suffixes.get(s, suffix)}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: run the scoring stage for system {s}")
         scores[s] = json.loads(path.read_text())
         configs[s] = yaml.safe_load((exp_root / s / "config.yaml").read_text())
+    floors = [s for s in systems if "separator" not in (configs[s].get("model") or {})]   # one output stream
+
+    def label(s: str) -> str:
+        return f"`{s}` (floor)" if s in floors else f"`{s}`"
+
     lines = [f"# {title}", "",
              f"Written by `serac.bin.write_multitalker_results` from the files of `{exp_root}` on "
              f"{datetime.date.today().isoformat()}; reproduce with `{command or './run.sh'}`; "
@@ -168,32 +200,41 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
             lines += _table(("split", "conversations", "hours", "turns / conversation", "speakers"), rows) + [""]
     any_s = scores[systems[0]]
     bins = {k: v["conversations"] for k, v in any_s["bins"].items()}
-    label = group_label(any_s)
-    if label == "overlap":
+    group = group_label(any_s)   # what the bins are: overlap-ratio bins, or e.g. LibriCSS's conditions
+    if group == "overlap":
         lines += [f"Test conversations per overlap-ratio bin (nearest of {', '.join(bins)}): "
                   + ", ".join(f"{k}: {v}" for k, v in bins.items()) + ".", ""]
     else:
-        lines += [f"`{set_name}` conversations per {label}: " + ", ".join(f"{k}: {v}" for k, v in bins.items()) + ".",
+        lines += [f"`{set_name}` conversations per {group}: " + ", ".join(f"{k}: {v}" for k, v in bins.items()) + ".",
                   ""]
 
-    lines += [f"### Systems on `{set_name}` (greedy search, `{suffix}`)", "",
+    own = "".join(f"; `{s}`: `{x}`" for s, x in suffixes.items() if x != suffix)
+    lines += [f"### Systems on `{set_name}` (greedy search, `{suffix}`{own})", "",
               "WERs with speaker-bootstrap 95% intervals, turn counting with a conversation-bootstrap interval, "
               "latencies = emission time - reference boundary over matched turns (negative: early). Definitions: "
               "docs/sts.md, serac/multitalker/metrics.py.", ""]
+    if floors:
+        lines += [f"The floor ({', '.join(f'`{s}`' for s in floors)}) is a single-talker model decoding each mixture "
+                  "as one output stream, not trained on mixtures (epochs: 0 here, then its own single-talker "
+                  "training). Its ORC-WER puts every reference turn on that stream; its cpWER maps the stream to one "
+                  "reference speaker and scores the other against nothing (meeteval's cpWER with two references and "
+                  "one hypothesis). Its turns are read from silences (--gap-s), as MT-RNN-T's: turn counting and "
+                  "latency say what a one-stream silence segmenter gets (overlapping turns cannot be two turns).", ""]
     header = ("system", "params", "epochs") + TABLE_HEADER[2:]
     rows = []
     for s in systems:
         env = configs[s].get("env", {})
-        rows.append([f"`{s}`: {SYSTEM_NAMES.get(s, s)}", f"{env.get('num_params', 0) / 1e6:.2f} M",
-                     str(configs[s]["train"]["num_epochs"])] + table_rows(scores[s])[0][2:])
+        epochs = str(configs[s]["train"]["num_epochs"])
+        rows.append([f"{label(s)}: {SYSTEM_NAMES.get(s, s)}", f"{env.get('num_params', 0) / 1e6:.2f} M",
+                     f"0 (+{epochs} single-talker)" if s in floors else epochs] + table_rows(scores[s])[0][2:])
     lines += _table(header, rows) + [""]
 
-    lines += [f"### Per {'overlap-ratio bin' if label == 'overlap' else label} (`{set_name}`)", ""]
+    lines += [f"### Per {'overlap-ratio bin' if group == 'overlap' else group} (`{set_name}`)", ""]
     bin_rows = []
     for s in systems:
         for r in table_rows(scores[s])[1:]:
-            bin_rows.append([f"`{s}`", r[0].split(" ", 1)[1], r[1], r[2], r[4], r[6], r[10], r[11]])
-    lines += _table(("system", label, "conversations", "cpWER %", "ORC-WER %", "turn counting %",
+            bin_rows.append([label(s), r[0].split(" ", 1)[1], r[1], r[2], r[4], r[6], r[10], r[11]])
+    lines += _table(("system", group, "conversations", "cpWER %", "ORC-WER %", "turn counting %",
                      "end latency median ms", "end latency p90 ms"), bin_rows) + [""]
 
     lines += ["### The paper's claims here", "",
@@ -213,17 +254,20 @@ def write_results(systems: Sequence[str], exp_root: Path, set_name: str, suffix:
     if streaming_set and streaming_suffix:
         srows = []
         for s in systems:
-            stats_path = exp_root / s / "decode" / streaming_set / f"stats-{streaming_set}-{streaming_suffix}.json"
-            score_path = exp_root / s / "decode" / streaming_set / f"multitalker-{streaming_set}-{streaming_suffix}.json"
+            name = f"{streaming_set}-{streaming_suffixes.get(s, streaming_suffix)}"
+            stats_path = exp_root / s / "decode" / streaming_set / f"stats-{name}.json"
+            score_path = exp_root / s / "decode" / streaming_set / f"multitalker-{name}.json"
             if not stats_path.is_file():
                 continue
             st = json.loads(stats_path.read_text())
             orc = json.loads(score_path.read_text())["overall"]["orcwer"]["wer"] if score_path.is_file() else None
             lat = st.get("chunk_compute_ms", {})
-            srows.append([f"`{s}`", _f(orc), _f(st.get("rtf"), 4), _f(lat.get("mean")), _f(lat.get("p90")),
+            srows.append([label(s), _f(orc), _f(st.get("rtf"), 4), _f(lat.get("mean")), _f(lat.get("p90")),
                           _f(st.get("algorithmic_latency_ms"), 0)])
         if srows:
-            lines += [f"### Streaming (`{streaming_set}`, `{streaming_suffix}`, batch 1, one thread)", ""]
+            own_streaming = "".join(f"; `{s}`: `{x}`" for s, x in streaming_suffixes.items() if x != streaming_suffix)
+            lines += [f"### Streaming (`{streaming_set}`, `{streaming_suffix}`{own_streaming}, batch 1, one thread)",
+                      ""]
             lines += _table(("system", "ORC-WER %", "RTF", "chunk compute ms mean", "chunk compute ms p90",
                              "algorithmic latency ms"), srows) + [""]
     if timing is not None and Path(timing).is_file():

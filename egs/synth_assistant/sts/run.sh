@@ -8,11 +8,14 @@
 #   ./run.sh --stage 4 --systems "sts mt_rnnt" --num-epochs 10     # fewer systems, longer training
 #   # STS initialised from the asr recipe's single-talker model (run ../asr first; docs/sts.md):
 #   ./run.sh --stage 4 --systems "sts sts_init" --init-from ../asr/exp/lstm/epoch-15.pt
+#   # ... and the single-speaker floor: that model, not trained further, decoding each mixture as one stream
+#   ./run.sh --stage 4 --systems "sts_init single_talker" --init-from ../asr/exp/lstm/epoch-15.pt
 #
 # Stages: 0 generate the single-speaker source corpus (the asr recipe's generator), 1 simulate conversations
 # (lhotse MixedCuts; speakers disjoint across train/dev/test), 2 fbank of the mixtures, 3 BPE with <sot>/<eot>,
 # 4 train the systems (conf/<system>.yaml: sts, and the baselines mt_rnnt = no turn tokens, sts_no_penalty,
-# sts_no_fastemit), 5 decode test (greedy, steps/decode.sh) and stream dev (steps/decode_streaming.sh),
+# sts_no_fastemit; a conf with train.num_epochs 0, single_talker, trains nothing: exp/<system> links the --init-from
+# model, the single-speaker floor), 5 decode test (greedy, steps/decode.sh) and stream dev (steps/decode_streaming.sh),
 # 6 score (serac.bin.score_multitalker: cpWER, ORC-WER, turn counting, turn latency, per overlap bin),
 # 7 RESULTS.md (serac.bin.write_multitalker_results: the systems, the paper's claims side by side).
 # Stage wall times go to exp/timing.tsv (and into RESULTS.md).
@@ -47,7 +50,8 @@ avg=2
 train_threads=1          # torch threads per training
 train_parallel=2         # trainings run at once
 train_opts=              # e.g. "--set data.max_duration=30"
-init_from=               # a single-talker checkpoint for the systems whose conf has train.init_modules (sts_init),
+init_from=               # a single-talker checkpoint for the systems whose conf has train.init_modules (sts_init)
+                         # or train.num_epochs 0 (single_talker, the floor: this model decodes the mixtures),
                          # e.g. ../asr/exp/lstm/epoch-15.pt: the asr recipe's model (its recipe runs first, ~40 min
                          # on one thread, so the default systems do not need it)
 init_lang_dir=           # that model's lang dir (default: data/lang_bpe_64 beside its exp dir's recipe)
@@ -57,18 +61,20 @@ chunk_ms=160             # streaming chunk (dev set)
 gap_s=0.5                # systems without turn tokens: a silence longer than this ends a turn
 n_bootstrap=1000
 results=RESULTS.md
+results_note=            # a file whose paragraph goes under the title of $results (e.g. which parts ran where)
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-per-speaker N] [--gen-opts \"...\"]
           [--seed S] [--conversations train:N,dev:N,test:N] [--speakers MIN,MAX] [--turns MIN,MAX]
           [--overlap-ratios R,R,...] [--pause MIN,MAX] [--vocab-size N] [--systems \"sts mt_rnnt ...\"]
           [--num-epochs N] [--avg N] [--train-threads N] [--train-parallel N] [--train-opts \"...\"]
           [--init-from CHECKPOINT] [--init-lang-dir DIR]
-          [--decode-nj N] [--chunk-ms MS] [--gap-s S] [--n-bootstrap N] [--results FILE]"
+          [--decode-nj N] [--chunk-ms MS] [--gap-s S] [--n-bootstrap N] [--results FILE] [--results-note FILE]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
+[ -z "$results_note" ] || [ -f "$results_note" ] || { echo "$0: --results-note $results_note not found" >&2; exit 1; }
 
 splits=$(echo "$conversations" | sed 's/:[0-9]*//g')   # train,dev,test
 lang=data/lang_bpe_${vocab_size}_turns
@@ -105,6 +111,25 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   stage_done 3 lang
 fi
 
+link_floor() {  # link_floor NAME: exp/NAME holds the --init-from model as it is: checkpoint, config.yaml, lang dir
+  local ckpt config epoch
+  ckpt=$(readlink -f "$init_from")
+  config=$(dirname "$ckpt")/config.yaml
+  [ -f "$config" ] || { echo "$0: $config not found: system $1 needs the config.yaml of $init_from's exp dir" >&2; return 1; }
+  if [ -L exp/$1/lang ]; then
+    [ "$(readlink -f exp/$1/epoch-*.pt)" = "$ckpt" ] || { echo "$0: exp/$1 links another model" \
+      "($(readlink -f exp/$1/epoch-*.pt)), not $ckpt: remove exp/$1 to decode this one" >&2; return 1; }
+    echo "$0: exp/$1 links $ckpt; skipping"; return 0
+  fi
+  epoch=$(python -c "import sys; from serac.checkpoint import load_checkpoint; print(load_checkpoint(sys.argv[1])['epoch'])" \
+    "$ckpt") || { echo "$0: cannot read the epoch of $ckpt" >&2; return 1; }
+  mkdir -p exp/$1
+  cp "$config" exp/$1/config.yaml   # the model's own (what decoding builds it from is inside the checkpoint)
+  ln -s "$ckpt" exp/$1/epoch-$epoch.pt
+  ln -s "$(readlink -f "$init_lang_dir")" exp/$1/lang
+  echo "$0: $1 is $ckpt (epoch $epoch) with $init_lang_dir, not trained further"
+}
+
 train_system() {  # train_system NAME: conf/NAME.yaml into exp/NAME
   steps/train.sh --cmd "$train_cmd" --train-config conf/$1.yaml --num-epochs $num_epochs \
     --num-threads $train_threads --train-opts "$train_opts $(sts_init_opts $1)" \
@@ -116,6 +141,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   sts_check_systems "$systems"
   pids=()
   for s in $systems; do
+    if sts_is_floor $s; then link_floor $s; continue; fi
     train_system $s > exp/log/train-$s.out 2>&1 &
     pids+=($!)
     echo "training $s (exp/$s/log/train-*.log, exp/log/train-$s.out)"
@@ -127,19 +153,32 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   for p in ${pids[@]+"${pids[@]}"}; do
     wait $p || { echo "$0: a training failed: see exp/log/train-*.out" >&2; exit 1; }
   done
-  for s in $systems; do grep -h "epoch $num_epochs:" exp/$s/log/train-*.log | tail -n 1 | sed "s/^/$s: /" || true; done
+  for s in $systems; do
+    [ -f exp/$s/log/train.log ] && grep -h "epoch $num_epochs:" exp/$s/log/train-*.log | tail -n 1 | sed "s/^/$s: /" || true
+  done
   stage_done 4 train
 fi
 
 suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $num_epochs --avg $avg)
 streaming_suffix=$(python -m serac.bin.decode_streaming --print-suffix --chunk-ms $chunk_ms --epoch $num_epochs --avg $avg)
+decode_setting() {  # decode_setting NAME: sets sys_{epoch,avg,lang,suffix,streaming_suffix} of system NAME: the
+  # floor's one checkpoint and lang dir (exp/NAME/lang, stage 4), or the recipe's last epochs and lang
+  if [ -L exp/$1/lang ]; then
+    sys_epoch=$(basename exp/$1/epoch-*.pt .pt); sys_epoch=${sys_epoch#epoch-}; sys_avg=1; sys_lang=exp/$1/lang
+    sys_suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $sys_epoch --avg 1)
+    sys_streaming_suffix=$(python -m serac.bin.decode_streaming --print-suffix --chunk-ms $chunk_ms --epoch $sys_epoch --avg 1)
+  else
+    sys_epoch=$num_epochs; sys_avg=$avg; sys_lang=$lang; sys_suffix=$suffix; sys_streaming_suffix=$streaming_suffix
+  fi
+}
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "Stage 5: decode test (greedy search) and stream dev (${chunk_ms} ms chunks)"
   for s in $systems; do
-    steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg --method greedy_search \
-      exp/$s $lang data/fbank/conv_cuts_test.jsonl.gz test
-    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $num_epochs --avg $avg --chunk-ms $chunk_ms \
-      exp/$s $lang data/fbank/conv_cuts_dev.jsonl.gz dev
+    decode_setting $s   # --conversations: the floor (a single-talker model) decodes each mixture as one stream
+    steps/decode.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $sys_epoch --avg $sys_avg --method greedy_search \
+      --conversations true exp/$s $sys_lang data/fbank/conv_cuts_test.jsonl.gz test
+    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $decode_nj --epoch $sys_epoch --avg $sys_avg \
+      --chunk-ms $chunk_ms --conversations true exp/$s $sys_lang data/fbank/conv_cuts_dev.jsonl.gz dev
   done
   stage_done 5 decode
 fi
@@ -147,9 +186,10 @@ fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "Stage 6: score (cpWER, ORC-WER, turn counting, turn latency; overall and per overlap bin)"
   for s in $systems; do
-    for d in "test $suffix" "dev $streaming_suffix"; do
+    decode_setting $s
+    for d in "test $sys_suffix" "dev $sys_streaming_suffix"; do
       read -r set_name sfx <<< "$d"
-      sts_score exp/$s $set_name $sfx data/fbank/conv_cuts_$set_name.jsonl.gz $lang $n_bootstrap
+      sts_score exp/$s $set_name $sfx data/fbank/conv_cuts_$set_name.jsonl.gz $sys_lang $n_bootstrap
     done
   done
   stage_done 6 score
@@ -158,8 +198,15 @@ fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "Stage 7: write $results"
   stage_done 7 results   # before writing, so the table has every stage's time
+  own_suffixes=()        # systems decoded at another epoch than the recipe's (the floor)
+  for s in $systems; do
+    decode_setting $s
+    [ $sys_suffix = $suffix ] || own_suffixes+=(--suffix-of $s=$sys_suffix --streaming-suffix-of $s=$sys_streaming_suffix)
+  done
   python -m serac.bin.write_multitalker_results --systems "$systems" --exp-root exp --set test --suffix $suffix \
-    --streaming-set dev --streaming-suffix $streaming_suffix --manifests data/manifests --timing exp/timing.tsv \
-    --n-bootstrap $n_bootstrap --command "cd egs/synth_assistant/sts && ./run.sh $command_line" --out $results
+    --streaming-set dev --streaming-suffix $streaming_suffix ${own_suffixes[@]+"${own_suffixes[@]}"} \
+    --manifests data/manifests --timing exp/timing.tsv \
+    --n-bootstrap $n_bootstrap --command "cd egs/synth_assistant/sts && ./run.sh $command_line" --out $results \
+    --note "$([ -z "$results_note" ] || cat "$results_note")"
 fi
 echo "$0: succeeded"
