@@ -90,8 +90,9 @@ DEFAULTS: Dict[str, Any] = {
     # reference turn end) are off at 0.
     # start_margin_frames m: no token of a turn may be emitted more than m encoder frames before the turn's
     # reference start (null: unrestricted; the multi-talker loss.onset_margin).
+    # activity_scale w: the speech-activity multi-task term (needs model.separator.activity_head; 0: off).
     "sts": {"turn_tokens": True, "fastemit_lambda": 0.0, "eot_penalty": 0.0, "eot_tolerance_frames": 0,
-            "start_margin_frames": None},
+            "start_margin_frames": None, "activity_scale": 0.0},
     "arw": {"enabled": False, "inputs": ["features"], "hidden_dim": 32, "lr": 1.0e-3, "weight_decay": 0.0,
             "warmup_steps": 1000, "adversary_every": 1, "floor": 1.0},
 }

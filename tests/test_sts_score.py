@@ -160,6 +160,38 @@ def test_fastemit_claims_are_filled_for_the_init_family(monkeypatch):
                                           "holds"]] * 2
 
 
+def test_speech_activity_claims_read_the_activity_system_against_its_family(monkeypatch):
+    """conf/sts_activity_init.yaml is sts_init plus the activity head and term (nothing else differs); the three
+    speech-activity rows read sts_activity_init - sts_init, and say "not run" where no family has the system."""
+    from serac.config import load_config
+    from serac.multitalker import report
+
+    from recipe_utils import ROOT
+
+    conf = ROOT / "egs/synth_assistant/sts/conf"
+    activity, init = load_config(conf / "sts_activity_init.yaml"), load_config(conf / "sts_init.yaml")
+    assert activity["model"]["separator"].pop("activity_head") is True and activity["sts"]["activity_scale"] > 0
+    assert init["sts"]["activity_scale"] == 0
+    activity["sts"]["activity_scale"] = 0.0
+    assert activity == init
+    assert "sts_activity_init" in report.SYSTEM_NAMES
+
+    monkeypatch.setattr(report, "paired_differences",
+                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
+                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
+                                                   "start_latency_median_ms")})
+
+    def activity_rows(scores):
+        return [r[1:] for r in report.claim_rows(scores, untrained=[], n_bootstrap=10)
+                if r[0].startswith("speech activity")]
+
+    rows = activity_rows({"sts_init": {"v": 50.0}, "sts_activity_init": {"v": 47.0}})
+    assert rows == [["`sts_activity_init` - `sts_init`", "-3.00 points", "[-4.00, -2.00]", "holds"],
+                    ["`sts_activity_init` - `sts_init`", "-3.00 points", "[-4.00, -2.00]", "holds"],
+                    ["`sts_activity_init` - `sts_init`", "-3.00 points", "[-4.00, -2.00]", "does not hold"]]
+    assert [r[1] for r in activity_rows({"sts_init": {"v": 50.0}})] == ["not run"] * 3
+
+
 def test_one_stream_decode_is_scored_as_meeteval_scores_it(tmp_path):
     """The single-speaker floor: a single-talker model's one output stream per conversation. ORC-WER puts every
     reference turn on that stream; cpWER maps it to one reference speaker and scores the other against nothing

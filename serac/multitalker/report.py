@@ -40,6 +40,7 @@ SYSTEM_NAMES = {"sts": "STS (turn tokens, FastEmit, end-of-turn penalty)",
                 "mt_rnnt_init": "MT-RNN-T initialised as sts_init is",
                 "sts_no_penalty_init": "sts_init without the end-of-turn penalty",
                 "sts_no_fastemit_init": "sts_init without FastEmit",
+                "sts_activity_init": "sts_init with the speech-activity multi-task term",
                 "single_talker": "the single-talker asr model (--init-from), not trained on mixtures, decoding each "
                                  "mixture as one stream (turns by silence)"}
 
@@ -75,6 +76,12 @@ CLAIMS = (
           "end_latency_median_ms", "lower", "ms"),
     Claim("FastEmit emits earlier (median <sot> emission)", "sts", "sts_no_fastemit", "start_latency_median_ms",
           "lower", "ms"),
+    Claim("speech activity as a second training signal improves recognition: ORC-WER", "sts_activity", "sts",
+          "orcwer", "lower", "points"),
+    Claim("speech activity as a second training signal improves recognition: cpWER", "sts_activity", "sts",
+          "cpwer", "lower", "points"),
+    Claim("speech activity as a second training signal improves segmentation: turn counting", "sts_activity", "sts",
+          "turn_counting", "higher", "points"),
     Claim("(not a paper claim) STS beats the single-speaker floor: ORC-WER", "sts", FLOOR, "orcwer", "lower",
           "points", shared_baseline=True),
     Claim("(not a paper claim) STS beats the single-speaker floor: cpWER", "sts", FLOOR, "cpwer", "lower", "points",
