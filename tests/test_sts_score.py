@@ -117,15 +117,20 @@ def test_claim_verdicts_come_from_the_interval():
     assert verdict([float("nan")] * 2, "higher").startswith("undecided")
 
 
+def fake_differences(monkeypatch, report) -> None:
+    """Every paired difference of systems scored ``{"v": x}`` is ``x_a - x_b`` with the interval +-1 around it."""
+    monkeypatch.setattr(report, "paired_differences",
+                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
+                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
+                                                   "start_latency_median_ms")})
+
+
 def test_claims_are_read_per_family_of_systems(monkeypatch):
     """sts - mt_rnnt and sts_init - mt_rnnt_init each get a row; a claim no family ran is one "not run" row; a
     pair with an untrained system is not testable, whatever its interval."""
     from serac.multitalker import report
 
-    monkeypatch.setattr(report, "paired_differences",
-                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
-                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
-                                                   "start_latency_median_ms")})
+    fake_differences(monkeypatch, report)
     scores = {"sts": {"v": 10.0}, "mt_rnnt": {"v": 0.0}, "sts_init": {"v": -5.0}, "mt_rnnt_init": {"v": 0.0}}
     rows = report.claim_rows(scores, untrained=["mt_rnnt"], n_bootstrap=10)
     orc = [r for r in rows if r[0].startswith("-17%") and r[0].endswith("ORC-WER")]
@@ -150,10 +155,7 @@ def test_fastemit_claims_are_filled_for_the_init_family(monkeypatch):
     assert ablation == init
     assert "sts_no_fastemit_init" in report.SYSTEM_NAMES
 
-    monkeypatch.setattr(report, "paired_differences",
-                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
-                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
-                                                   "start_latency_median_ms")})
+    fake_differences(monkeypatch, report)
     scores = {"sts_init": {"v": -40.0}, "sts_no_fastemit_init": {"v": 0.0}}
     fastemit = [r for r in report.claim_rows(scores, untrained=[], n_bootstrap=10) if r[0].startswith("FastEmit")]
     assert [r[1:] for r in fastemit] == [["`sts_init` - `sts_no_fastemit_init`", "-40.00 ms", "[-41.00, -39.00]",
@@ -176,10 +178,7 @@ def test_speech_activity_claims_read_the_activity_system_against_its_family(monk
     assert activity == init
     assert "sts_activity_init" in report.SYSTEM_NAMES
 
-    monkeypatch.setattr(report, "paired_differences",
-                        lambda a, b, n: {k: {"diff": a["v"] - b["v"], "ci": [a["v"] - b["v"] - 1, a["v"] - b["v"] + 1]}
-                                         for k in ("turn_counting", "orcwer", "cpwer", "end_latency_median_ms",
-                                                   "start_latency_median_ms")})
+    fake_differences(monkeypatch, report)
 
     def activity_rows(scores):
         return [r[1:] for r in report.claim_rows(scores, untrained=[], n_bootstrap=10)
