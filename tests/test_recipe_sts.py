@@ -90,6 +90,7 @@ def test_sts_recipe_stages_4_to_7(tiny_sts_run):
     results = (recipe / "RESULTS.md").read_text()
     assert "### The paper's claims here" in results and "not run" in results   # no ablations in this run
     assert "git revision `" in results and "(the trainings and this table)" in results
+    assert "--systems sts\\ mt_rnnt --num-epochs 1" in results   # the command repeats the run: options quoted
     assert "not testable here" in results       # one epoch of a tiny model recognises nothing
     assert "| `sts`: STS" in results and "### Wall time of this run" in results
     assert "succeeded" in out

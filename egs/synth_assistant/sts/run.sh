@@ -21,7 +21,8 @@
 # Stage wall times go to exp/timing.tsv (and into RESULTS.md).
 set -euo pipefail
 echo "$0 $*"
-command_line="$*"
+command_line=""   # the options, quoted, so that the command RESULTS.md names repeats the run as it was typed
+[ $# -eq 0 ] || { command_line=$(printf "%q " "$@"); command_line=${command_line% }; }
 
 stage=0
 stop_stage=7
