@@ -240,6 +240,6 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     --summary-sets "conv:train,conv:dev,libricss:$set" \
     --summary-title "Training conversations (simulated from LibriSpeech) and LibriCSS windows (channel $channel)" \
     --title "libricss / sts: separator-transducer-segmenter on LibriCSS" --timing exp/timing.tsv \
-    --n-bootstrap $n_bootstrap --command "cd egs/libricss/sts && ./run.sh $command_line" --out $results
+    --n-bootstrap $n_bootstrap --command "cd egs/libricss/sts && ./run.sh${command_line:+ $command_line}" --out $results
 fi
 echo "$0: succeeded"

@@ -207,7 +207,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   python -m serac.bin.write_multitalker_results --systems "$systems" --exp-root exp --set test --suffix $suffix \
     --streaming-set dev --streaming-suffix $streaming_suffix ${own_suffixes[@]+"${own_suffixes[@]}"} \
     --manifests data/manifests --timing exp/timing.tsv \
-    --n-bootstrap $n_bootstrap --command "cd egs/synth_assistant/sts && ./run.sh $command_line" --out $results \
+    --n-bootstrap $n_bootstrap --command "cd egs/synth_assistant/sts && ./run.sh${command_line:+ $command_line}" --out $results \
     --note "$([ -z "$results_note" ] || cat "$results_note")"
 fi
 echo "$0: succeeded"
