@@ -256,6 +256,16 @@ def activity_loss(encoder: SeparatorEncoder, encoder_out: torch.Tensor, encoder_
     return (bce * valid).sum()
 
 
+def weighted_activity_loss(config: TurnLossConfig, encoder: SeparatorEncoder, out: Dict[str, torch.Tensor],
+                           batch_targets: Sequence[Sequence[ChannelTarget]], frame_shift_s: float,
+                           subsampling_factor: int) -> torch.Tensor:
+    """``config.activity_scale`` x :func:`activity_loss` of a forward output (``encoder_out``, ``encoder_lens``)
+    against the channel activity of ``batch_targets``: the term :func:`sts_loss` and the trainer add."""
+    enc, lens = out["encoder_out"], out["encoder_lens"]
+    active = channel_activity(batch_targets, frame_shift_s, subsampling_factor, enc.size(1))
+    return config.activity_scale * activity_loss(encoder, enc, lens, active)
+
+
 def sts_loss(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor,
              batch_targets: Sequence[Sequence[ChannelTarget]], config: TurnLossConfig, frame_shift_s: float = 0.01,
              **loss_kwargs: Any) -> Dict[str, torch.Tensor]:
@@ -277,7 +287,5 @@ def sts_loss(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor,
     hook = turn_px_hook(config, end_frame, earliest)
     out = model(x, x_lens, tokens, px_hook=hook, **loss_kwargs)
     if config.activity_scale > 0:
-        enc, lens = out["encoder_out"], out["encoder_lens"]
-        active = channel_activity(batch_targets, frame_shift_s, factor, enc.size(1))
-        out["activity_loss"] = config.activity_scale * activity_loss(model.encoder, enc, lens, active)
+        out["activity_loss"] = weighted_activity_loss(config, model.encoder, out, batch_targets, frame_shift_s, factor)
     return out

@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from serac.multitalker.model import (TurnLossConfig, activity_loss, channel_activity, flatten_channel_targets,
-                                     turn_px_hook, turn_start_earliest)
+from serac.multitalker.model import (TurnLossConfig, flatten_channel_targets, turn_px_hook, turn_start_earliest,
+                                     weighted_activity_loss)
 from serac.multitalker.simulate import conversation_turns
 from serac.multitalker.targets import ChannelTarget, TooManyTalkersError, channel_targets, turn_token_ids
 
@@ -109,9 +109,7 @@ def sts_batch_inputs(batch: Dict[str, Any], tokenizer, cfg: Mapping[str, Any], m
     activity_term = None
     if loss_config.activity_scale > 0:
         def activity_term(out: Dict[str, torch.Tensor]) -> torch.Tensor:
-            enc, lens = out["encoder_out"], out["encoder_lens"]
-            active = channel_activity(targets, frame_shift, factor, enc.size(1))
-            return loss_config.activity_scale * activity_loss(core.encoder, enc, lens, active)
+            return weighted_activity_loss(loss_config, core.encoder, out, targets, frame_shift, factor)
     return x_lens, tokens, turn_px_hook(loss_config, end_frame, earliest), len(cuts), activity_term
 
 
