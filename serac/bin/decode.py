@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
+from serac.decode.cli import add_job_arguments, add_model_arguments
 from serac.decode.naming import METHODS, decode_suffix
 
 
@@ -36,12 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-suffix", action="store_true",
                    help="print the decode suffix of these options and exit (needs --method/--epoch/--avg/--beam/"
                    "--lm/--lm-scale/--blank-penalty only)")
-    p.add_argument("--exp-dir")
-    p.add_argument("--lang-dir")
-    p.add_argument("--epoch", type=int, required=True)
-    p.add_argument("--avg", type=int, default=1, help="average the last N epochs ending at --epoch")
-    p.add_argument("--cuts")
-    p.add_argument("--set-name")
+    add_model_arguments(p)
     p.add_argument("--method", choices=METHODS, default="greedy_search")
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--lm", help="token n-gram LM in ARPA format for shallow fusion (modified_beam_search only)")
@@ -49,14 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--blank-penalty", type=float, default=0.0,
                    help="subtracted from the blank logit in modified_beam_search (counters LM deletions)")
     p.add_argument("--max-duration", type=float, default=300.0)
-    p.add_argument("--out-dir", help="default: <exp-dir>/decode/<set-name>")
-    p.add_argument("--num-shards", type=int, default=1)
-    p.add_argument("--shard", type=int, default=1, help="1-based shard index")
-    p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument("--conversations", action="store_true",
-                   help="the cuts are conversations (one supervision per turn): a single-talker model decodes each "
-                   "as one stream and writes hyps-<set>-<suffix>.jsonl for serac.bin.score_multitalker (a "
-                   "multi-channel STS model always does)")
+    add_job_arguments(p)
     return p
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
+from serac.decode.cli import add_job_arguments, add_model_arguments
 from serac.decode.naming import streaming_suffix
 
 
@@ -31,23 +32,11 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--print-suffix", action="store_true",
                    help="print the decode suffix for --chunk-ms/--epoch/--avg and exit")
-    p.add_argument("--exp-dir")
-    p.add_argument("--lang-dir")
-    p.add_argument("--epoch", type=int, required=True)
-    p.add_argument("--avg", type=int, default=1, help="average the last N epochs ending at --epoch")
-    p.add_argument("--cuts")
-    p.add_argument("--set-name")
+    add_model_arguments(p)
     chunk = p.add_mutually_exclusive_group()
     chunk.add_argument("--chunk-ms", type=float, help="chunk duration in ms (default 160)")
     chunk.add_argument("--chunk-frames", type=int, help="chunk length in feature frames")
-    p.add_argument("--out-dir", help="default: <exp-dir>/decode/<set-name>")
-    p.add_argument("--num-shards", type=int, default=1)
-    p.add_argument("--shard", type=int, default=1, help="1-based shard index")
-    p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument("--conversations", action="store_true",
-                   help="the cuts are conversations (one supervision per turn): a single-talker model decodes each "
-                   "as one stream and writes hyps-<set>-<suffix>.jsonl for serac.bin.score_multitalker (a "
-                   "multi-channel STS model always does)")
+    add_job_arguments(p)
     return p
 
 
