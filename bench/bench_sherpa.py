@@ -4,7 +4,7 @@ offline and streaming, and the compute time of each streaming chunk. Prints figu
 
 Usage (in a recipe directory, after training; exports into --work-dir unless it holds an export already):
   cd egs/yesno/asr && ../../../.venv/bin/python ../../../bench/bench_sherpa.py --exp-dir exp/lstm \
-      --lang-dir data/lang_word --epoch 60 --avg 10 --cuts data/fbank/yesno_cuts_test.jsonl.gz --sample-rate 8000
+      --lang-dir data/lang_word --epoch 100 --avg 10 --cuts data/fbank/yesno_cuts_test.jsonl.gz --sample-rate 8000
   cd egs/synth_assistant/asr && ../../../.venv/bin/python ../../../bench/bench_sherpa.py --exp-dir exp/lstm \
       --lang-dir data/lang_bpe_64 --epoch 15 --avg 5 --cuts data/fbank/synth_cuts_test.jsonl.gz --max-utts 100
 

@@ -202,7 +202,7 @@ def test_small_encoder_sherpa_matches_serac_on_sherpa_features(name, model_type,
 
 @pytest.fixture(scope="module")
 def yesno_recipe(tmp_path_factory):
-    """The yesno recipe through training: the recipe's own model (60 epochs, the last 10 averaged), the one its
+    """The yesno recipe through training: the recipe's own model (100 epochs, the last 10 averaged), the one its
     sherpa stage exports. A half-trained one (30 epochs, 5 averaged) has words its greedy search decides by a hair
     (two of them flipped between serac's fbank and sherpa-onnx's own, about 6e-4 apart: docs/export.md)."""
     if not YESNO.is_dir():
@@ -220,7 +220,7 @@ def test_yesno_sherpa_transcripts_equal_serac_greedy(yesno_recipe, monkeypatch):
     """The recipe's sherpa-onnx stage: sherpa-onnx decodes the audio (its own fbank) and its transcripts equal
     serac's greedy search on serac's features, offline and streaming (160 ms chunks, sherpa type lstm)."""
     recipe, exp, model_type = yesno_recipe, "lstm", "lstm"
-    epoch, avg = 60, 10
+    epoch, avg = 100, 10
     base = f"exp/{exp}/sherpa-onnx-epoch-{epoch}-avg-{avg}"
     proc = run_recipe(recipe, "--stage", str(YESNO_SHERPA_STAGE), "--stop-stage", str(YESNO_SHERPA_STAGE),
                       "--num-epochs", str(epoch), "--avg", str(avg))
@@ -265,7 +265,7 @@ def test_yesno_sherpa_transcripts_equal_serac_greedy(yesno_recipe, monkeypatch):
 @needs_yesno
 def test_export_cli_names_type_and_encoder(yesno_recipe):
     proc = subprocess.run([sys.executable, "-m", "serac.bin.export", "--exp-dir", "exp/lstm", "--lang-dir",
-                           "data/lang_word", "--epoch", "60", "--out-dir", "exp/lstm/bad", "--mode", "streaming",
+                           "data/lang_word", "--epoch", "100", "--out-dir", "exp/lstm/bad", "--mode", "streaming",
                            "--model-type", "conformer"], cwd=yesno_recipe, capture_output=True, text=True,
                           env={**recipe_env(), "PYTHONPATH": str(ROOT)})
     assert proc.returncode != 0

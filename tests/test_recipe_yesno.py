@@ -15,13 +15,13 @@ def test_yesno_recipe_end_to_end(tmp_path):
     for n in range(7):
         assert f"Stage {n}:" in proc.stdout
     dec = recipe / "exp/lstm/decode/test"
-    greedy = summary_wer(dec / "wer-summary-test-greedy_search-epoch-60-avg-10.txt")
-    beam = summary_wer(dec / "wer-summary-test-modified_beam_search-epoch-60-avg-10-beam-4.txt")
+    greedy = summary_wer(dec / "wer-summary-test-greedy_search-epoch-100-avg-10.txt")
+    beam = summary_wer(dec / "wer-summary-test-modified_beam_search-epoch-100-avg-10-beam-4.txt")
     assert greedy <= 2.0, f"greedy WER {greedy}% > 2%"
     assert beam <= 2.0, f"beam WER {beam}% > 2%"
-    errs = (dec / "errs-test-greedy_search-epoch-60-avg-10.txt").read_text()
+    errs = (dec / "errs-test-greedy_search-epoch-100-avg-10.txt").read_text()
     assert errs.startswith(f"%WER = {greedy:.2f}")
-    recogs = (dec / "recogs-test-greedy_search-epoch-60-avg-10.txt").read_text().splitlines()
+    recogs = (dec / "recogs-test-greedy_search-epoch-100-avg-10.txt").read_text().splitlines()
     assert len(recogs) == 60  # 30 utterances, a ref and a hyp line each
     assert (recipe / "exp/lstm/config.yaml").is_file() and (recipe / "exp/lstm/tensorboard").is_dir()
 
@@ -29,8 +29,8 @@ def test_yesno_recipe_end_to_end(tmp_path):
     again = run_recipe(recipe, "--corpus-dir", str(YESNO), "--stage", "1")
     out = again.stdout + again.stderr
     assert "exists, skipping" in out
-    assert "nothing to do" in (recipe / "exp/lstm/log/train.log").read_text()  # training found epoch-60.pt
-    assert summary_wer(dec / "wer-summary-test-greedy_search-epoch-60-avg-10.txt") == greedy
+    assert "nothing to do" in (recipe / "exp/lstm/log/train.log").read_text()  # training found epoch-100.pt
+    assert summary_wer(dec / "wer-summary-test-greedy_search-epoch-100-avg-10.txt") == greedy
 
 
 @pytest.mark.parametrize("where", ["no-such-parent/waves_yesno", "waves_yesno"])

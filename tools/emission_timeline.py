@@ -7,7 +7,7 @@ It shows whether a model emits a word at its onset, at its end, or not at all (d
 yesno section).
 
 Usage (in a recipe directory, after path.sh):
-  python tools/emission_timeline.py --exp-dir exp/lstm --lang-dir data/lang_word --epoch 60 --avg 10 \
+  python tools/emission_timeline.py --exp-dir exp/lstm --lang-dir data/lang_word --epoch 100 --avg 10 \
       --cuts data/fbank/yesno_cuts_test.jsonl.gz [--ids 1_1_1_1_1_0_0_0 0_1_0_1_0_0_0_0]
 """
 from __future__ import annotations
