@@ -47,11 +47,15 @@ DEFAULTS: Dict[str, Any] = {
     # alignment cannot place first tokens. onset_margin (integer m) bounds every emission to at most m encoder
     # frames before the speech onset found by an energy detector on the features: during the leading silence
     # nothing may be emitted, so first words have to be heard.
+    # ctc_start_step: the CTC term (ctc_scale) joins the training loss from this step on (0: from the start). On
+    # yesno the CTC head held a conv2d-front-end model on its early loss plateau for up to 59 epochs; started at
+    # step 300 every seed left the plateau by epoch 19, though no more seeds passed the test bar (one in 24 failed
+    # either way; docs/transducer-training.md, sixth session).
     # delay_penalty (k2's, Kang et al. 2022): every emission at encoder frame t gets delay_penalty * ((T-1)/2 - t)
     # added to its log-prob in training (both losses; validation losses are unpenalised), which rewards early
     # emission; 0: off.
     "loss": {"rnnt_type": "modified", "prune_range": 5, "lm_scale": 0.25, "am_scale": 0.0, "simple_loss_scale": 0.5, "warm_step": 500,
-             "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_align_margin": None, "onset_margin": None,
+             "ctc_scale": 0.0, "ctc_warmup_steps": 0, "ctc_start_step": 0, "ctc_align_margin": None, "onset_margin": None,
              "delay_penalty": 0.0, "word_margin": None},
     "optim": {"lr": 2.0e-3, "weight_decay": 1.0e-6, "warmup_steps": 200, "lr_batches": 2000, "lr_epochs": 6,
               "grad_clip": 5.0},

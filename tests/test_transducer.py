@@ -545,3 +545,39 @@ def test_lm_fusion_changes_the_output_toward_the_lm():
     assert fused != plain and all(a > lm.sentence_logprob(b) for a, b in zip(lp, plain))
     with pytest.raises(ValueError, match="the LM has 5 tokens, the model 4"):
         modified_beam_search(model, enc, enc_lens, lm=NgramLm.train([[1]], 2, 5), lm_scale=1.0)
+
+
+def test_ctc_start_step_leaves_the_ctc_term_out_of_training_until_then():
+    """loss.ctc_start_step: before it the training loss has no CTC term (the CTC head gets no gradient), from it
+    on the term is ctc_scale x CTC; validation losses include it at every step; with ctc_warmup_steps: an error."""
+    from serac.config import load_config
+    from serac.train.trainer import compute_loss
+
+    class Tok:
+        def encode(self, text):
+            return [int(c) for c in text.split()]
+
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
+                         "decoder_dim": 16, "joiner_dim": 16, "ctc_head": True}, num_features=10, vocab_size=7)
+    cfg = load_config(None, ["loss.ctc_scale=0.5", "loss.ctc_start_step=10", "loss.warm_step=0"])
+    batch = {"inputs": torch.randn(2, 40, 10),
+             "supervisions": {"num_frames": torch.tensor([40, 32]), "text": ["1 2 3", "4 5"]}}
+    dev = torch.device("cpu")
+    for step, ctc_on in ((0, False), (9, False), (10, True), (50, True)):
+        model.zero_grad()
+        loss, stats = compute_loss(model, batch, Tok(), cfg, step=step, device=dev, train=True)
+        loss.backward()
+        ctc_grad = sum(p.grad.abs().sum() for p in model.ctc_output.parameters() if p.grad is not None)
+        assert (ctc_grad > 0) == ctc_on, (step, float(ctc_grad))
+        expected = 0.5 * stats["simple_loss"] + stats["pruned_loss"] + (0.5 * stats["ctc_loss"] if ctc_on else 0.0)
+        assert stats["loss"] == pytest.approx(expected, rel=1e-5)
+        assert loss.item() == pytest.approx(expected, rel=1e-5)
+    with torch.no_grad():
+        _, valid = compute_loss(model, batch, Tok(), cfg, step=0, device=dev, train=False)
+    assert valid["loss"] == pytest.approx(0.5 * valid["simple_loss"] + valid["pruned_loss"] + 0.5 * valid["ctc_loss"],
+                                          rel=1e-5)
+    with pytest.raises(ValueError, match="ctc_start_step and loss.ctc_warmup_steps"):
+        compute_loss(model, batch, Tok(), load_config(None, ["loss.ctc_scale=0.5", "loss.ctc_start_step=5",
+                                                             "loss.ctc_warmup_steps=5"]),
+                     step=0, device=dev, train=True)

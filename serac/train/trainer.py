@@ -183,6 +183,13 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     ctc_warmup = int(lc.get("ctc_warmup_steps", 0)) if train else 0
     if ctc_warmup > 0 and ctc_scale <= 0:
         raise ValueError("loss.ctc_warmup_steps > 0 needs loss.ctc_scale > 0 and model.ctc_head: true")
+    # a CTC term that starts late (loss.ctc_start_step); validation losses always include it
+    ctc_start = int(lc.get("ctc_start_step", 0) or 0)
+    if ctc_start > 0 and ctc_warmup > 0:
+        raise ValueError("loss.ctc_start_step and loss.ctc_warmup_steps cannot both be set: the first trains "
+                         "without the CTC term, the second with it alone")
+    if train and step < ctc_start:
+        ctc_scale = 0.0
     warming = step < ctc_warmup
     reweighting = [a for a in addons if a.reweights] if train else []
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
