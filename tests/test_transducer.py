@@ -394,12 +394,8 @@ def test_pruned_loss_with_restriction_is_finite_and_differs():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_ctc_warmup_trains_only_the_encoder_and_ctc_head_then_everything():
-    """During loss.ctc_warmup_steps the loss is the CTC loss alone (decoder and joiner get zero gradients);
-    afterwards the transducer losses join with their own warm-up ramp starting from that step."""
-    from serac.config import load_config
-    from serac.train.trainer import compute_loss
-
+def _ctc_model_and_batch():
+    """A tiny LSTM transducer with a CTC head, a two-utterance batch of digit tokens, and the tokenizer for it."""
     class Tok:
         def encode(self, text):
             return [int(c) for c in text.split()]
@@ -407,9 +403,19 @@ def test_ctc_warmup_trains_only_the_encoder_and_ctc_head_then_everything():
     torch.manual_seed(0)
     model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
                          "decoder_dim": 16, "joiner_dim": 16, "ctc_head": True}, num_features=10, vocab_size=7)
-    cfg = load_config(None, ["loss.ctc_scale=1.0", "loss.ctc_warmup_steps=10", "loss.warm_step=4"])
     batch = {"inputs": torch.randn(2, 40, 10),
              "supervisions": {"num_frames": torch.tensor([40, 32]), "text": ["1 2 3", "4 5"]}}
+    return model, batch, Tok
+
+
+def test_ctc_warmup_trains_only_the_encoder_and_ctc_head_then_everything():
+    """During loss.ctc_warmup_steps the loss is the CTC loss alone (decoder and joiner get zero gradients);
+    afterwards the transducer losses join with their own warm-up ramp starting from that step."""
+    from serac.config import load_config
+    from serac.train.trainer import compute_loss
+
+    model, batch, Tok = _ctc_model_and_batch()
+    cfg = load_config(None, ["loss.ctc_scale=1.0", "loss.ctc_warmup_steps=10", "loss.warm_step=4"])
     dev = torch.device("cpu")
     for step, transducer_on in ((3, False), (10, True), (14, True)):
         model.zero_grad()
@@ -553,16 +559,8 @@ def test_ctc_start_step_leaves_the_ctc_term_out_of_training_until_then():
     from serac.config import load_config
     from serac.train.trainer import compute_loss
 
-    class Tok:
-        def encode(self, text):
-            return [int(c) for c in text.split()]
-
-    torch.manual_seed(0)
-    model = build_model({"encoder": {"name": "lstm", "hidden_dim": 32, "num_layers": 1, "output_dim": 24},
-                         "decoder_dim": 16, "joiner_dim": 16, "ctc_head": True}, num_features=10, vocab_size=7)
+    model, batch, Tok = _ctc_model_and_batch()
     cfg = load_config(None, ["loss.ctc_scale=0.5", "loss.ctc_start_step=10", "loss.warm_step=0"])
-    batch = {"inputs": torch.randn(2, 40, 10),
-             "supervisions": {"num_frames": torch.tensor([40, 32]), "text": ["1 2 3", "4 5"]}}
     dev = torch.device("cpu")
     for step, ctc_on in ((0, False), (9, False), (10, True), (50, True)):
         model.zero_grad()
