@@ -298,3 +298,120 @@ def test_time_encoders_reports_each_blocks_on_fraction_over_valid_frames():
     assert t["gate_on_fraction"][0] == [1.0, 0.0]
     assert torch.allclose(torch.tensor(t["gate_on_fraction"]), on / frames)
     assert 0.1 < float(on[1:].mean() / frames) < 0.9   # the other blocks really are mixed
+
+
+@torch.no_grad()
+def test_static_skip_drops_modules_on_every_frame_and_counts_it():
+    """The static baseline: named modules never run (FlopCounterMode agrees with the count), the others compute
+    exactly what the dense encoder computes; module frames say so; bad names and arbitrators are errors."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    dense = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False}).eval()
+    static = build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "static_skip": ["mha1", "ffn3"]}).eval()
+    static.load_state_dict(dense.state_dict())
+    x = torch.randn(2, 96, NUM_FEATURES, generator=torch.Generator().manual_seed(3))
+    lens = torch.tensor([96, 64])
+    with FlopCounterMode(display=False) as counter:
+        y, _ = static(x, lens)
+    assert float(static.last_flops.sum()) == counter.get_total_flops() * (24 + 16) / 48  # per valid frame
+    b = static.blocks[0]
+    saved = (b.mha_flops + b.ffn_flops) / static.dense_flops_per_frame
+    assert static.last_flop_fraction.tolist() == pytest.approx([1 - saved] * 2)
+    assert static.last_module_frames[:, :, 0].tolist() == [[0, 24, 24], [0, 16, 16]]
+    assert static.last_module_frames[:, :, 1].tolist() == [[24, 24, 0], [16, 16, 0]]
+    # the same as the dense encoder with those two modules zeroed out
+    with torch.no_grad():
+        dense.blocks[0].attn.out_proj.weight.zero_()
+        dense.blocks[0].attn.out_proj.bias.zero_()
+        dense.blocks[2].ffn.net[-2].weight.zero_()
+        dense.blocks[2].ffn.net[-2].bias.zero_()
+    torch.testing.assert_close(y, dense(x, lens)[0])
+    with pytest.raises(ValueError, match="mha4"):
+        build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "static_skip": ["mha4"]})
+    with pytest.raises(ValueError, match="arbitrators: false"):
+        build_encoder(NUM_FEATURES, {**SMALL, "static_skip": "mha1"})
+
+
+def test_gate_warmup_forces_gates_on_then_ramps_the_cost():
+    """Joint training: during the warm-up every gate is on and the cost term is 0 (no gradient to the
+    arbitrators from it); then the cost weight ramps linearly; evaluation uses the learned gates."""
+    encoder = mixed_gate_encoder(cost_weight=1.0, gate_warmup_steps=10, cost_ramp_steps=4).train()
+    x, lens = torch.randn(2, 96, NUM_FEATURES), torch.tensor([96, 60])
+    encoder.set_train_step(9)
+    encoder(x, lens)
+    assert all(bool(g[0, :24].all()) and bool(g[1, :15].all()) for g in encoder.last_gates)
+    assert float(encoder.last_flop_fraction.min()) == pytest.approx(1.0 + encoder.blocks[0].arbitrator_flops
+                                                                   * 3 / encoder.dense_flops_per_frame)
+    assert float(encoder.aux_loss) == 0.0 and not encoder.aux_loss.requires_grad  # the arbitrators are idle
+    for step, scale in [(10, 0.25), (11, 0.5), (13, 1.0), (100, 1.0)]:
+        encoder.set_train_step(step)
+        torch.manual_seed(0)
+        encoder(x, lens)
+        fraction = float(encoder.last_flops.sum() / encoder.last_dense_flops.sum())
+        assert float(encoder.aux_loss) == pytest.approx(scale * fraction, rel=1e-5), step
+    encoder.set_train_step(0)
+    encoder.eval()
+    with torch.no_grad():
+        encoder(x, lens)
+    assert float(encoder.last_flop_fraction.max()) < 0.9  # the learned (mixed) gates, not the warm-up's
+    with pytest.raises(ValueError, match="need arbitrators"):
+        build_encoder(NUM_FEATURES, {**SMALL, "arbitrators": False, "gate_warmup_steps": 5})
+
+
+def test_training_uses_the_blocked_attention_with_the_same_output():
+    """Training runs the blocked attention form (faster), evaluation one window per chunk (what the FLOP count
+    counts); in training both give the same output with the same Gumbel noise."""
+    encoder = mixed_gate_encoder(left_context=4, chunk_size=2).train()
+    assert all(b.attn.block_frames > 0 for b in encoder.blocks)
+    x, lens = torch.randn(2, 200, NUM_FEATURES), torch.tensor([200, 120])
+    torch.manual_seed(5)
+    y_blocked, _ = encoder(x, lens)
+    for b in encoder.blocks:
+        b.attn.block_frames = 0
+    torch.manual_seed(5)
+    y_windows, _ = encoder(x, lens)
+    torch.testing.assert_close(y_blocked, y_windows)
+    encoder.eval()
+    assert all(b.attn.block_frames == 0 for b in encoder.blocks)
+    encoder.train()
+    assert all(b.attn.block_frames > 0 for b in encoder.blocks)
+
+
+def test_trainer_drives_the_gate_warmup():
+    """compute_loss hands the encoder its step: in the warm-up the loss carries no cost term and every gate runs;
+    after it the cost term is in the loss."""
+    from serac.config import load_config
+    from serac.train.trainer import compute_loss
+    from serac.transducer.model import build_model
+
+    class Tok:
+        def encode(self, text):
+            return [int(c) for c in text.split()]
+
+    torch.manual_seed(0)
+    model = build_model({"encoder": {**SMALL, "cost_weight": 1.0, "gate_warmup_steps": 5},
+                         "decoder_dim": 8, "joiner_dim": 8}, num_features=NUM_FEATURES, vocab_size=5)
+    batch = {"inputs": torch.randn(2, 64, NUM_FEATURES),
+             "supervisions": {"num_frames": torch.tensor([64, 48]), "text": ["1 2", "3"]}}
+    cfg = load_config(None, [])
+    dev = torch.device("cpu")
+    _, warm = compute_loss(model, batch, Tok(), cfg, step=4, device=dev, train=True)
+    assert warm["aux_loss"] == 0.0 and model.encoder.blocks[0].gates_forced_on
+    _, after = compute_loss(model, batch, Tok(), cfg, step=5, device=dev, train=True)
+    assert after["aux_loss"] > 0.5 * after["frames"] and not model.encoder.blocks[0].gates_forced_on
+
+
+def test_compute_tsv_has_per_block_module_frames(tmp_path):
+    from serac.decode.results import write_compute
+
+    stats = write_compute(tmp_path / "c.tsv", [("b", 10, 50.0, 100.0, [[10, 4], [0, 10]]),
+                                               ("a", 5, 25.0, 50.0, [[5, 5], [5, 0]])])
+    lines = (tmp_path / "c.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["cut_id", "frames", "flops", "dense_flops", "flop_fraction", "mha_frames",
+                                    "ffn_frames"]
+    assert lines[1].split("\t") == ["a", "5", "25", "50", "0.5000", "5 5", "5 0"]
+    assert lines[2].split("\t")[5:] == ["10 0", "4 10"]
+    assert stats["flop_fraction"] == 0.5
+    write_compute(tmp_path / "d.tsv", [("a", 5, 25.0, 50.0)])
+    assert (tmp_path / "d.tsv").read_text().splitlines()[0].split("\t")[-1] == "flop_fraction"

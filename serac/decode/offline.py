@@ -32,7 +32,8 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
                 as_conversations: bool = False) -> Tuple[List[Result], float, float]:
     """Returns (results, audio seconds, decoding seconds). With a ``compute`` dict, also fills in
     ``encoder_seconds`` (process CPU time in the encoder) and, when the encoder counts its FLOPs
-    (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops).
+    (``last_flops`` / ``last_dense_flops`` after each forward), ``rows``: (cut_id, frames, flops, dense_flops,
+    per block [MHA frames, FFN frames] from ``last_module_frames``, or None).
     A multi-channel (STS) model's results are per channel, and ``conversations`` (a list) receives each
     conversation's channel tokens and emission times (serac/multitalker/decode.py). ``as_conversations`` does the
     same for a single-talker model: each cut (a conversation, one supervision per turn) is decoded whole as one
@@ -56,9 +57,11 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
         flops = getattr(model.encoder, "last_flops", None)
         if flops is not None:
             dense = model.encoder.last_dense_flops
+            modules = getattr(model.encoder, "last_module_frames", None)
+            modules = modules.tolist() if modules is not None else [None] * len(flops)
             compute.setdefault("rows", []).extend(
-                (cut.id, int(n), float(f), float(d))
-                for cut, n, f, d in zip(batch["supervisions"]["cut"], enc_lens.tolist(), flops.tolist(), dense.tolist()))
+                (cut.id, int(n), float(f), float(d), m) for cut, n, f, d, m in
+                zip(batch["supervisions"]["cut"], enc_lens.tolist(), flops.tolist(), dense.tolist(), modules))
         frames: List[List[int]] = [[] for _ in range(enc.size(0))]
         if method == "greedy_search":
             hyps = greedy_search_batch(model, enc, enc_lens, frames=frames)

@@ -43,12 +43,21 @@ def write_results(out_dir: Path, set_name: str, suffix: str, results: Sequence[R
     return stats
 
 
-def write_compute(path: Path, rows: List[Tuple[str, int, float, float]]) -> Dict[str, float]:
-    """Per-utterance executed encoder FLOPs (TSV, sorted by cut id); returns the set's totals and fraction."""
+def write_compute(path: Path, rows: List[Tuple[Any, ...]]) -> Dict[str, float]:
+    """Per-utterance executed encoder FLOPs (TSV, sorted by cut id); returns the set's totals and fraction. Rows are
+    (cut_id, frames, flops, dense_flops[, modules]); ``modules``, when the encoder reports it, is per block [MHA
+    frames, FFN frames], the frames each module ran on: columns ``mha_frames`` and ``ffn_frames`` (per block,
+    space-separated)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["cut_id\tframes\tflops\tdense_flops\tflop_fraction"]
-    lines += [f"{c}\t{n}\t{f:.0f}\t{d:.0f}\t{f / max(d, 1.0):.4f}" for c, n, f, d in sorted(rows)]
+    modules = bool(rows) and all(len(r) > 4 and r[4] is not None for r in rows)
+    lines = ["cut_id\tframes\tflops\tdense_flops\tflop_fraction" + ("\tmha_frames\tffn_frames" if modules else "")]
+    for r in sorted(rows, key=lambda r: r[0]):
+        c, n, f, d = r[:4]
+        line = f"{c}\t{n}\t{f:.0f}\t{d:.0f}\t{f / max(d, 1.0):.4f}"
+        if modules:
+            line += "\t" + " ".join(str(b[0]) for b in r[4]) + "\t" + " ".join(str(b[1]) for b in r[4])
+        lines.append(line)
     atomic_write_text(path, "\n".join(lines) + "\n")
     flops, dense = sum(r[2] for r in rows), sum(r[3] for r in rows)
     return {"encoder_flops": flops, "encoder_dense_flops": dense, "flop_fraction": flops / max(dense, 1.0)}

@@ -16,6 +16,15 @@ Architecture (defaults in brackets)::
            x = x + g_ffn * FFN(x)                      FFN: LayerNorm -> linear [768] -> Swish -> linear
       -> LayerNorm -> linear (output_dim [256]) at 25 frames/s
 
+Joint training from scratch (the paper's recipe; ``gate_warmup_steps``, ``cost_ramp_steps``): for the first
+``gate_warmup_steps`` training steps every gate is forced on and the cost term is off (the arbitrators are idle
+while the blocks learn), then the cost weight rises linearly from 0 to ``cost_weight`` over ``cost_ramp_steps``.
+The trainer tells the encoder its step (:meth:`set_train_step`); evaluation always uses the learned gates.
+
+Static module drop (the baseline at matched FLOPs; ``arbitrators: false``, ``static_skip: [mha1, ffn2, ...]``,
+blocks counted from 1): the named modules never run, on any frame; their parameters stay (a dense checkpoint
+loads) and the FLOP count leaves them out.
+
 Both decisions of a block are taken from the block input (two decisions per block), so they are known
 before either module runs and depend on nothing a streaming encoder has not seen yet.
 
@@ -44,7 +53,8 @@ residual adds are not counted, as in ``encoder_flops_per_second``), per output f
 
 After every forward: ``last_flops`` (N,) FLOPs executed per utterance over its valid frames (expected values
 in training), ``last_dense_flops`` (N,) what the same encoder without arbitrators costs on them,
-``last_flop_fraction`` = their ratio, ``last_gates`` a list per block of (N, T', 2) bool gates (MHA, FFN), and
+``last_flop_fraction`` = their ratio, ``last_gates`` a list per block of (N, T', 2) bool gates (MHA, FFN),
+``last_module_frames`` (N, blocks, 2) the valid frames each MHA / FFN ran on (every model, dense too), and
 ``aux_loss`` = ``cost_weight x`` the batch's expected executed fraction (per frame; ``None`` without
 arbitrators) for the transducer's loss.
 
@@ -81,6 +91,20 @@ def pad_to_chunks(mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
     return nn.functional.pad(mask, (0, pad), value=False).unflatten(-1, (-1, chunk_size))
 
 
+def parse_static_skip(names: Optional[List[str]], num_layers: int) -> set:
+    """``["mha1", "ffn2", ...]`` (1-based blocks) -> a set of those names; ValueError naming a bad one."""
+    valid = {f"{m}{i}" for m in ("mha", "ffn") for i in range(1, num_layers + 1)}
+    if names is None:
+        return set()
+    if isinstance(names, str):
+        names = names.replace(",", " ").split()
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise ValueError(f"amortized_transformer: static_skip {bad} not understood: use mha<B> / ffn<B> with a block "
+                         f"B in 1..{num_layers}")
+    return set(names)
+
+
 class Arbitrator(nn.Module):
     """Per-frame gate logits (MHA, FFN) from the block input: LayerNorm -> linear -> ReLU -> linear 2 (or a
     single linear map when ``hidden_dim`` is 0). The output bias starts at ``init_bias`` > 0 so that a model
@@ -109,12 +133,15 @@ class AmortizedBlock(nn.Module):
     the two give the same output, which the tests check."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, chunk_size: int, left_context: int, dropout: float,
-                 arbitrator_dim: Optional[int], gate_init_bias: float, gate_temperature: float) -> None:
+                 arbitrator_dim: Optional[int], gate_init_bias: float, gate_temperature: float,
+                 run_mha: bool = True, run_ffn: bool = True) -> None:
         super().__init__()
+        # static module drop (no arbitrator): a module that never runs, on any frame (its parameters are kept, so
+        # a dense checkpoint loads; they get no gradient)
+        self.run_mha, self.run_ffn = run_mha, run_ffn
+        self.gates_forced_on = False  # the joint training's gate warm-up: every module on, the arbitrator idle
         self.norm_attn = nn.LayerNorm(dim)
         self.attn = ChunkedSelfAttention(dim, num_heads, chunk_size, left_context, dropout)
-        # one window per chunk (no blocked form): the per-utterance FLOP count (last_flops) is what runs
-        self.attn.block_frames = 0
         self.dropout = nn.Dropout(dropout)
         self.ffn = FeedForward(dim, ffn_dim, dropout)
         self.arbitrator = (Arbitrator(dim, arbitrator_dim, gate_init_bias) if arbitrator_dim is not None else None)
@@ -128,6 +155,14 @@ class AmortizedBlock(nn.Module):
         self.ffn_flops = 2 * 2 * dim * ffn_dim
         self.arbitrator_flops = self.arbitrator.flops_per_frame if self.arbitrator is not None else 0
 
+    def train(self, mode: bool = True) -> "AmortizedBlock":
+        # eval: one attention window per chunk, so the per-utterance FLOP count (last_flops) is what runs;
+        # training (whose count is an expectation anyway): the blocked form, the same outputs in fewer, larger
+        # matmuls (the dense encoder's fwd+bwd 1.4x faster on one thread: docs/encoders.md)
+        super().train(mode)
+        self.attn.block_frames = ChunkedSelfAttention.block_frames if mode else 0
+        return self
+
     def init_state(self, batch_size: int, device: torch.device) -> State:
         return self.attn.init_state(batch_size, device)
 
@@ -136,9 +171,15 @@ class AmortizedBlock(nn.Module):
         """Returns (output, new state, gates (N, T, 2) bool, P(gate on) (N, T, 2) in training). Without an
         arbitrator both are None. The encoder counts the FLOPs from them for all blocks at once."""
         if self.arbitrator is None:
+            if self.run_mha:
+                attn_out, state = self.attn(self.norm_attn(x), key_valid, state)
+                x = x + self.dropout(attn_out)
+            return (x + self.ffn(x) if self.run_ffn else x), state, None, None
+        if self.gates_forced_on:
             attn_out, state = self.attn(self.norm_attn(x), key_valid, state)
             x = x + self.dropout(attn_out)
-            return x + self.ffn(x), state, None, None
+            on = key_valid.unsqueeze(-1).expand(-1, -1, 2)
+            return x + self.ffn(x), state, on, on.to(x.dtype)
         logits = self.arbitrator(x)
         if self.training:
             return self._forward_train(x, key_valid, state, logits)
@@ -221,18 +262,30 @@ class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
         gate_init_bias: float = 2.0,
         gate_temperature: float = 1.0,
         cost_weight: float = 0.0,
+        gate_warmup_steps: int = 0,
+        cost_ramp_steps: int = 0,
+        static_skip: Optional[List[str]] = None,
     ) -> None:
         super().__init__()
         self._set_chunking(chunk_size, left_context)
         self.output_dim = output_dim
         self.cost_weight = float(cost_weight)
         self.has_arbitrators = bool(arbitrators)
+        self.gate_warmup_steps, self.cost_ramp_steps = int(gate_warmup_steps), int(cost_ramp_steps)
+        if (self.gate_warmup_steps or self.cost_ramp_steps) and not self.has_arbitrators:
+            raise ValueError("amortized_transformer: gate_warmup_steps / cost_ramp_steps need arbitrators: true")
+        skip = parse_static_skip(static_skip, num_layers)
+        if skip and self.has_arbitrators:
+            raise ValueError("amortized_transformer: static_skip is the static baseline: it needs arbitrators: false")
+        self.static_skip = sorted(skip)
+        self.train_step: Optional[int] = None  # set by the trainer before each step (set_train_step)
         self.subsampling = CausalConv2dSubsampling(num_features, subsampling_channels, dim)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             AmortizedBlock(dim, num_heads, ffn_dim, chunk_size, left_context, dropout,
-                           arbitrator_dim if arbitrators else None, gate_init_bias, gate_temperature)
-            for _ in range(num_layers))
+                           arbitrator_dim if arbitrators else None, gate_init_bias, gate_temperature,
+                           run_mha=f"mha{i + 1}" not in skip, run_ffn=f"ffn{i + 1}" not in skip)
+            for i in range(num_layers))
         self.norm_out = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, output_dim)
         sub, c = self.subsampling, subsampling_channels
@@ -247,7 +300,23 @@ class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
         self.last_dense_flops: Optional[torch.Tensor] = None
         self.last_flop_fraction: Optional[torch.Tensor] = None
         self.last_gates: List[torch.Tensor] = []
+        self.last_module_frames: Optional[torch.Tensor] = None
         self.register_load_state_dict_pre_hook(self._fill_missing_arbitrators)
+
+    def set_train_step(self, step: int) -> None:
+        """The trainer's step count before a training step (validation passes a step past every warm-up): drives
+        the gate warm-up and the cost ramp of joint training from scratch."""
+        self.train_step = int(step)
+
+    def cost_scale(self) -> float:
+        """The share of ``cost_weight`` in force: 0 during the gate warm-up, then rising linearly to 1 over
+        ``cost_ramp_steps`` (1 when no step was set: evaluation, or training without a warm-up)."""
+        if self.train_step is None or not self.training:
+            return 1.0
+        past = self.train_step - self.gate_warmup_steps
+        if past < 0:
+            return 0.0
+        return min(1.0, (past + 1) / self.cost_ramp_steps) if self.cost_ramp_steps > 0 else 1.0
 
     def set_gather(self, gather: bool) -> None:
         """True (default): eval-mode blocks compute only the active frames; False: compute all, mask (tests)."""
@@ -270,6 +339,9 @@ class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
                     ) -> Tuple[torch.Tensor, List[State]]:
         """The blocks, then the FLOP bookkeeping of their gates (``last_*`` and ``aux_loss``)."""
         block_states, gates, probs = [], [], []
+        warming = (self.training and self.train_step is not None and self.train_step < self.gate_warmup_steps)
+        for block in self.blocks:
+            block.gates_forced_on = warming
         for block, block_state in zip(self.blocks, states):
             h, block_state, block_gates, block_probs = block(h, key_valid, block_state)
             block_states.append(block_state)
@@ -280,12 +352,21 @@ class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
         self.last_flops, self.last_dense_flops = flops.detach(), dense.detach()
         self.last_flop_fraction = (flops.detach() / dense.clamp(min=1)).float()
         self.last_gates = gates
+        self.last_module_frames = self._module_frames(key_valid, gates)
         self.aux_loss = None
         if self.has_arbitrators:
             # per-frame mean over the batch: the trainer multiplies it by the number of frames
             fraction = flops.sum() / dense.sum().clamp(min=1)
-            self.aux_loss = self.cost_weight * fraction.to(h.dtype)
+            self.aux_loss = self.cost_weight * self.cost_scale() * fraction.to(h.dtype)
         return h, block_states
+
+    def _module_frames(self, key_valid: torch.Tensor, gates: List[torch.Tensor]) -> torch.Tensor:
+        """(N, blocks, 2) int64: per utterance, the valid frames each block's MHA / FFN ran on."""
+        if gates:
+            return torch.stack(gates, 1).sum(2).long()
+        frames = key_valid.sum(1)
+        runs = torch.tensor([[b.run_mha, b.run_ffn] for b in self.blocks], device=frames.device)
+        return frames[:, None, None] * runs.long()
 
     def _output(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(self.norm_out(h))
@@ -299,7 +380,8 @@ class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
         frames = key_valid.sum(1).to(torch.float64)
         dense = frames * self.dense_flops_per_frame
         if not gates:
-            return dense, dense
+            skipped = sum((0 if b.run_mha else b.mha_flops) + (0 if b.run_ffn else b.ffn_flops) for b in self.blocks)
+            return dense - frames * skipped, dense
         b = self.blocks[0]  # every block has the same sizes
         always = frames * (self.front_flops + self.out_flops + len(gates) * b.arbitrator_flops)
         if self.training:

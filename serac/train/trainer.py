@@ -191,6 +191,9 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     if train and step < ctc_start:
         ctc_scale = 0.0
     warming = step < ctc_warmup
+    encoder = getattr(getattr(model, "module", model), "encoder", None)
+    if train and hasattr(encoder, "set_train_step"):  # an encoder with its own schedule (amortized gate warm-up)
+        encoder.set_train_step(step)
     reweighting = [a for a in addons if a.reweights] if train else []
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
