@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from lhotse import load_manifest_lazy
-
-from serac.scoring.per_speaker import per_speaker_rows, write_per_speaker_table
+from serac.scoring.per_speaker import cut_speakers, per_speaker_rows, write_per_speaker_table
 from serac.scoring.wer import load_transcripts
 from serac.utils import setup_logging
 
@@ -27,11 +25,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     setup_logging()
-    speakers = {}
-    for item in load_manifest_lazy(args.cuts):
-        sups = getattr(item, "supervisions", None)
-        sup = sups[0] if sups else item
-        speakers[item.id] = getattr(sup, "speaker", None)
+    speakers = cut_speakers(args.cuts)
     try:
         counts = write_per_speaker_table(args.out, load_transcripts(args.recogs), speakers)
     except KeyError as e:

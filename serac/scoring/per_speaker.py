@@ -50,6 +50,18 @@ class SpeakerCounts:
         self.sent_errs += int(ins + dele + sub > 0)
 
 
+def cut_speakers(manifest: PathLike) -> Dict[str, Optional[str]]:
+    """cut id -> speaker of its (first) supervision, from a cuts or supervisions manifest."""
+    from lhotse import load_manifest_lazy
+
+    speakers = {}
+    for item in load_manifest_lazy(manifest):
+        sups = getattr(item, "supervisions", None)
+        sup = sups[0] if sups else item
+        speakers[item.id] = getattr(sup, "speaker", None)
+    return speakers
+
+
 def speaker_counts(results: Iterable[Result], speakers: Mapping[str, Optional[str]],
                    default_speaker: str = "spk") -> Dict[str, SpeakerCounts]:
     """Counts per speaker (``speakers`` maps cut id to speaker; a cut without one counts as ``default_speaker``,
