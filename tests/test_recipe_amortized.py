@@ -30,25 +30,35 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     recipe = recipe_copy("synth_assistant/amortized", root / "amortized")
     (recipe / "conf" / "dense.yaml").write_text(TINY_DENSE)
     args = ["--vocab-size", "80", "--dense-epochs", "1", "--ft-epochs", "1", "--sw-left-contexts", "0",
-            "--cost-weights", "0.5 20", "--kd-cost-weights", "0.5", "--n-bootstrap", "20", "--timing-repeats", "1", "--dense-threads", "1"]
+            "--cost-weights", "0.5 20", "--kd-cost-weights", "0.5", "--joint-cost-weights", "0.5",
+            "--n-bootstrap", "20", "--timing-repeats", "1", "--dense-threads", "1", "--joint-threads", "1"]
     proc = run_recipe(recipe, *args)
-    for n in range(8):
+    for n in range(11):
         assert f"Stage {n}:" in proc.stdout
-    models = ["dense-ft", "sw-lc0", "amortized-cw0.5", "amortized-cw20", "amortized-kd-cw0.5"]
-    suffix = "greedy_search-epoch-1-avg-1"
+    gated = ["amortized-cw0.5", "amortized-cw20", "amortized-kd-cw0.5", "joint-cw0.5"]
+    chosen = (recipe / "exp/chosen").read_text().strip()
+    assert chosen in gated  # chosen on dev (local/operating_point.py select)
+    models = ["dense-ft", "sw-lc0"] + gated + [f"static-{chosen}"]
     from lhotse import load_manifest
 
     test_ids = {c.id for c in load_manifest(recipe / "data/fbank/synth_cuts_test.jsonl.gz")}
+    dev_ids = {c.id for c in load_manifest(recipe / "data/fbank/synth_cuts_dev.jsonl.gz")}
     for m in models:
-        dec = recipe / "exp" / m / "decode" / "test"
-        with open(dec / f"compute-test-{suffix}.tsv", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        assert {r["cut_id"] for r in rows} == test_ids
+        # the joint model trains from scratch for dense + fine-tune epochs
+        suffix = f"greedy_search-epoch-{2 if m.startswith('joint') else 1}-avg-1"
+        for set_name, ids in (("test", test_ids), ("dev", dev_ids)):
+            with open(recipe / "exp" / m / "decode" / set_name / f"compute-{set_name}-{suffix}.tsv", newline="") as f:
+                rows = list(csv.DictReader(f, delimiter="\t"))
+            assert {r["cut_id"] for r in rows} == ids
         fractions = [float(r["flop_fraction"]) for r in rows]
-        if m.startswith("amortized"):
+        assert all(len(r["mha_frames"].split()) == 2 and len(r["ffn_frames"].split()) == 2 for r in rows)
+        if m in gated:
             assert all(0.0 < x < 1.2 for x in fractions)
+        elif m.startswith("static-"):
+            assert all(0.0 < x <= 1.0 for x in fractions)
         else:
             assert all(x == 1.0 for x in fractions)
+        dec = recipe / "exp" / m / "decode" / "test"
         stats = json.loads((dec / f"stats-test-{suffix}.json").read_text())
         assert stats["encoder_seconds"] > 0 and "flop_fraction" in stats
         assert (dec / f"cohorts-{suffix}" / "cohort-summary-accent.json").is_file()
@@ -67,6 +77,11 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     assert "git revision `" in results and "(the trainings and this table)" in results
     assert "Executed encoder FLOPs per accent" in results
     assert "rel. WER change [95% CI]" in results and "Models named `amortized-kd-*`" in results
+    # the joint model's config has the warm-up; the static one drops modules
+    joint_cfg = (recipe / "exp/joint-cw0.5/config.yaml").read_text()
+    assert "gate_warmup_steps: 2600" in joint_cfg and "arbitrators: true" in joint_cfg
+    static_cfg = (recipe / "exp" / f"static-{chosen}" / "config.yaml").read_text()
+    assert "static_skip:" in static_cfg and "arbitrators: false" in static_cfg
     # the distilled variant was fine-tuned against the dense reference: its config names the teacher, its log
     # reports the term
     kd_cfg = (recipe / "exp/amortized-kd-cw0.5/config.yaml").read_text()
@@ -75,12 +90,12 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     assert "## Where the arbitrators run the modules" in results and "| amortized-cw20 | " in results
     assert (recipe / "results/wer-vs-compute.png").stat().st_size > 1000
     # the sliding-window model costs less than dense (4 attention keys instead of 12), on every utterance
-    flops = {}
+    flops, suffix = {}, "greedy_search-epoch-1-avg-1"
     for m in ("dense-ft", "sw-lc0"):
         with open(recipe / "exp" / m / "decode/test" / f"compute-test-{suffix}.tsv", newline="") as f:
             flops[m] = {r["cut_id"]: float(r["flops"]) for r in csv.DictReader(f, delimiter="\t")}
     assert all(flops["sw-lc0"][i] < flops["dense-ft"][i] for i in test_ids)
 
-    again = run_recipe(recipe, *args, "--stage", "3", "--stop-stage", "4")
+    again = run_recipe(recipe, *args, "--stage", "3", "--stop-stage", "4")  # finished trainings are kept
     assert "skipping" in again.stdout + again.stderr
     assert "nothing to do" in (recipe / "exp/amortized-cw20/log/train.log").read_text()
