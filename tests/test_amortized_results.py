@@ -9,11 +9,16 @@ Usage:
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "egs/synth_assistant/amortized/local"
 SUFFIX = "greedy_search-epoch-6-avg-1"
@@ -71,6 +76,11 @@ def test_per_frame_decision_share_by_hand():
     # the same cut against the whole set's majority (MHA2 on): its 6 off frames differ
     whole = op.module_fractions(rows)
     assert op.per_frame_decision_share(rows, majority=whole, cuts=["c1"]) == pytest.approx((0.3 + 0.6) / 4)
+    # within utterances: c0 MHA1 3 of 10 and MHA2 8 (2 off), c1 MHA1 3 and MHA2 4: 3 + 2 + 3 + 4 of 80
+    assert op.within_utterance_share(rows) == pytest.approx(12 / 80)
+    # whole utterances deciding differently: 0.5 across the set, none within an utterance
+    across = _rows(mha=[[0], [10]], ffn=[[10], [10]], frames=[10, 10])
+    assert op.per_frame_decision_share(across) == pytest.approx(0.25) and op.within_utterance_share(across) == 0.0
     # a static pattern (every module on or off on every frame) is 0
     assert op.per_frame_decision_share(_rows(mha=[[0], [0]], ffn=[[10], [5]], frames=[10, 5])) == 0.0
 
@@ -113,3 +123,218 @@ def test_missing_and_bad_files_are_named(tmp_path):
         op.read_compute(tsv)
     with pytest.raises(FileNotFoundError, match="nothing.tsv: compute TSV missing"):
         op.read_compute(tmp_path / "nothing.tsv")
+
+
+# ---------------------------------------------------------------------------------------------
+# write_results on a fake run
+# ---------------------------------------------------------------------------------------------
+
+
+def _write_decode(exp: Path, set_name: str, suffix: str, cuts: Dict[str, Dict], words: int, errors: List[int],
+                  fractions: List[float], modules: Optional[List[List[List[int]]]]) -> None:
+    """recogs / errs / wer-summary / stats (``errors[i]`` substituted words in cut i) and the compute TSV."""
+    from serac.decode.results import write_compute, write_results
+
+    dec = exp / "decode" / set_name
+    results = [(c, [f"w{j}" for j in range(words)], ["x"] * e + [f"w{j}" for j in range(e, words)])
+               for c, e in zip(cuts, errors)]
+    write_results(dec, set_name, suffix, results, {})
+    write_compute(dec / f"compute-{set_name}-{suffix}.tsv",
+                  [(c, FRAMES, f * DENSE_FLOPS, DENSE_FLOPS, None if modules is None else modules[i])
+                   for i, (c, f) in enumerate(zip(cuts, fractions))])
+
+
+def _fake_model(root: Path, name: str, encoder: Dict, test_errors: List[int], test_fractions: List[float],
+                dev_errors: List[int], dev_fraction: float, epoch: int = 6,
+                init: Optional[str] = "exp/dense/epoch-12.pt",
+                modules: Optional[List[List[List[int]]]] = None,
+                dev_modules: Optional[List[List[List[int]]]] = None) -> Path:
+    exp = root / "exp" / name
+    (exp / "log").mkdir(parents=True)
+    cfg = {"model": {"encoder": {**ENCODER, **encoder}}, "distill": {"teacher": None},
+           "paths": {"init_from": str(init)}, "env": {"encoder_params": 12345, "git_revision": "abc1234"}}
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (exp / "log/train.log").write_text(f"x INFO epoch {epoch}: train loss 0.5, valid loss 0.6, 10s\n")
+    suffix = SUFFIX.replace("epoch-6", f"epoch-{epoch}")
+    default = [[[FRAMES, FRAMES], [FRAMES, FRAMES]]] * len(TEST_CUTS)  # every module on every frame
+    _write_decode(exp, "test", suffix, TEST_CUTS, TEST_WORDS, test_errors, test_fractions, modules or default)
+    _write_decode(exp, "dev", suffix, DEV_CUTS, DEV_WORDS, dev_errors, [dev_fraction] * len(DEV_CUTS),
+                  dev_modules or [[[FRAMES, FRAMES], [FRAMES, FRAMES]]] * len(DEV_CUTS))
+    return exp
+
+
+def _write_cuts(path: Path) -> None:
+    from lhotse import CutSet, MonoCut, SupervisionSegment
+
+    cuts = [MonoCut(id=c, start=0.0, duration=1.0, channel=0,
+                    supervisions=[SupervisionSegment(id=c, recording_id=f"rec-{c}", start=0.0, duration=1.0,
+                                                     speaker=a["speaker"],
+                                                     custom={"accent": a["accent"], "condition": a["condition"]})])
+            for c, a in TEST_CUTS.items()]
+    CutSet.from_cuts(cuts).to_file(path)
+
+
+# the gated operating point's modules on test, per cut [[MHA1, FFN1], [MHA2, FFN2]] frames on (of 10):
+# MHA1 never (0), FFN1 always (0), MHA2 on 3 of 10 everywhere (0.3 on, majority off: 0.3 differ), FFN2 on 8 in
+# cuts t0-t2 and 4 in t3-t5 (0.6 on, majority on: 0.4 differ) -> per-frame-decision share (0 + 0 + 0.3 + 0.4) / 4
+CW02_MODULES = [[[0, FRAMES], [3, 8 if i < 3 else 4]] for i in range(6)]
+# on dev: MHA1 never, MHA2 on 3 of 10, both FFNs always: its static counterpart drops mha1 and mha2
+CW02_DEV_MODULES = [[[0, FRAMES], [3, FRAMES]]] * 4
+
+
+@pytest.fixture()
+def fake_run(tmp_path):
+    root = tmp_path / "amortized"
+    gated = {"arbitrators": True, "arbitrator_dim": 4}
+    # dense reference: test 1 error per cut (10%), dev 5 of 50 per cut (10%)
+    _fake_model(root, "dense-ft", {"arbitrators": False}, [1] * 6, [1.0] * 6, [5] * 4, 1.0)
+    # the dev choice: dev WER as the reference's at 0.45 of its FLOPs; test: the reference's errors, clean cuts
+    # 0.4 and noisy 0.5 of the FLOPs (0.45 over all: 55% saved)
+    _fake_model(root, "amortized-cw0.2", {**gated, "cost_weight": 0.2}, [1] * 6, [0.4] * 3 + [0.5] * 3, [5] * 4,
+                0.45, modules=CW02_MODULES, dev_modules=CW02_DEV_MODULES)
+    # fewer FLOPs but +20% relative dev WER: out on dev, though on test it equals the reference at 0.3 of its FLOPs
+    # (choosing on test would take it)
+    _fake_model(root, "amortized-cw0.4", {**gated, "cost_weight": 0.4}, [1] * 6, [0.3] * 6, [6] * 4, 0.3)
+    # joint from scratch, 12 epochs: within +5% on dev (+5% exactly) but more FLOPs
+    _fake_model(root, "joint-cw0.3", {**gated, "cost_weight": 0.3, "gate_warmup_steps": 100}, [2] + [1] * 5,
+                [0.7] * 6, [6, 5, 5, 5], 0.7, epoch=12, init=None)
+    # the static counterpart of the dev choice: twice the gated model's errors on every test cut
+    _fake_model(root, "static-amortized-cw0.2", {"arbitrators": False, "static_skip": ["mha1", "mha2"]}, [2] * 6,
+                [0.47] * 6, [8] * 4, 0.47)
+    cuts = root / "cuts_test.jsonl.gz"
+    _write_cuts(cuts)
+    timing = root / "exp/encoder-time.json"
+    timing.write_text(json.dumps({"repeats": 1, "reference": "dense-ft", "models": {
+        "dense-ft": {"time_vs_reference": 1.0, "speedup_vs_reference": 1.0},
+        "amortized-cw0.2": {"time_vs_reference": 0.5, "speedup_vs_reference": 2.0}}}))
+    return root, cuts, timing
+
+
+def _run_writer(root: Path, cuts: Path, timing: Path, models: Sequence[str], extra: Sequence[str] = ()) -> str:
+    wr = _load("write_results")
+    specs = {"dense-ft": "exp/dense-ft", "amortized-cw0.2": "exp/amortized-cw0.2",
+             "amortized-cw0.4": "exp/amortized-cw0.4", "joint-cw0.3": "exp/joint-cw0.3:12",
+             "static-amortized-cw0.2": "exp/static-amortized-cw0.2"}
+    argv = [a for m in models for a in ("--model", f"{m}={root / specs[m]}")]
+    out = root / "RESULTS.md"
+    wr.main(argv + ["--reference", "dense-ft", "--suffix", SUFFIX, "--cuts", str(cuts), "--timing", str(timing),
+                    "--n-bootstrap", "50", "--plot", str(root / "results/plot.png"), "--out", str(out), *extra])
+    return out.read_text()
+
+
+ALL = ["dense-ft", "amortized-cw0.2", "amortized-cw0.4", "joint-cw0.3", "static-amortized-cw0.2"]
+
+
+def test_results_choose_on_dev_and_judge_from_the_interval(fake_run):
+    root, cuts, timing = fake_run
+    results = _run_writer(root, cuts, timing, ALL)
+    # the dev choice, not test's (amortized-cw0.4 would be chosen on test: same WER, fewer FLOPs)
+    assert "is **amortized-cw0.2** (fine-tuned from dense; dev: 0.450 of the reference's FLOPs" in results
+    assert "among the 2 of 3 within +5% relative dev WER of the reference (10.00%)" in results
+    assert "On test, once: 55.0% fewer FLOPs, 10.00% WER against 10.00%" in results
+    assert "measured encoder speed-up 2.00x, target met" in results
+    # the interval of identical errors is [0, 0]: the recipe's target holds, the paper's 60% saving is not reached
+    assert ("- the recipe's target, saving >= 50% FLOPs at <= +5% relative WER: **holds** (55.0% saved, interval "
+            "[+0.0, +0.0])") in results
+    assert "- the paper's claim, saving >= 60% FLOPs at <= +3% relative WER: **does not hold**" in results
+    assert "The paper reports 60% less compute" in results
+    # training column and kinds: the static model is not dense, the joint one trained from scratch
+    assert "| joint-cw0.3 | from scratch with gate warm-up | 0.3 | 4 | 0.700 (30.0% fewer) | - | - | 10.50 | 11.67 |" \
+        in results
+    assert "| static-amortized-cw0.2 | static drop of amortized-cw0.2 | - | 4 | 0.470 (53.0% fewer) |" in results
+    assert ("| dense-ft | fine-tuned from dense | - | 4 | 1.000 (0.0% fewer) | 1.000 | 1.00x | 10.00 | 10.00 |"
+            in results)
+    # the static comparison: twice the errors on every speaker: static vs gated +100% [+100, +100], holds
+    assert ("| amortized-cw0.2 | static-amortized-cw0.2 | mha1, mha2 | 0.450 / 0.470 | 10.00 / 20.00 | "
+            "+100.0% [+100.0, +100.0] | holds |") in results
+    assert "input-adaptive gating beats static pruning at matched FLOPs: **holds**" in results
+    # per-frame-decision share: (0 + 0 + 0.3 + 0.4) / 4 for the chosen model, 0 for dense and static; within
+    # utterances: MHA2 3 of 10 in each cut, FFN2 2 off of 10 in t0-t2, 4 on of 10 in t3-t5: 36 of 6 x 10 x 4
+    row = next(line for line in results.splitlines() if line.startswith("| amortized-cw0.2 | fine-tuned"))
+    assert "| 0.175 (0.150) |" in row
+    assert "| 0.000 (0.000) |" in next(line for line in results.splitlines() if line.startswith("| static-"))
+    assert "| amortized-cw0.4 | fine-tuned from dense | 0.4 |" in results
+    assert "| amortized-cw0.2 | 0.00 / 1.00 (0.00 / 0.00) | 0.30 / 0.60 (0.30 / 0.40) |" in results
+    # compute per condition: clean 0.4, noisy 0.5 for the gated model; spread 0.1; the static one flat
+    section = results.split("## Executed encoder FLOPs per condition")[1].split("##")[0]
+    assert "| clean | 3 | 0.400 | 0.300 | 0.700 | 0.470 |" in section
+    assert "| noisy | 3 | 0.500 | 0.300 | 0.700 | 0.470 |" in section
+    assert "| **spread (max - min)** | | 0.100 | 0.000 | 0.000 | 0.000 |" in section
+    # accent: en-US t0-t3 (0.4 0.4 0.4 0.5 -> 0.425), en-GB t4-t5 (0.5)
+    section = results.split("## Executed encoder FLOPs per accent")[1].split("##")[0]
+    assert "| en-GB | 2 | 0.500 |" in section and "| en-US | 4 | 0.425 |" in section
+    assert "| **spread (max - min)** | | 0.075 |" in section
+    assert "rel. WER change [95% CI]" in results and "## Where the arbitrators run the modules" in results
+    assert "git revision `" in results and (root / "results/plot.png").stat().st_size > 1000
+
+
+def test_results_without_the_static_counterpart_say_so(fake_run):
+    root, cuts, timing = fake_run
+    results = _run_writer(root, cuts, timing, ALL[:4], ["--compute-key", "condition"])
+    assert "The operating point amortized-cw0.2 has no static counterpart (`static-amortized-cw0.2`)" in results
+    assert "Executed encoder FLOPs per accent" not in results and "Executed encoder FLOPs per condition" in results
+    # a looser bound admits amortized-cw0.4 (+20% on dev), which then wins on FLOPs
+    results = _run_writer(root, cuts, timing, ALL[:4], ["--max-rel-wer", "25"])
+    assert "is **amortized-cw0.4**" in results
+
+
+def test_results_name_a_missing_dev_decode(fake_run):
+    root, cuts, timing = fake_run
+    (root / f"exp/joint-cw0.3/decode/dev/wer-summary-dev-greedy_search-epoch-12-avg-1.txt").unlink()
+    with pytest.raises(SystemExit, match=r"joint-cw0.3: .*exp/joint-cw0.3/decode/dev/"
+                                         r"wer-summary-dev-greedy_search-epoch-12-avg-1.txt is missing"):
+        _run_writer(root, cuts, timing, ALL)
+
+
+def test_operating_point_command_line_chooses_on_dev_and_derives_the_static_skip(fake_run):
+    """What run.sh calls: select prints the dev choice, static-skip its majority decisions on dev."""
+    root, _, _ = fake_run
+    script = str(LOCAL / "operating_point.py")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # serac, as path.sh sets it for the recipe
+    models = [a for m in ("amortized-cw0.2", "amortized-cw0.4", "joint-cw0.3:12")
+              for a in ("--model", f"{m.split(':')[0]}={root / 'exp' / m}")]
+    chosen = subprocess.run([sys.executable, script, "select", "--reference", str(root / "exp/dense-ft"), "--suffix",
+                             SUFFIX, *models], check=True, capture_output=True, text=True, env=env).stdout
+    assert chosen == "amortized-cw0.2\n"
+    tsv = root / f"exp/amortized-cw0.2/decode/dev/compute-dev-{SUFFIX}.tsv"
+    skip = subprocess.run([sys.executable, script, "static-skip", str(tsv)], check=True, capture_output=True,
+                          text=True, env=env).stdout
+    assert skip == "[mha1,mha2]\n"
+    (root / f"exp/amortized-cw0.4/decode/dev/compute-dev-{SUFFIX}.tsv").unlink()
+    failed = subprocess.run([sys.executable, script, "select", "--reference", str(root / "exp/dense-ft"), "--suffix",
+                             SUFFIX, *models], capture_output=True, text=True, env=env)
+    assert failed.returncode != 0 and f"amortized-cw0.4/decode/dev/compute-dev-{SUFFIX}.tsv is missing" in failed.stderr
+
+
+def test_training_label_and_kind_from_the_config():
+    wr = _load("write_results")
+
+    def cfg(init="exp/dense/epoch-12.pt", teacher=None, **encoder):
+        return {"model": {"encoder": {**ENCODER, **encoder}}, "paths": {"init_from": init},
+                "distill": {"teacher": teacher}}
+
+    assert wr.training_label("dense-ft", cfg(arbitrators=False)) == "fine-tuned from dense"
+    assert wr.model_kind("dense-ft", cfg(arbitrators=False)["model"]["encoder"]) == "dense"
+    # an empty static_skip (a config default, say) does not make a dense model static
+    assert wr.model_kind("dense-ft", cfg(arbitrators=False, static_skip=[])["model"]["encoder"]) == "dense"
+    assert wr.model_kind("sw-lc4", cfg(arbitrators=False, static_skip=["ffn1"])["model"]["encoder"]) == "static"
+    assert wr.training_label("sw-lc4", cfg(arbitrators=False, left_context=4)) == "fine-tuned from dense"
+    assert wr.training_label("amortized-kd-cw0.5", cfg(teacher="exp/dense-ft/epoch-6.pt", cost_weight=0.5)) \
+        == "distilled"
+    assert wr.training_label("joint-cw1", cfg(init="None", gate_warmup_steps=500)) == "from scratch with gate warm-up"
+    static = cfg(arbitrators=False, static_skip=[])  # a gated model whose majority runs every module
+    assert wr.model_kind("static-joint-cw1", static["model"]["encoder"]) == "static"
+    assert wr.training_label("static-joint-cw1", static) == "static drop of joint-cw1"
+    assert wr.training_label("pruned", cfg(arbitrators=False, static_skip=["mha1"])) == "static module drop"
+    assert wr.model_kind("amortized-cw1", cfg()["model"]["encoder"]) == "amortized"   # arbitrators default on
+
+
+def test_claim_verdicts_from_the_interval():
+    wr = _load("write_results")
+    assert wr.claim_verdict(55.0, (-2.0, 4.9), 50.0, 5.0) == "holds"
+    assert wr.claim_verdict(55.0, (-2.0, 6.0), 50.0, 5.0) == "undecided at this size"
+    assert wr.claim_verdict(55.0, (5.5, 9.0), 50.0, 5.0) == "does not hold"
+    assert wr.claim_verdict(45.0, (-9.0, -1.0), 50.0, 5.0) == "does not hold"
+    assert wr.gating_verdict((0.5, 9.0)) == "holds"
+    assert wr.gating_verdict((-0.5, 9.0)) == "undecided"
+    assert wr.gating_verdict((-5.0, 0.0)) == "does not hold"

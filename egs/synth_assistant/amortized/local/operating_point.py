@@ -10,8 +10,9 @@
   decisions are static.
 
 Also the measures ``local/write_results.py`` reports from a decode's ``compute-<set>-<suffix>.tsv``: each module's
-on-fraction and the per-frame-decision share (the share of frame decisions that differ from their module's
-majority decision: 0 for static pruning, at most 0.5).
+on-fraction, the per-frame-decision share (the share of frame decisions that differ from their module's
+majority decision: 0 for static pruning, at most 0.5) and its within-utterance part (decisions that differ from
+the module's majority in the same utterance: what is decided frame by frame, not utterance by utterance).
 
 A model is ``NAME=EXP_DIR[:EPOCH]``: its decodes are named by ``--suffix`` with the epoch replaced by EPOCH
 (``greedy_search-epoch-6-avg-1`` -> ``greedy_search-epoch-12-avg-1`` for ``:12``), so models trained for different
@@ -143,6 +144,19 @@ def per_frame_decision_share(rows: Mapping[str, Dict], majority: Optional[List[L
         return None
     differ = [d for block in module_differ_shares(own, majority) for d in block]
     return sum(differ) / len(differ)
+
+
+def within_utterance_share(rows: Mapping[str, Dict], cuts: Optional[Sequence[str]] = None) -> Optional[float]:
+    """The share of (frame, module) decisions that differ from the module's majority decision within the same
+    utterance, over the valid frames of ``cuts`` (default all): the part of :func:`per_frame_decision_share` that
+    is decided frame by frame (the rest is whole utterances deciding differently); never larger than it."""
+    ids = list(rows) if cuts is None else list(cuts)
+    if not ids or rows[ids[0]]["mha"] is None:
+        return None
+    frames = sum(rows[c]["frames"] for c in ids)
+    modules = 2 * len(rows[ids[0]]["mha"])
+    differ = sum(min(on, rows[c]["frames"] - on) for c in ids for m in ("mha", "ffn") for on in rows[c][m])
+    return differ / max(frames * modules, 1)
 
 
 def static_skip(rows: Mapping[str, Dict]) -> List[str]:
