@@ -278,6 +278,16 @@ def test_results_without_the_static_counterpart_say_so(fake_run):
     assert "is **amortized-cw0.4**" in results
 
 
+def test_static_comparison_against_a_gated_model_without_errors(fake_run):
+    """No relative change exists against zero errors: the comparison is undecided, the writer does not crash."""
+    root, cuts, timing = fake_run
+    exp = root / "exp/amortized-cw0.2"
+    _write_decode(exp, "test", SUFFIX, TEST_CUTS, TEST_WORDS, [0] * 6, [0.4] * 3 + [0.5] * 3, CW02_MODULES)
+    results = _run_writer(root, cuts, timing, ALL)
+    assert "| 0.00 / 20.00 | - [-] | undecided (the gated model makes no test errors) |" in results
+    assert "static pruning at matched FLOPs: **undecided (the gated model makes no test errors)**" in results
+
+
 def test_results_name_a_missing_dev_decode(fake_run):
     root, cuts, timing = fake_run
     (root / f"exp/joint-cw0.3/decode/dev/wer-summary-dev-greedy_search-epoch-12-avg-1.txt").unlink()

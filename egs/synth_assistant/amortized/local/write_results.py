@@ -184,8 +184,14 @@ def gating_verdict(interval: Tuple[float, float]) -> str:
     return "undecided"
 
 
-def ci(interval: Tuple[float, float]) -> str:
-    return f"[{interval[0]:+.1f}, {interval[1]:+.1f}]"
+def pct(change: Optional[float]) -> str:
+    """'+1.2%', '-' for none."""
+    return fmt(change) if change is None else f"{change:+.1f}%"
+
+
+def ci(interval: Optional[Tuple[float, float]]) -> str:
+    """'[-1.2, +3.4]' (percent), '[-]' for none."""
+    return "[-]" if interval is None else f"[{interval[0]:+.1f}, {interval[1]:+.1f}]"
 
 
 def operating_point_section(rows: List[Dict[str, Any]], ref: Dict[str, Any], points: Dict[str, Tuple[float, float]],
@@ -240,12 +246,15 @@ def static_section(rows: List[Dict[str, Any]], chosen: Optional[str], speaker: D
         out += ["| gated model | static model | modules dropped | FLOPs gated / static (of dense) | test WER % gated "
                 "/ static | static vs gated rel. WER [95% CI] | verdict |", "|---|---|---|---|---|---|---|"]
     for gated, static in pairs:
-        interval = paired_rel_wer_interval(static["errors"], gated["errors"], speaker, n_bootstrap)
-        static["vs_gated"] = (rel_wer(static["wer"], gated["wer"]), interval)
-        out.append(f"| {gated['name']} | {static['name']} | {', '.join(static['encoder'].get('static_skip') or []) or 'none'} "
-                   f"| {gated['flop_fraction']:.3f} / {static['flop_fraction']:.3f} | {gated['wer']:.2f} / "
-                   f"{static['wer']:.2f} | {static['vs_gated'][0]:+.1f}% {ci(interval)} | "
-                   f"{gating_verdict(interval)} |")
+        # a relative change needs the gated model's errors: with none on test there is nothing to compare against
+        interval = (paired_rel_wer_interval(static["errors"], gated["errors"], speaker, n_bootstrap)
+                    if sum(gated["errors"].values()) > 0 else None)
+        verdict = gating_verdict(interval) if interval else "undecided (the gated model makes no test errors)"
+        static["vs_gated"] = (pct(rel_wer(static["wer"], gated["wer"]) if interval else None), interval, verdict)
+        dropped = ", ".join(static["encoder"].get("static_skip") or []) or "none"
+        out.append(f"| {gated['name']} | {static['name']} | {dropped} | {gated['flop_fraction']:.3f} / "
+                   f"{static['flop_fraction']:.3f} | {gated['wer']:.2f} / {static['wer']:.2f} | "
+                   f"{static['vs_gated'][0]} {ci(interval)} | {verdict} |")
     if chosen is None:
         return out
     static = by_name.get(f"static-{chosen}")
@@ -255,11 +264,11 @@ def static_section(rows: List[Dict[str, Any]], chosen: Optional[str], speaker: D
                                             "not made for it."]
         return out
     gated = by_name[chosen]
-    interval = static["vs_gated"][1]
+    change, interval, verdict = static["vs_gated"]
     out += ["", f"At the operating point: {chosen} runs {gated['flop_fraction']:.3f} of the dense FLOPs on test, "
             f"static-{chosen} {static['flop_fraction']:.3f}; test WER {gated['wer']:.2f}% vs {static['wer']:.2f}%, "
-            f"static vs gated {static['vs_gated'][0]:+.1f}% {ci(interval)}: input-adaptive gating beats static "
-            f"pruning at matched FLOPs: **{gating_verdict(interval)}**."]
+            f"static vs gated {change} {ci(interval)}: input-adaptive gating beats static pruning at matched "
+            f"FLOPs: **{verdict}**."]
     return out
 
 
