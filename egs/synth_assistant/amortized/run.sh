@@ -175,7 +175,8 @@ chosen=
 if [ -n "$gated" ] && [ $stop_stage -ge 6 ]; then
   if [ $stage -le 6 ] || [ ! -f exp/chosen ]; then
     python local/operating_point.py select --reference exp/dense-ft --set dev --max-rel-wer $max_rel_wer \
-      --suffix "$(variant_suffix dense-ft)" $(for v in $gated; do echo "--model $v=exp/$v"; done) > exp/chosen.tmp
+      --suffix "$(variant_suffix dense-ft)" $(for v in $gated; do echo "--model $v=exp/$v:$(variant_epochs $v)"; done) \
+      > exp/chosen.tmp
     mv exp/chosen.tmp exp/chosen
   fi
   chosen=$(cat exp/chosen)
