@@ -12,12 +12,12 @@ from typing import Dict, List
 
 import numpy as np
 import pytest
-from lhotse import CutSet, load_manifest
+from lhotse import load_manifest
 
 from entry_points import run_entry_point
 from serac.fairness.discovery import write_cohort_map
 from serac.scoring.wer import store_transcripts
-from test_fairness import write_cuts
+from test_fairness import write_cuts, write_tone_cuts
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "egs/synth_assistant/fairness/local"
@@ -105,34 +105,13 @@ def test_adapt_sets_refuse_unlabelled_cuts_and_all_cohorts_targeted(tmp_path: Pa
 # ---------------------------------------------------------------------------------------------
 
 
-def _tone_cuts(tmp_path: Path, name: str, freqs: Dict[str, float]) -> Path:
-    import soundfile as sf
-    from lhotse import Recording, SupervisionSegment
-
-    rng = np.random.default_rng(len(name))
-    cuts = []
-    for s, f in freqs.items():
-        for j in range(2):
-            cut_id = f"{s}-{j}"
-            t = np.arange(8000) / 16000.0
-            audio = 0.3 * np.sin(2 * np.pi * f * t) + rng.normal(0, 0.01, t.size)
-            sf.write(tmp_path / f"{cut_id}.wav", audio.astype(np.float32), 16000)
-            rec = Recording.from_file(tmp_path / f"{cut_id}.wav", recording_id=cut_id)
-            cut = rec.to_cut()
-            cut.supervisions = [SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0, duration=rec.duration,
-                                                   text="a b c d", speaker=s)]
-            cuts.append(cut)
-    path = tmp_path / f"{name}.jsonl.gz"
-    CutSet.from_cuts(cuts).to_file(path)
-    return path
-
-
 def test_auto_discovery_labels_the_label_cuts_speakers_by_nearest_centroid(tmp_path: Path) -> None:
     """Two tone groups on dev (low tones decoded badly): the training speakers with a low / high tone get the low /
     high group's cohort, so stage 3 can target them."""
     low, high = {"dl1": 200.0, "dl2": 230.0, "dl3": 260.0}, {"dh1": 2400.0, "dh2": 2600.0, "dh3": 2800.0}
-    dev = _tone_cuts(tmp_path, "dev", {**low, **high})
-    train = _tone_cuts(tmp_path, "train", {"tl1": 215.0, "tl2": 245.0, "th1": 2500.0, "th2": 2700.0})
+    dev = write_tone_cuts(tmp_path, "dev", {**low, **high}, noise=0.01, seed=0)
+    train = write_tone_cuts(tmp_path, "train", {"tl1": 215.0, "tl2": 245.0, "th1": 2500.0, "th2": 2700.0}, noise=0.01,
+                            seed=1)
     store_transcripts(tmp_path / "recogs-dev.txt",
                       [(f"{s}-{j}", "a b c d".split(), ("a x y d" if s in low else "a b c d").split())
                        for s in [*low, *high] for j in range(2)])
@@ -161,7 +140,8 @@ def _discovery_fixture(tmp_path: Path) -> List[str]:
     write_cuts(tmp_path / "test.jsonl.gz", {s: {"region": "r"} for s in speakers}, {f"{s}-0": s for s in speakers})
     write_cohort_map(speakers, "auto_cohort", tmp_path / "auto" / "cohort-map.tsv")
     (tmp_path / "auto" / "summary.json").write_text(json.dumps(
-        {"method": "auto", "key": "auto_cohort", "fit": {"bottom": "auto1", "top": "auto2"}}))
+        {"method": "auto", "key": "auto_cohort", "params": {"embedding": "fbank-stats"},
+         "fit": {"bottom": "auto1", "top": "auto2"}}))
     # baseline: auto1 (4 + 2) / 20 = 30%, auto2 (1 + 1) / 20 = 10%: gap 200%; oversampling: auto1 (2 + 1) / 20 = 15%,
     # auto2 (1 + 2) / 20 = 15%: gap 0%, the bottom cohort -50% (every resample halves it: a point interval)
     _recogs(tmp_path / "base.txt", {"b1-0": 4, "b2-0": 2, "t1-0": 1, "t2-0": 1, "m1-0": 9})
@@ -187,7 +167,7 @@ def test_discovered_gap_before_and_after_by_hand(tmp_path: Path) -> None:
     assert over["bottom_top_gap"] == pytest.approx(0.0) and over["rel"]["bottom_top_gap"] == pytest.approx(-100.0)
     assert over["rel"]["targeted"] == pytest.approx(-50.0) and over["ci_targeted"] == pytest.approx([-50.0, -50.0])
 
-    text = _local("write_results").discovered_mitigation({"auto (fbank-stats)": t}, "auto_cohort")
+    text = _local("write_results").discovered_mitigation({"auto": t}, "auto_cohort")
     assert text[0].startswith("| discovery (cohort key) | system | dev-bottom cohort: test WER %")
     body = "\n".join(text[2:])
     assert "| auto (fbank-stats) (`auto_cohort`, targeted) | no adaptation | 30.00 (`auto1`) | 10.00 (`auto2`) | " \
@@ -195,6 +175,11 @@ def test_discovered_gap_before_and_after_by_hand(tmp_path: Path) -> None:
     assert "| oversampling x4 | 15.00 (`auto1`) | 15.00 (`auto2`) | 0.0 | -50.0% [-50.0, -50.0] | holds " \
            "(interval below 0) |" in body
     assert "fine-tuning" not in body  # the paper's mitigations only
+    # tables in section 1's order, the embedding named for the automatic discovery only
+    geo = json.loads(json.dumps(t))
+    geo["key"], geo["discovery"]["method"] = "geo_region", "geo"
+    text = _local("write_results").discovered_mitigation({"auto": t, "geo": geo}, "auto_cohort")
+    assert text[2].startswith("| geo (`geo_region`) | no adaptation |") and text[-1].startswith("| auto (fbank-stats)")
     # another target key: not marked targeted; no mitigation decoded: said so
     t["rows"] = [r for r in t["rows"] if r["method"] == "no adaptation"]
     text = _local("write_results").discovered_mitigation({"auto": t}, "region")

@@ -235,6 +235,7 @@ def mitigation_table(args) -> Dict[str, Any]:
         if summary.get("key") != args.key:
             raise ValueError(f"{path}: a discovery of {summary.get('key')!r}, not of --key {args.key!r}")
         discovery = {"dir": str(args.targets_from_discovery), "method": summary["method"],
+                     "embedding": (summary.get("params") or {}).get("embedding"),
                      "bottom": str(summary["fit"]["bottom"]), "top": str(summary["fit"]["top"])}
         targets.append(discovery["bottom"])
     if not targets:

@@ -133,9 +133,12 @@ def discovered_mitigation(tables: Dict[str, dict], target_key: str) -> list:
     out = ["| discovery (cohort key) | system | dev-bottom cohort: test WER % | dev-top cohort: test WER % | gap % | "
            "bottom cohort: rel % [95% interval] | lower bottom-cohort WER? |", "|---|---|---:|---:|---:|---|---|"]
     rows = 0
-    for name, t in tables.items():
+    order = ("geo", "geodemo", "auto")  # as section 1
+    for name, t in sorted(tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
         d = t["discovery"]
-        label = f"{name} (`{t['key']}`{', targeted' if t['key'] == target_key else ''})"
+        # the automatic discovery's embedding (every discovery's params hold the option, only this one uses it)
+        method = f"auto ({d['embedding']})" if d["method"] == "auto" and d.get("embedding") else d["method"]
+        label = f"{method} (`{t['key']}`{', targeted' if t['key'] == target_key else ''})"
         for r in t["rows"]:
             is_base = r["method"] == t["baseline"]
             if not is_base and not r["method"].startswith(DHERAM_MITIGATIONS):
@@ -209,6 +212,8 @@ def training_dirs(mit: dict, baseline_exp: str) -> Dict[str, Path]:
 def lambda_choice(dev: Optional[dict], mit: dict) -> list:
     """EWC's lambda chosen on dev (lowest dev WER, mean over seeds; ties: the larger lambda), read on test."""
     ewc_dev = [r for r in (dev or {}).get("rows", []) if r.get("ewc_lambda") is not None]
+    if not any(r.get("ewc_lambda") is not None for r in mit["rows"]):
+        return []  # no EWC variant in this run (--variants): nothing to choose
     if not ewc_dev:
         return ["- EWC's lambda: no dev decode of the EWC runs in this run (stage 6 decodes dev), so none is chosen; "
                 "the test table shows the whole sweep, which is not a choice."]
@@ -426,7 +431,9 @@ def main() -> None:
     out += ["```", ""]
 
     out += [
-        "## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022), and ARW",
+        "## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022), and ARW" if sets["key"] == "region"
+        else f"## 2. Mitigation for the worst `{sets['key']}` cohorts on dev: EWC (Trinh et al., Interspeech 2022), "
+             f"oversampling (Dheram et al., Interspeech 2022), and ARW",
         "",
         f"Targets: the {sets['num_targets']} `{sets['key']}` cohorts with the highest baseline **dev** WER: "
         + ", ".join(f"`{r['cohort']}` ({r['wer']:.2f}%)" for r in sets["dev_ranking"][: sets["num_targets"]])
