@@ -431,9 +431,10 @@ def main() -> None:
     out += ["```", ""]
 
     out += [
-        "## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022), and ARW" if sets["key"] == "region"
-        else f"## 2. Mitigation for the worst `{sets['key']}` cohorts on dev: EWC (Trinh et al., Interspeech 2022), "
-             f"oversampling (Dheram et al., Interspeech 2022), and ARW",
+        ("## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022), and ARW"
+         if sets["key"] == "region" else f"## 2. Mitigation for the worst `{sets['key']}` cohorts on dev: EWC (Trinh "
+                                         f"et al., Interspeech 2022), oversampling (Dheram et al., Interspeech 2022), "
+                                         f"and ARW"),
         "",
         f"Targets: the {sets['num_targets']} `{sets['key']}` cohorts with the highest baseline **dev** WER: "
         + ", ".join(f"`{r['cohort']}` ({r['wer']:.2f}%)" for r in sets["dev_ranking"][: sets["num_targets"]])
