@@ -65,8 +65,9 @@ target_key=region            # region (census division), or a discovered cohort 
                              # tree's leaves), geodemo (the zip partition), auto_cohort (k-means of --embedding)
 num_targets=                 # the worst cohorts on dev are targeted (empty: 2 for region / geo_region, 1 (the
                              # bottom cohort) for geodemo / auto_cohort)
-variants=                    # the stage 5 variants to train (empty: all; see variants= below); cohortemb, the
-                             # paper's cohort embedding input, is not implemented yet (an error)
+variants=                    # the stage 5-6 variants to train and decode (empty: all: finetune finetune-enc
+                             # finetune-pred continue oversample ewc-<lambda>); cohortemb, the paper's cohort
+                             # embedding input, is not implemented yet (an error)
 oversample_factor=4
 ft_config=conf/finetune.yaml
 ft_epochs=4
