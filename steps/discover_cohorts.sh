@@ -27,7 +27,8 @@ help_message="Usage: $0 [options] <fit-recogs> <fit-cuts.jsonl.gz> <out-dir>
 Options:
   --method <geo|geodemo|auto|given>  # discovery method (default: $method)
   --eval-recogs <recogs> --eval-cuts <cuts>   # apply the fitted cohorts to this decode and evaluate them
-  --label-cuts <c1,c2>               # label these manifests' speakers too (geo, geodemo, given: by attributes)
+  --label-cuts <c1,c2>               # label these manifests' speakers too (geo, geodemo, given: by attributes;
+                                     # auto: nearest centroid of their embeddings)
   --discover-opts <string>           # passed to serac.bin.discover_cohorts
   --num-threads <n>                  # torch threads (auto: embedding extraction)
   --cmd <cmd>                        # \$train_cmd from cmd.sh

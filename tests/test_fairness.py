@@ -599,37 +599,44 @@ def tiny_speaker_checkpoint(path: Path, seed: int) -> Path:
     return path
 
 
-def test_discover_auto_with_the_serac_speaker_model(tmp_path: Path) -> None:
-    """--embedding serac --speaker-model: the checkpoint's SHA-1 is in the summary and in the embedding cache's
-    name, so another checkpoint in the same output directory is embedded afresh, never read from the cache."""
-    from functools import partial
-
+def write_tone_cuts(tmp_path: Path, name: str, freqs: Dict[str, float], noise: float, seed: int) -> Path:
+    """``<name>.jsonl.gz``: two 0.5 s utterances per speaker, a speaker-specific tone (``freqs``, Hz) plus
+    Gaussian noise, as wav files in ``tmp_path``."""
     import soundfile as sf
     from lhotse import CutSet, Recording, SupervisionSegment
 
-    from entry_points import run_entry_point
-    from serac.scoring.wer import store_transcripts
-    from serac.speaker.embeddings import file_sha1
-
-    main = partial(run_entry_point, "discover_cohorts")
-    rng = np.random.default_rng(0)
-    cuts, results = [], []
-    for i in range(6):
-        s = f"spk{i}"
+    rng = np.random.default_rng(seed)
+    cuts = []
+    for s, f in freqs.items():
         for j in range(2):
             cut_id = f"{s}-{j}"
-            t = np.arange(8000) / 16000.0  # 0.5 s: a speaker-specific tone plus noise
-            audio = 0.3 * np.sin(2 * np.pi * (150 + 120 * i) * t) + rng.normal(0, 0.02, t.size)
+            t = np.arange(8000) / 16000.0
+            audio = 0.3 * np.sin(2 * np.pi * f * t) + rng.normal(0, noise, t.size)
             sf.write(tmp_path / f"{cut_id}.wav", audio.astype(np.float32), 16000)
             rec = Recording.from_file(tmp_path / f"{cut_id}.wav", recording_id=cut_id)
             cut = rec.to_cut()
             cut.supervisions = [SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0, duration=rec.duration,
                                                    text="a b c d", speaker=s)]
             cuts.append(cut)
-            results.append((cut_id, "a b c d".split(), ("a x c d" if i < 3 else "a b c d").split()))
-    cuts_path, recogs = tmp_path / "dev.jsonl.gz", tmp_path / "recogs-dev.txt"
-    CutSet.from_cuts(cuts).to_file(cuts_path)
-    store_transcripts(recogs, results)
+    path = tmp_path / f"{name}.jsonl.gz"
+    CutSet.from_cuts(cuts).to_file(path)
+    return path
+
+
+def test_discover_auto_with_the_serac_speaker_model(tmp_path: Path) -> None:
+    """--embedding serac --speaker-model: the checkpoint's SHA-1 is in the summary and in the embedding cache's
+    name, so another checkpoint in the same output directory is embedded afresh, never read from the cache."""
+    from functools import partial
+
+    from entry_points import run_entry_point
+    from serac.scoring.wer import store_transcripts
+    from serac.speaker.embeddings import file_sha1
+
+    main = partial(run_entry_point, "discover_cohorts")
+    cuts_path = write_tone_cuts(tmp_path, "dev", {f"spk{i}": 150.0 + 120 * i for i in range(6)}, noise=0.02, seed=0)
+    recogs = tmp_path / "recogs-dev.txt"
+    store_transcripts(recogs, [(f"spk{i}-{j}", "a b c d".split(), ("a x c d" if i < 3 else "a b c d").split())
+                               for i in range(6) for j in range(2)])
     ck1 = tiny_speaker_checkpoint(tmp_path / "a.pt", seed=1)
     ck2 = tiny_speaker_checkpoint(tmp_path / "b.pt", seed=2)
     out = tmp_path / "auto"

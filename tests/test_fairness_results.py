@@ -40,6 +40,8 @@ def test_lambda_is_chosen_on_dev_and_read_on_test():
     assert "**10000**" in lines[0] and "edge" not in lines[0]
     assert "against plain fine-tuning: targeted -1.0% [-3.0, +1.0], other regions -2.0% [-4.0, -0.5]" in lines[1]
     assert "none is chosen" in w.lambda_choice(None, test)[0]
+    # no EWC variant in the run (--variants oversample): no lambda line at all
+    assert w.lambda_choice(None, {"rows": [{"method": "oversampling x4", "overall": 12.0}]}) == []
 
 
 def test_training_dirs_come_from_the_recogs_paths():

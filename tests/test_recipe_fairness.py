@@ -3,6 +3,7 @@ stage 7 trains the ARW system from scratch on a tiny corpus with a tiny config; 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -42,6 +43,9 @@ def test_fairness_recipe_rejects_bad_options(recipe):
         (["--arw-config", "conf/nope.yaml"], "--arw-config conf/nope.yaml: no such file"),
         (["--arw-config", "conf/finetune.yaml"], "--arw-config conf/finetune.yaml has no arw: section"),
         (["--speaker-model", "exp/nope.pt", "--stage", "1"], "--speaker-model exp/nope.pt: no such file"),
+        (["--target-key", "accent"], "--target-key accent: choose region, geo_region, geodemo or auto_cohort"),
+        (["--variants", "oversample cohortemb"], "--variants cohortemb: the cohort embedding input of Dheram et al."),
+        (["--variants", "finetune ewc-5"], "--variants: unknown variant ewc-5 (choose from: finetune"),
     ):
         proc = run_recipe(recipe, *args, check=False, timeout=120)
         assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr[-2000:])
@@ -87,3 +91,38 @@ def test_fairness_recipe_arw_stage_trains_from_scratch(recipe, tmp_path):
     run_recipe(recipe, *args, timeout=300)
     assert (exp / "epoch-2.pt").stat().st_mtime_ns == before
     assert json.loads(json.dumps(ckpt["config"]["arw"]))["floor"] == 1.0
+
+
+def test_fairness_recipe_targets_the_discovered_bottom_cohort(recipe, tmp_path):
+    """--target-key auto_cohort: stage 3 ranks the automatic cohorts on dev with stage 1's cohort map, targets the
+    bottom one (one target by default) and oversamples its training speakers, into its own data/sets-auto_cohort."""
+    from test_fairness_mitigation import _adapt_fixture
+
+    paths = _adapt_fixture(tmp_path)
+    fbank = recipe / "data" / "fbank"
+    fbank.mkdir(parents=True)
+    for split in ("dev", "adapt", "train"):
+        (fbank / f"synth_cuts_{split}.jsonl.gz").symlink_to(paths[split])
+    decode = recipe / "exp" / "baseline" / "decode" / "dev"
+    decode.mkdir(parents=True)
+    (decode / "recogs-dev-greedy_search-epoch-15-avg-5.txt").symlink_to(paths["recogs"])
+    args = ["--asr-dir", str(tmp_path / "asr"), "--target-key", "auto_cohort", "--oversample-factor", "3",
+            "--stage", "3", "--stop-stage", "3"]
+    proc = run_recipe(recipe, *args, check=False, timeout=120)  # before stage 1: no map
+    assert proc.returncode == 1 and "no cohort map exp/discovery/auto/cohort-map.tsv (run stage 1)" in proc.stderr
+    (recipe / "exp" / "discovery" / "auto").mkdir(parents=True)
+    (recipe / "exp" / "discovery" / "auto" / "cohort-map.tsv").write_text(paths["map"].read_text())
+    proc = run_recipe(recipe, *args, timeout=120)
+    assert "Stage 3: the 1 worst auto_cohort cohorts on dev" in proc.stdout
+    sets = recipe / "data" / "sets-auto_cohort"
+    meta = json.loads((sets / "targets.json").read_text())
+    assert meta["targets"] == ["auto1"] and meta["cohort_map"] == "exp/discovery/auto/cohort-map.tsv"
+    assert meta["sets"]["oversample_full"]["cuts"] == 12 + 2 * 2 * 2  # t1, t2's 2 cuts each, twice more
+    assert not (recipe / "data" / "sets").exists()  # the region sets are another target key's
+    # a newer map (stage 1 rerun) redoes the sets; an unchanged one does not
+    proc = run_recipe(recipe, *args, timeout=120)
+    assert "targets.json is up to date" in proc.stdout
+    later = (sets / "targets.json").stat().st_mtime + 10
+    os.utime(recipe / "exp" / "discovery" / "auto" / "cohort-map.tsv", (later, later))
+    proc = run_recipe(recipe, *args, timeout=120)
+    assert "targets.json is up to date" not in proc.stdout

@@ -18,13 +18,19 @@ Usage:
   python -m serac.bin.compare_methods mitigation --cuts data/asr/synth_cuts_test.jsonl.gz --key accent \
       --targets-from-summary exp/discovery/baseline-cohorts-dev/cohort-summary-accent.json ...
 
+  # a discovery's cohorts (Dheram et al.): its bottom cohort on dev targeted, and every row's dev-ranked
+  # bottom/top gap on test (the bottom and top cohorts of the discovery's fit, as in its summary)
+  python -m serac.bin.compare_methods mitigation --cuts data/asr/synth_cuts_test.jsonl.gz --key auto_cohort \
+      --cohort-map exp/discovery/auto/cohort-map.tsv --targets-from-discovery exp/discovery/auto ...
+
 Mitigation columns (test set; cohorts = the values of --key, e.g. regions):
   A method named several times (one --method per seed) is the mean of its runs, with their standard deviation.
   overall WER; WER pooled over the targeted cohorts' utterances; over the other cohorts'; mean / min / max /
   variance (population, ddof=0) of the per-cohort WERs and the bottom/top gap (max - min) / min; each with its
   relative change against the baseline, in percent. The 95% intervals of the relative changes of the overall,
   targeted and other WERs come from a paired speaker bootstrap (the same resampled speakers for the method and the
-  baseline). With an experiment directory, the number of training steps and, unless the method is named by
+  baseline). With --targets-from-discovery, also the dev-ranked gap (WER of the discovery's dev-bottom cohort - that of
+  its dev-top cohort) / dev-top, on this set, and its relative change. With an experiment directory, the number of training steps and, unless the method is named by
   --from-scratch, the Fisher distance 0.5 * sum_i F_i (theta_i - theta*_i)^2 of its last checkpoint.
 """
 from __future__ import annotations
@@ -159,6 +165,14 @@ def paired_bootstrap(method: Dict[str, Any], base: Dict[str, Any], target: Optio
 METRICS = ("overall", "targeted", "other", "mean", "min", "max", "var", "gap")
 
 
+def dev_ranked_gap(cohort_wers: Dict[str, float], bottom: str, top: str) -> Optional[float]:
+    """(WER of ``bottom`` - WER of ``top``) / WER of ``top``, in percent: the disparity between the cohorts that
+    were bottom and top on another set (dev), read on this one; None when either has no utterance here."""
+    if bottom not in cohort_wers or top not in cohort_wers:
+        return None
+    return rel(cohort_wers[bottom], cohort_wers[top])
+
+
 def _checkpoint_info(exp_dir: Path, fisher, theta_star, from_scratch: bool = False) -> Dict[str, Any]:
     ckpt_path = last_checkpoint(exp_dir)
     if ckpt_path is None:
@@ -214,8 +228,19 @@ def mitigation_table(args) -> Dict[str, Any]:
         if summary.get("key") != args.key:
             raise ValueError(f"{path}: a summary of {summary.get('key')!r}, not of --key {args.key!r}")
         targets.append(str(summary["summary"]["bottom_cohort"]))
+    discovery = None
+    if args.targets_from_discovery:  # the bottom cohort of a discovery's fit (dev); its top for the dev-ranked gap
+        path = Path(args.targets_from_discovery) / "summary.json"
+        summary = json.loads(path.read_text())
+        if summary.get("key") != args.key:
+            raise ValueError(f"{path}: a discovery of {summary.get('key')!r}, not of --key {args.key!r}")
+        discovery = {"dir": str(args.targets_from_discovery), "method": summary["method"],
+                     "embedding": (summary.get("params") or {}).get("embedding"),
+                     "bottom": str(summary["fit"]["bottom"]), "top": str(summary["fit"]["top"])}
+        targets.append(discovery["bottom"])
     if not targets:
-        raise ValueError("no targeted cohorts (--targets, --targets-file or --targets-from-summary)")
+        raise ValueError("no targeted cohorts (--targets, --targets-file, --targets-from-summary or "
+                         "--targets-from-discovery)")
     fisher = theta_star = None
     if args.fisher and args.theta_star:
         import torch
@@ -234,6 +259,9 @@ def mitigation_table(args) -> Dict[str, Any]:
             run.update(_checkpoint_info(Path(spec[2]), fisher, theta_star, from_scratch=name in args.from_scratch))
         runs.setdefault(name, []).append(run)
     rows = [aggregate_runs(name, rs) for name, rs in runs.items()]
+    if discovery is not None:
+        for r in rows:
+            r["bottom_top_gap"] = dev_ranked_gap(r["regions"], discovery["bottom"], discovery["top"])
     names = [r["method"] for r in rows]
     if args.baseline not in names:
         raise ValueError(f"baseline {args.baseline!r} is not among the methods {names}")
@@ -241,6 +269,8 @@ def mitigation_table(args) -> Dict[str, Any]:
     ft = rows[names.index(args.reference)] if args.reference in names else None
     for r in rows:
         r["rel"] = {k: rel(r[k], base[k]) for k in METRICS}
+        if discovery is not None:
+            r["rel"]["bottom_top_gap"] = rel(r["bottom_top_gap"], base["bottom_top_gap"])
         if r is not base:
             r["ci_overall"] = paired_bootstrap(r, base, None, seed=args.seed)
             r["ci_targeted"] = paired_bootstrap(r, base, True, seed=args.seed)
@@ -252,7 +282,8 @@ def mitigation_table(args) -> Dict[str, Any]:
                                  "ci_other": paired_bootstrap(r, ft, False, seed=args.seed)}
     for r in rows:
         r.pop("_per_speaker"), r.pop("_target_of")
-    return {"key": args.key, "targets": targets, "baseline": args.baseline, "reference": args.reference,
+    return {"key": args.key, "targets": targets, "discovery": discovery, "baseline": args.baseline,
+            "reference": args.reference,
             "from_scratch": list(args.from_scratch),
             "cuts": str(args.cuts), "rows": rows}
 
@@ -335,6 +366,9 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--targets-from-summary", action="append", default=[], metavar="JSON",
                    help="target the bottom cohort of this cohort-summary-<key>.json (steps/score_cohorts.sh; e.g. "
                         "the baseline's dev decode)")
+    m.add_argument("--targets-from-discovery", metavar="DIR",
+                   help="target the bottom cohort of this serac.bin.discover_cohorts output (its fit: dev) and add "
+                        "the dev-ranked bottom/top gap of every row")
     m.add_argument("--from-scratch", action="append", default=[], metavar="NAME",
                    help="a method trained from scratch, not from theta*: no Fisher distance")
     m.add_argument("--method", nargs="+", action="append", required=True, metavar="NAME RECOGS [EXP_DIR]")

@@ -13,6 +13,10 @@
 #   ./run.sh --embedding fbank-stats --stage 1  # automatic cohorts from another speaker embedding
 #   ./run.sh --target-key geo_region --ewc-lambdas "1000000 10000000"   # adapt on the geographic tree's worst
 #                                             # leaves instead (its own sets, fine-tunings and RESULTS-geo_region.md)
+#   ./run.sh --target-key auto_cohort --variants oversample   # mitigate for the discovered bottom cohort (Dheram
+#                                             # et al.): the automatic cohort worst on dev (auto_cohort) or the
+#                                             # geodemographic one (geodemo); RESULTS-<key>.md has every discovery's
+#                                             # bottom/top gap on test before and after, beside the paper's
 #
 # Finished outputs are skipped on a re-run; after retraining the baseline start afresh: rm -rf exp data
 #
@@ -57,8 +61,13 @@ num_clusters=6
 emb_max_utts=0               # utterances per speaker for the embedding (0: all)
 seed=0
 # mitigation
-target_key=region            # region (census division) or geo_region (the tree's leaves)
-num_targets=2                # the worst cohorts on dev are targeted
+target_key=region            # region (census division), or a discovered cohort of stage 1: geo_region (the
+                             # tree's leaves), geodemo (the zip partition), auto_cohort (k-means of --embedding)
+num_targets=                 # the worst cohorts on dev are targeted (empty: 2 for region / geo_region, 1 (the
+                             # bottom cohort) for geodemo / auto_cohort)
+variants=                    # the stage 5-6 variants to train and decode (empty: all: finetune finetune-enc
+                             # finetune-pred continue oversample ewc-<lambda>); cohortemb, the paper's cohort
+                             # embedding input, is not implemented yet (an error)
 oversample_factor=4
 ft_config=conf/finetune.yaml
 ft_epochs=4
@@ -80,7 +89,8 @@ emb_threads=1
 nj=2                         # parallel decoding jobs
 results=                     # default RESULTS.md; RESULTS-<target-key>.md for another --target-key
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--baseline-exp DIR] [--baseline-epoch E]
-          [--baseline-avg A] [--target-key region|geo_region] [--num-targets N] [--ewc-lambdas \"L1 L2 L3\"]
+          [--baseline-avg A] [--target-key region|geo_region|geodemo|auto_cohort] [--num-targets N]
+          [--variants \"finetune oversample ...\"] [--ewc-lambdas \"L1 L2 L3\"]
           [--ft-epochs N] [--embedding serac|resemblyzer|fbank-stats|auto] [--speaker-model PT] [--speaker-steps N]
           [--num-clusters K] [--arw-config YAML] [--arw-exp DIR] [--cohort-keys k1,k2] ..."
 
@@ -91,6 +101,31 @@ cd "$(dirname "$(readlink -f "$0")")"
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
 
 asr=$(readlink -f "$asr_dir")
+disc=exp/discovery
+# the cohort map that gives the target key (none: an attribute of the cuts)
+case $target_key in
+  region) target_map= ;;
+  geo_region) target_map=$disc/geo/cohort-map.tsv ;;
+  geodemo) target_map=$disc/geodemo/cohort-map.tsv ;;
+  auto_cohort) target_map=$disc/auto/cohort-map.tsv ;;
+  *) echo "$0: --target-key $target_key: choose region, geo_region, geodemo or auto_cohort" >&2; exit 1 ;;
+esac
+case $target_key in geodemo|auto_cohort) : "${num_targets:=1}" ;; *) : "${num_targets:=2}" ;; esac
+# the fine-tuning variants of stages 5-6 (their training sets: variant_cuts below)
+all_variants="finetune finetune-enc finetune-pred continue oversample"
+for l in $ewc_lambdas; do all_variants="$all_variants ewc-$l"; done
+[ -n "$variants" ] || variants=$all_variants
+for v in $variants; do
+  case " $all_variants " in *" $v "*) continue ;; esac
+  if [ $v = cohortemb ]; then
+    echo "$0: --variants cohortemb: the cohort embedding input of Dheram et al. (a learned vector per discovered" \
+         "cohort added to the encoder input) is not implemented; oversample is the mitigation available" >&2
+  else
+    echo "$0: --variants: unknown variant $v (choose from: $all_variants)" >&2
+  fi
+  exit 1
+done
+has_variant() { case " $variants " in *" $1 "*) return 0 ;; esac; return 1; }
 case $embedding in serac|resemblyzer|fbank-stats|auto) ;; *)
   echo "$0: --embedding $embedding: choose serac, resemblyzer, fbank-stats or auto" >&2; exit 1 ;; esac
 train_speaker=false          # stage 1 trains exp/speaker/model.pt when no --speaker-model is given
@@ -108,10 +143,9 @@ grep -q "^arw:" "$arw_config" || { echo "$0: --arw-config $arw_config has no arw
 lang=$asr/data/lang_bpe_$vocab_size
 data=data/fbank               # the asr recipe's features, linked by ./prepare.sh
 bsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $baseline_epoch --avg $baseline_avg)
-disc=exp/discovery
 # the mitigation of one target key: its sets, fine-tunings and tables (region: the plain names, as before)
 tag=""; [ "$target_key" = region ] || tag="-$target_key"
-sets=data/sets$tag ft=exp/ft$tag mit=exp/mitigation$tag bykey=exp/by-key$tag
+sets=data/sets$tag ft=exp/ft$tag mit=exp/mitigation$tag bykey=exp/by-key$tag discovered=exp/discovered$tag
 [ -n "$results" ] || results=RESULTS$tag.md
 mkdir -p exp
 timing=exp/timing.tsv
@@ -157,17 +191,19 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
       python -m serac.bin.train_sv --config $speaker_config --set train.steps=$speaker_steps \
       --num-threads $emb_threads --train-cuts $data/${prefix}_cuts_train.jsonl.gz --exp-dir exp/speaker
   fi
-  auto_discovery() {  # auto_discovery EMBEDDING OUT_DIR: redone when the embedding or the speaker model changed
+  auto_discovery() {  # auto_discovery EMBEDDING OUT_DIR [LABEL_CUTS]: redone when the embedding, the speaker
+                      # model or the labelled manifests changed
     local opts="--embedding $1 --num-clusters $num_clusters --seed $seed --max-utts-per-speaker $emb_max_utts" sig
     uses_model $1 && opts="$opts --speaker-model $speaker_model"
-    sig="$opts $(uses_model $1 && sha1sum < "$speaker_model" | cut -d ' ' -f 1 || true)"
+    sig="$opts $(uses_model $1 && sha1sum < "$speaker_model" | cut -d ' ' -f 1 || true) labels: ${3:-}"
     local force=false
     [ "$(cat $2/discovery-settings.txt 2>/dev/null)" = "$sig" ] || force=true
     steps/discover_cohorts.sh --cmd "$train_cmd" --method auto $ev --num-threads $emb_threads --force $force \
-      --discover-opts "$opts" $fit $2
+      ${3:+--label-cuts $3} --discover-opts "$opts" $fit $2
     echo "$sig" > $2/discovery-settings.txt
   }
-  auto_discovery $embedding $disc/auto
+  # the training and adapt speakers get their nearest centroid too (--target-key auto_cohort targets them)
+  auto_discovery $embedding $disc/auto $labels
   for e in $compare_embeddings; do
     [ $e = $embedding ] || auto_discovery $e $disc/auto-$e
   done
@@ -192,9 +228,11 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "Stage 3: the $num_targets worst $target_key cohorts on dev; adapt pool, continued-training and oversampled sets"
-  map_opt=""
-  [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
-  if [ -f $sets/targets.json ] && python -c "import json,sys; d=json.load(open('$sets/targets.json'));
+  map_opt=${target_map:+--cohort-map $target_map}
+  if [ -n "$target_map" ] && [ ! -f "$target_map" ]; then
+    echo "$0: --target-key $target_key: no cohort map $target_map (run stage 1)" >&2; exit 1
+  fi
+  if [ -f $sets/targets.json ] && { [ -z "$target_map" ] || [ ! "$target_map" -nt $sets/targets.json ]; } && python -c "import json,sys; d=json.load(open('$sets/targets.json'));
 sys.exit(0 if (d['key'], d['num_targets'], d['oversample_factor']) == ('$target_key', $num_targets, $oversample_factor) else 1)"; then
     echo "$sets/targets.json is up to date: $(tr '\n' ' ' < $sets/targets.txt)"
   else
@@ -220,8 +258,6 @@ fi
 # variant name -> training manifest and EWC lambda; one experiment directory per variant and seed
 # finetune-enc / finetune-pred: plain fine-tuning of the encoder only / the prediction network only (the rest frozen
 # for the whole run), beside full fine-tuning
-variants="finetune finetune-enc finetune-pred continue oversample"
-for l in $ewc_lambdas; do variants="$variants ewc-$l"; done
 variant_cuts() { case $1 in finetune*|ewc-*) echo $sets/adapt_pool.jsonl.gz ;; *) echo $sets/$1.jsonl.gz ;; esac; }
 frozen_modules() {  # frozen_modules VARIANT: what a partial fine-tuning keeps still (the transducer's module names;
                     # no spaces: the list travels through --train-opts, which is split on them)
@@ -286,8 +322,7 @@ fi
 
 if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   echo "Stage 9: mitigation and ARW tables, one per attribute, and $results"
-  map_opt=""
-  [ "$target_key" = geo_region ] && map_opt="--cohort-map $disc/geo/cohort-map.tsv"
+  map_opt=${target_map:+--cohort-map $target_map}
   fsuffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $ft_epochs --avg 1)
   methods=(--method "no adaptation" "$(baseline_recogs test)")
   methods+=(--method "$arw_name" $arw_exp/decode/test/recogs-test-$bsuffix.txt $arw_exp)
@@ -295,6 +330,7 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   dev_methods=(--method "no adaptation" "$(baseline_recogs dev)")
   dev_methods+=(--method "$arw_name" $arw_exp/decode/dev/recogs-dev-$bsuffix.txt $arw_exp)
   add_method() {  # add_method NAME VARIANT: one --method per seed whose test (dev) decode exists (else named)
+    has_variant $2 || return 0
     for s in $ft_seeds; do
       local r=$ft/$2-seed$s/decode/test/recogs-test-$fsuffix.txt d=$ft/$2-seed$s/decode/dev/recogs-dev-$fsuffix.txt
       if [ -f $r ]; then methods+=(--method "$1" $r $ft/$2-seed$s); else missing+=("$2-seed$s"); fi
@@ -322,6 +358,15 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
       --reference "fine-tuning" "${methods[@]}" --from-scratch "$arw_name" \
       --out-md $bykey/$key.md --out-json $bykey/$key.json > /dev/null
   done
+  # every discovery's cohorts (Dheram et al.): its dev-bottom cohort targeted and its dev-ranked bottom/top gap, for
+  # the gap before and after mitigation
+  mkdir -p $discovered
+  for m in geo:geo_region geodemo:geodemo auto:auto_cohort; do
+    python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key ${m#*:} \
+      --cohort-map $disc/${m%%:*}/cohort-map.tsv --targets-from-discovery $disc/${m%%:*} --baseline "no adaptation" \
+      --reference "fine-tuning" "${methods[@]}" --from-scratch "$arw_name" \
+      --out-md $discovered/${m%%:*}.md --out-json $discovered/${m%%:*}.json > /dev/null
+  done
   # dev, the set every choice is made on (EWC's lambda: write_results.py): every system, the same table as test's
   python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_dev.jsonl.gz --key $target_key $map_opt \
     --targets-file $sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${dev_methods[@]}" \
@@ -330,7 +375,7 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   python local/write_results.py --asr-dir "$asr" --baseline "$asr/$baseline_exp epoch $baseline_epoch avg $baseline_avg" \
     --discovery $disc --sets $sets/targets.json --fisher exp/ewc/fisher.json --finetune-config exp/ewc/finetune.yaml \
     --mitigation $mit.md --mitigation-json $mit.json --seeds "$ft_seeds" --timing $timing \
-    --by-key $bykey --dev $mit-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
+    --by-key $bykey --discovered $discovered --dev $mit-dev.json --arw-exp $arw_exp --arw-config $arw_config --arw-name "$arw_name" \
     --missing "${missing[*]}" --speaker-model $speaker_model --attr-cuts $data/${prefix}_cuts_dev.jsonl.gz,$data/${prefix}_cuts_test.jsonl.gz \
     --command "cd egs/synth_assistant/fairness && $cmdline" --out $results
   echo "wrote $results"

@@ -8,8 +8,14 @@ mitigation variants, all of the same total duration so that every variant trains
   oversample.jsonl.gz       a seeded random subset of oversample_full, same duration (oversampling)
   targets.json              the dev ranking, the targets, sizes and durations
 
+The cohorts are a cut attribute (``--key region``) or a discovered cohort from a cohort map of
+serac.bin.discover_cohorts (``--key geo_region|geodemo|auto_cohort --cohort-map exp/discovery/<method>/cohort-map.tsv``;
+the map must label the adapt and training speakers too: stage 1 of run.sh passes them as --label-cuts). Every
+adapt and training cut must get a cohort: one without is an error naming it.
+
 Usage: local/make_adapt_sets.py --dev-recogs R --dev-cuts C --key region --num-targets 2 \
          --adapt-cuts A --train-cuts T --oversample-factor 4 --out-dir data/sets
+       local/make_adapt_sets.py ... --key auto_cohort --cohort-map exp/discovery/auto/cohort-map.tsv --num-targets 1 ...
 """
 from __future__ import annotations
 
@@ -21,19 +27,25 @@ from typing import Dict, Optional
 
 from lhotse import load_manifest_lazy
 
-from serac.fairness.cohort_metrics import apply_cohort_maps, cohort_wer, load_cohort_map, load_cut_attributes
+from serac.fairness.cohort_metrics import (CohortMap, apply_cohort_maps, cohort_wer, load_cohort_map,
+                                           load_cut_attributes)
 from serac.fairness.oversample import oversample_cuts, sample_by_duration, select_speakers, total_duration
 from serac.utils import atomic_path, atomic_write_text
 
 
-def speaker_cohorts(cuts_path: str, key: str, cohort_map) -> Dict[str, str]:
+def speaker_cohorts(cuts_path: str, key: str, cohort_map: Optional[CohortMap]) -> Dict[str, str]:
+    """``{speaker: cohort}`` of a manifest's speakers; a cut the attributes (and the map) give no ``key`` is an
+    error naming it: its speaker could be a target's and would silently be left out of the sets."""
     attrs = load_cut_attributes(cuts_path)
     if cohort_map is not None:
         attrs = apply_cohort_maps(attrs, [cohort_map])
     out: Dict[str, str] = {}
     for cut_id, a in attrs.items():
-        if key in a:
-            out[str(a.get("speaker", cut_id))] = str(a[key])
+        if key not in a:
+            where = (f"not in the cohort map {cohort_map.path} (discover the cohorts with this manifest as "
+                     f"--label-cuts: stage 1 of run.sh)" if cohort_map is not None else "no such attribute")
+            raise ValueError(f"{cuts_path}: cut {cut_id!r} (speaker {a.get('speaker')!r}) has no {key!r}: {where}")
+        out[str(a.get("speaker", cut_id))] = str(a[key])
     return out
 
 
@@ -46,8 +58,9 @@ def main(argv: Optional[list] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dev-recogs", required=True)
     p.add_argument("--dev-cuts", required=True)
-    p.add_argument("--key", default="region", help="cohort attribute to target (region, or geo_region with --cohort-map)")
-    p.add_argument("--cohort-map", help="cohort map providing --key (e.g. the geographic tree's)")
+    p.add_argument("--key", default="region",
+                   help="cohort attribute to target (region, or geo_region / geodemo / auto_cohort with --cohort-map)")
+    p.add_argument("--cohort-map", help="cohort map providing --key (a discovery's cohort-map.tsv)")
     p.add_argument("--num-targets", type=int, default=2)
     p.add_argument("--adapt-cuts", required=True)
     p.add_argument("--train-cuts", required=True)
@@ -64,12 +77,19 @@ def main(argv: Optional[list] = None) -> None:
         attrs = apply_cohort_maps(attrs, [cmap])
     report = cohort_wer(args.dev_recogs, attrs, args.key, n_bootstrap=0)
     ranking = sorted(report.cohorts, key=lambda c: (-c.wer, c.cohort))
+    if not 1 <= args.num_targets < len(ranking):
+        raise SystemExit(f"--num-targets {args.num_targets}: choose 1 to {len(ranking) - 1}: dev has "
+                         f"{len(ranking)} {args.key} cohorts ({', '.join(c.cohort for c in ranking)}) and targeting "
+                         f"all of them leaves no other cohort")
     targets = [c.cohort for c in ranking[: args.num_targets]]
     logging.info(f"dev WER by {args.key}: " + ", ".join(f"{c.cohort} {c.wer:.2f}" for c in ranking))
     logging.info(f"targets: {targets}")
 
-    adapt_spk = speaker_cohorts(args.adapt_cuts, args.key, cmap)
-    train_spk = speaker_cohorts(args.train_cuts, args.key, cmap)
+    try:
+        adapt_spk = speaker_cohorts(args.adapt_cuts, args.key, cmap)
+        train_spk = speaker_cohorts(args.train_cuts, args.key, cmap)
+    except ValueError as e:
+        raise SystemExit(str(e))
     adapt_speakers = sorted(s for s, c in adapt_spk.items() if c in targets)
     train_targets = sorted(s for s, c in train_spk.items() if c in targets)
     if not adapt_speakers:
@@ -88,7 +108,7 @@ def main(argv: Optional[list] = None) -> None:
         return 100.0 * n / max(len(cuts), 1)
 
     meta = {
-        "key": args.key, "num_targets": args.num_targets, "targets": targets,
+        "key": args.key, "cohort_map": args.cohort_map, "num_targets": args.num_targets, "targets": targets,
         "dev_ranking": [{"cohort": c.cohort, "wer": c.wer, "speakers": c.num_speakers, "words": c.num_words}
                         for c in ranking],
         "adapt_speakers": adapt_speakers, "train_target_speakers": len(train_targets),

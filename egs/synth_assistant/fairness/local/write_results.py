@@ -7,7 +7,7 @@ Usage: local/write_results.py --asr-dir ../asr --baseline "exp/lstm epoch 12 avg
          --by-key exp/by-key --dev exp/mitigation-dev.json --arw-exp exp/arw --arw-config conf/arw.yaml \
          --arw-name "ARW (from scratch)" --speaker-model exp/speaker/model.pt \
          --attr-cuts data/fbank/synth_cuts_dev.jsonl.gz,data/fbank/synth_cuts_test.jsonl.gz \
-         --timing exp/timing.tsv --command "./run.sh" --out RESULTS.md
+         --discovered exp/discovered --timing exp/timing.tsv --command "./run.sh" --out RESULTS.md
 """
 from __future__ import annotations
 
@@ -23,9 +23,14 @@ from typing import Dict, Optional
 import yaml
 
 from serac.utils import atomic_write_text, provenance
+from serac.utils import format_number as fmt
 
 PAPER_DISCOVERY = ("Dheram et al. 2022 (production data): geodemographic 41.7% gap / 0.8% bottom share, "
                    "automatic 65.0% / 10.0%.")
+# what issue 18 quotes of the paper's mitigation (oversampling, cohort embedding) for the discovered bottom cohorts
+PAPER_MITIGATION = "the bottom/top gap about 56% before mitigation, about 40% after"
+# the rows of the discovered-cohort table: the paper's mitigations (stage 9's method names start so)
+DHERAM_MITIGATIONS = ("oversampling", "cohort embedding")
 PAPER_EWC = ("Trinh et al. 2022 (production data, 126 regions): EWC -3.2% relative WER on the worst region, "
              "-1.3% overall, -7.9% cross-region variance, better than the other transfer-learning baselines.")
 
@@ -121,6 +126,35 @@ def verdict(ci: Optional[list]) -> str:
     return "undecided at this size (interval includes 0)"
 
 
+def discovered_mitigation(tables: Dict[str, dict], target_key: str) -> list:
+    """Every discovery's bottom/top gap on test (the cohorts bottom and top on dev) before and after the paper's
+    mitigations, with the paired speaker-bootstrap interval of the dev-bottom cohort's relative WER change and the
+    verdict it gives (tables: compare_methods mitigation --targets-from-discovery JSONs, by discovery method)."""
+    out = ["| discovery (cohort key) | system | dev-bottom cohort: test WER % | dev-top cohort: test WER % | gap % | "
+           "bottom cohort: rel % [95% interval] | lower bottom-cohort WER? |", "|---|---|---:|---:|---:|---|---|"]
+    rows = 0
+    order = ("geo", "geodemo", "auto")  # as section 1
+    for name, t in sorted(tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
+        d = t["discovery"]
+        # the automatic discovery's embedding (every discovery's params hold the option, only this one uses it)
+        method = f"auto ({d['embedding']})" if d["method"] == "auto" and d.get("embedding") else d["method"]
+        label = f"{method} (`{t['key']}`{', targeted' if t['key'] == target_key else ''})"
+        for r in t["rows"]:
+            is_base = r["method"] == t["baseline"]
+            if not is_base and not r["method"].startswith(DHERAM_MITIGATIONS):
+                continue
+            rows += not is_base
+            rr = r.get("rel") or {}
+            out.append(f"| {label} | {r['method']} | {fmt(r['regions'].get(d['bottom']), 2)} (`{d['bottom']}`) | "
+                       f"{fmt(r['regions'].get(d['top']), 2)} (`{d['top']}`) | {fmt(r.get('bottom_top_gap'), 1)} | "
+                       + ("- | - |" if is_base else f"{_signed(rr.get('targeted'))}{_ci(r.get('ci_targeted'))} | "
+                                                   f"{verdict(r.get('ci_targeted'))} |"))
+    if not rows:
+        out += ["", "No mitigation of the paper's (oversampling, cohort embedding) was decoded in this run: stages 5-6 "
+                "with `--variants oversample`, then 9."]
+    return out
+
+
 def _signed(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:+.1f}%"
 
@@ -178,6 +212,8 @@ def training_dirs(mit: dict, baseline_exp: str) -> Dict[str, Path]:
 def lambda_choice(dev: Optional[dict], mit: dict) -> list:
     """EWC's lambda chosen on dev (lowest dev WER, mean over seeds; ties: the larger lambda), read on test."""
     ewc_dev = [r for r in (dev or {}).get("rows", []) if r.get("ewc_lambda") is not None]
+    if not any(r.get("ewc_lambda") is not None for r in mit["rows"]):
+        return []  # no EWC variant in this run (--variants): nothing to choose
     if not ewc_dev:
         return ["- EWC's lambda: no dev decode of the EWC runs in this run (stage 6 decodes dev), so none is chosen; "
                 "the test table shows the whole sweep, which is not a choice."]
@@ -321,6 +357,7 @@ def main() -> None:
                  "mitigation-json", "seeds", "timing", "command", "out", "by-key", "dev", "arw-exp",
                  "arw-config", "arw-name", "speaker-model", "attr-cuts"):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument("--discovered", help="dir of the compare_methods tables of every discovery's cohorts (stage 9)")
     p.add_argument("--missing", default="", help="fine-tuning runs without a test decode (left out of the tables)")
     args = p.parse_args()
     disc = Path(args.discovery)
@@ -394,7 +431,10 @@ def main() -> None:
     out += ["```", ""]
 
     out += [
-        "## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022), and ARW",
+        ("## 2. Mitigation: EWC for the worst regions (Trinh et al., Interspeech 2022), and ARW"
+         if sets["key"] == "region" else f"## 2. Mitigation for the worst `{sets['key']}` cohorts on dev: EWC (Trinh "
+                                         f"et al., Interspeech 2022), oversampling (Dheram et al., Interspeech 2022), "
+                                         f"and ARW"),
         "",
         f"Targets: the {sets['num_targets']} `{sets['key']}` cohorts with the highest baseline **dev** WER: "
         + ", ".join(f"`{r['cohort']}` ({r['wer']:.2f}%)" for r in sets["dev_ranking"][: sets["num_targets"]])
@@ -441,6 +481,28 @@ def main() -> None:
         "",
         f"Paper: {PAPER_EWC}",
         "",
+    ]
+    discovered = {p.stem: json.loads(p.read_text()) for p in sorted(Path(args.discovered).glob("*.json"))} \
+        if args.discovered else {}
+    if discovered:
+        out += [
+            "### The discovered cohorts before and after mitigation (Dheram et al., Interspeech 2022)",
+            "",
+            f"Every discovery of section 1 (fitted on dev), read on test for the baseline and the paper's mitigation "
+            f"(oversampling the targeted cohorts' training speakers; the paper's second, a cohort embedding input, is "
+            f"not implemented here). Targeted in this run: the {sets['num_targets']} `{sets['key']}` cohort(s) worst "
+            f"on dev ({', '.join(f'`{x}`' for x in sets['targets'])}). *Gap* = (test WER of the discovery's "
+            f"dev-bottom cohort - that of its dev-top cohort) / the dev-top's; the interval is the 95% paired "
+            f"speaker-bootstrap interval of the dev-bottom cohort's relative WER change against no adaptation (over "
+            f"its test speakers), and the verdict on whether the mitigation lowers that cohort's WER comes from it. "
+            f"Trained systems: mean over {len(seeds)} seeds.",
+            "",
+            *discovered_mitigation(discovered, sets["key"]),
+            "",
+            f"The paper (Dheram et al. 2022, production data): {PAPER_MITIGATION}.",
+            "",
+        ]
+    out += [
         "## 3. Every system by attribute, ARW included",
         "",
         "The same table for the other speaker attributes and the discovered cohorts (maps of section 1): the "
