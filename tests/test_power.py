@@ -52,10 +52,12 @@ def test_paired_speaker_errors_checks_the_decodes():
         paired_speaker_errors(a, [b[0], ("u2", ["q"], ["q"]), b[2]], spk)
 
 
-def test_cli_prints_the_table(tmp_path, capsys, monkeypatch):
+def test_cli_prints_the_table(tmp_path):
+    import subprocess
+    import sys
+
     from lhotse import CutSet, MonoCut, SupervisionSegment
 
-    from serac.bin import decidable_size
     from serac.scoring.wer import store_transcripts
 
     cuts, ra, rb = [], [], []
@@ -70,10 +72,9 @@ def test_cli_prints_the_table(tmp_path, capsys, monkeypatch):
     CutSet.from_cuts(cuts).to_file(tmp_path / "cuts.jsonl.gz")
     store_transcripts(tmp_path / "a.txt", ra)
     store_transcripts(tmp_path / "b.txt", rb)
-    monkeypatch.setattr("sys.argv", ["x", "--a", str(tmp_path / "a.txt"), "--b", str(tmp_path / "b.txt"), "--cuts",
-                                      str(tmp_path / "cuts.jsonl.gz"), "--target", "20", "--n-bootstrap", "200",
-                                      "--json", str(tmp_path / "p.json")])
-    decidable_size.main()
-    out = capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "serac.bin.decidable_size", "--a", str(tmp_path / "a.txt"), "--b",
+                          str(tmp_path / "b.txt"), "--cuts", str(tmp_path / "cuts.jsonl.gz"), "--target", "20",
+                          "--n-bootstrap", "200", "--json", str(tmp_path / "p.json")],
+                         check=True, capture_output=True, text=True).stdout
     assert "8 speakers, 3.0 utterances each" in out and "| 16 | 48 |" in out and "needs about" in out
     assert (tmp_path / "p.json").is_file()

@@ -51,8 +51,10 @@ def decode_cuts(model, tokenizer: Tokenizer, cuts, method: str, beam: int, max_d
             for cut in batch["supervisions"]["cut"]:
                 check_one_supervision(cut)
             x_lens = batch["supervisions"]["num_frames"]
+        cohorts = (model.cohort_ids(batch["supervisions"]["cut"]) if getattr(model, "cohort_key", None) is not None
+                   else None)  # a model with a cohort embedding: each utterance's cohort (cut attribute)
         c0 = time.process_time()
-        enc, enc_lens = model.encode(feats, x_lens)
+        enc, enc_lens = model.encode(feats, x_lens, cohorts)
         compute["encoder_seconds"] += time.process_time() - c0
         flops = getattr(model.encoder, "last_flops", None)
         if flops is not None:

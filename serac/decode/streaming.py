@@ -160,6 +160,9 @@ def decode_set_streaming(exp_dir: str, lang_dir: str, cuts_path: str, set_name: 
     out = Path(out_dir) if out_dir else Path(exp_dir) / "decode" / set_name
     cuts, first = open_cuts(cuts_path)
     model, tokenizer, _ = load_model(Path(exp_dir), Path(lang_dir), epoch, avg, first.num_features)
+    if getattr(model, "cohort_key", None) is not None:
+        raise NotImplementedError(f"{exp_dir}: streaming decoding of a model with a cohort embedding is not "
+                                  f"implemented (decode it offline: serac.bin.decode)")
     encoder = model.encoder
     frame_shift = float(first.frame_shift)
     chunk_frames = resolve_chunk_frames(chunk_ms, chunk_frames, frame_shift, encoder.chunk_multiple,

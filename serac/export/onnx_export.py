@@ -382,4 +382,7 @@ def load_averaged_model(exp_dir: str | Path, lang_dir: str | Path, epoch: int, a
     if "feat_mean" not in state:
         raise ValueError(f"{paths[-1]}: no feat_mean in the model state: not a serac transducer checkpoint")
     num_features = int(state["feat_mean"].numel())
+    if any(k.startswith("cohort_embed.") for k in state):
+        raise NotImplementedError(f"{paths[-1]}: a model with a cohort embedding takes each utterance's cohort as a "
+                                  f"second input, which sherpa-onnx's transducer has no place for: not exported")
     return load_model(Path(exp_dir), Path(lang_dir), epoch, avg, num_features)

@@ -195,11 +195,15 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     if train and hasattr(encoder, "set_train_step"):  # an encoder with its own schedule (amortized gate warm-up)
         encoder.set_train_step(step)
     reweighting = [a for a in addons if a.reweights] if train else []
+    inner = getattr(model, "module", model)
+    cohorts = {}
+    if getattr(inner, "cohort_key", None) is not None:  # a cohort embedding: each utterance's cohort id
+        cohorts = {"cohorts": inner.cohort_ids(batch["supervisions"]["cut"]).to(feats.device)}
     out = model(feats, x_lens, y, prune_range=lc["prune_range"], lm_scale=lc["lm_scale"], am_scale=lc["am_scale"],
                 rnnt_type=lc.get("rnnt_type", "modified"), transducer=not warming,
                 ctc_align_margin=lc.get("ctc_align_margin"), onset_margin=lc.get("onset_margin"), onset=onset,
                 delay_penalty=float(lc.get("delay_penalty") or 0.0) if train else 0.0,
-                word_margin=lc.get("word_margin"), segments=segments, px_hook=px_hook,
+                word_margin=lc.get("word_margin"), segments=segments, px_hook=px_hook, **cohorts,
                 **({"reduction": "none"} if reweighting else {}))
     if warming:
         simple_scale = pruned_scale = 0.0

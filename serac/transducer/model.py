@@ -6,7 +6,7 @@ and hypotheses with the same recent tokens share decoder outputs.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +65,7 @@ class Joiner(nn.Module):
 class Transducer(nn.Module):
     def __init__(self, encoder: EncoderBase, vocab_size: int, blank_id: int = 0, decoder_dim: int = 256,
                  joiner_dim: int = 256, context_size: int = 2, ctc_head: bool = False,
-                 decoder_dropout: float = 0.0) -> None:
+                 decoder_dropout: float = 0.0, cohort_embedding: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.vocab_size = vocab_size
@@ -81,6 +81,51 @@ class Transducer(nn.Module):
         # optional auxiliary CTC head on the encoder (as icefall's *_ctc recipes): it teaches the encoder to align
         # early, before the transducer has learned to use the acoustics rather than its own token history
         self.ctc_output = nn.Linear(encoder.output_dim, vocab_size) if ctc_head else None
+        # optional cohort embedding (Dheram et al. 2022's mitigation for discovered cohorts): a learned vector per
+        # cohort, projected to the feature dimension and added to every (normalised) input frame, the same as
+        # concatenating it to the features before a linear front end. The projection starts at zero, so a model
+        # fine-tuned from one without it starts exactly where that model was.
+        self.cohort_key: Optional[str] = None
+        self.cohort_names: List[str] = []
+        if cohort_embedding:
+            unknown = set(cohort_embedding) - {"key", "cohorts", "dim"}
+            if unknown or not cohort_embedding.get("key") or not cohort_embedding.get("cohorts"):
+                raise ValueError(f"model.cohort_embedding needs key (a cut attribute), cohorts (its values, in id "
+                                 f"order) and optionally dim; got {sorted(cohort_embedding)}")
+            self.cohort_key = str(cohort_embedding["key"])
+            self.cohort_names = [str(c) for c in cohort_embedding["cohorts"]]
+            dim = int(cohort_embedding.get("dim", 16))
+            self.cohort_embed = nn.Embedding(len(self.cohort_names), dim)
+            self.cohort_proj = nn.Linear(dim, encoder_num_features(encoder))
+            nn.init.zeros_(self.cohort_proj.weight)
+            nn.init.zeros_(self.cohort_proj.bias)
+            self.register_load_state_dict_pre_hook(self._keep_new_cohort_parameters)
+
+    @staticmethod
+    def _keep_new_cohort_parameters(module: "Transducer", state_dict: Dict[str, Any], prefix: str, *_args) -> None:
+        # fine-tuning from a model without the cohort embedding: its parameters keep their initialisation
+        own = {k: v for k, v in module.state_dict().items() if k.startswith(("cohort_embed.", "cohort_proj."))}
+        if not any(prefix + k in state_dict for k in own):
+            for k, v in own.items():
+                state_dict[prefix + k] = v.detach().clone()
+
+    def cohort_ids(self, cuts: Sequence[Any]) -> torch.Tensor:
+        """(N,) cohort ids of a batch's cuts: the ``cohort_key`` attribute of each cut's first supervision (its
+        ``custom``) or of the cut. ValueError naming the cut when it has none or one the model does not know."""
+        ids = []
+        for cut in cuts:
+            sup = cut.supervisions[0] if getattr(cut, "supervisions", None) else None
+            value = ((getattr(sup, "custom", None) or {}).get(self.cohort_key) if sup is not None else None)
+            if value is None:
+                value = (getattr(cut, "custom", None) or {}).get(self.cohort_key)
+            if value is None:
+                raise ValueError(f"cut {cut.id}: no '{self.cohort_key}' attribute, which this model's cohort "
+                                 f"embedding needs (label the cuts with their cohort)")
+            if str(value) not in self.cohort_names:
+                raise ValueError(f"cut {cut.id}: cohort '{value}' of '{self.cohort_key}' is not one the model knows "
+                                 f"({', '.join(self.cohort_names)})")
+            ids.append(self.cohort_names.index(str(value)))
+        return torch.tensor(ids, dtype=torch.long)
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feat_mean.copy_(mean)
@@ -89,9 +134,19 @@ class Transducer(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.feat_mean) * self.feat_inv_std
 
-    def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Normalise features and run the encoder: what decoding calls."""
-        return self.encoder(self.normalize(x), x_lens)
+    def encode(self, x: torch.Tensor, x_lens: torch.Tensor, cohorts: Optional[torch.Tensor] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Normalise features and run the encoder: what decoding calls. A model with a cohort embedding needs
+        ``cohorts`` (N,) ids (:meth:`cohort_ids`); one without refuses them."""
+        x = self.normalize(x)
+        if self.cohort_key is not None:
+            if cohorts is None:
+                raise ValueError(f"this model has a cohort embedding ('{self.cohort_key}'): pass each utterance's "
+                                 f"cohort id (Transducer.cohort_ids)")
+            x = x + self.cohort_proj(self.cohort_embed(cohorts.to(x.device))).unsqueeze(1)
+        elif cohorts is not None:
+            raise ValueError("cohort ids given to a model without a cohort embedding")
+        return self.encoder(x, x_lens)
 
     def forward(
         self,
@@ -111,6 +166,7 @@ class Transducer(nn.Module):
         delay_penalty: float = 0.0,
         word_margin: Optional[Tuple[int, int]] = None,
         segments: Optional[List[List[List[int]]]] = None,
+        cohorts: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """Returns the summed simple and pruned losses over the batch, the number of encoder frames, the
         encoder output and lengths (for distillation), and any auxiliary loss the encoder set (e.g. a
@@ -127,7 +183,7 @@ class Transducer(nn.Module):
         in utterances whose energy detector finds one segment per symbol (:func:`serac.transducer.loss.word_windows`);
         the segments are given as ``segments`` (input frames per utterance, found before SpecAugment) or found
         here on ``x``."""
-        encoder_out, enc_lens = self.encode(x, x_lens)
+        encoder_out, enc_lens = self.encode(x, x_lens, cohorts)
         device = x.device
         y_lens = torch.tensor([len(t) for t in y], dtype=torch.int64, device=device)
         s_max = int(y_lens.max()) if len(y) else 0
@@ -215,7 +271,7 @@ def build_model(model_cfg: Dict[str, Any], num_features: int, vocab_size: int, b
                              f"separator.mixture_encoder / separator.tail_encoder; drop model.encoder ({encoder})")
         return build_sts_model(cfg, num_features=num_features, vocab_size=vocab_size, blank_id=blank_id)
     encoder = build_encoder(num_features, cfg.pop("encoder"))
-    allowed = {"decoder_dim", "joiner_dim", "context_size", "ctc_head", "decoder_dropout"}
+    allowed = {"decoder_dim", "joiner_dim", "context_size", "ctc_head", "decoder_dropout", "cohort_embedding"}
     unknown = set(cfg) - allowed
     if unknown:
         raise ValueError(f"unknown model options {sorted(unknown)}; allowed: {sorted(allowed)} and 'encoder'")
