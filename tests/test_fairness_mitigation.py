@@ -189,3 +189,34 @@ def test_discovered_gap_before_and_after_by_hand(tmp_path: Path) -> None:
     bad = list(argv)
     bad[bad.index("--key") + 1] = "geodemo"
     assert main(bad) == 1
+
+
+def test_label_cuts_labels_by_the_map_and_names_an_unlabelled_speaker(tmp_path):
+    """local/label_cuts.py (the cohort-embedding variant's sets): each cut gets its speaker's cohort; the config
+    names every cohort of the map in id order; a speaker the map lacks is an error naming the cut."""
+    import yaml
+
+    label_cuts = _local("label_cuts")
+    paths = _adapt_fixture(tmp_path)
+    cmap = {"auto1", "auto2", "auto3"}
+    out = label_cuts.label(load_manifest(paths["train"]), "auto_cohort",
+                           {"t1": "auto1", "t2": "auto1", "t3": "auto2", "t4": "auto2", "t5": "auto3", "t6": "auto3"},
+                           "train")
+    assert {c.supervisions[0].speaker: c.supervisions[0].custom["auto_cohort"] for c in out}["t3"] == "auto2"
+    assert all(c.supervisions[0].custom["region"] == "r" for c in out)  # the other attributes are kept
+    with pytest.raises(ValueError, match=r"train: cut .* speaker t6 is not in the cohort map"):
+        label_cuts.label(load_manifest(paths["train"]), "auto_cohort", {"t1": "auto1", "t2": "auto1", "t3": "auto2",
+                                                                       "t4": "auto2", "t5": "auto3"}, "train")
+    config = tmp_path / "sets" / "cohortemb.yaml"
+    config.parent.mkdir()
+    import os
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(LOCAL / "label_cuts.py"), "--key", "auto_cohort", "--cohort-map",
+                    str(paths["map"]), "--cuts", f"{paths['train']}:{tmp_path / 'sets' / 'train_labelled.jsonl.gz'}",
+                    "--base-config", str(tmp_path / "ewc" / "finetune.yaml"), "--config-out", str(config)],
+                   check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cfg = yaml.safe_load(config.read_text())
+    assert cfg["base"] == "../ewc/finetune.yaml"
+    assert cfg["model"]["cohort_embedding"] == {"key": "auto_cohort", "cohorts": sorted(cmap), "dim": 16}

@@ -44,7 +44,6 @@ def test_fairness_recipe_rejects_bad_options(recipe):
         (["--arw-config", "conf/finetune.yaml"], "--arw-config conf/finetune.yaml has no arw: section"),
         (["--speaker-model", "exp/nope.pt", "--stage", "1"], "--speaker-model exp/nope.pt: no such file"),
         (["--target-key", "accent"], "--target-key accent: choose region, geo_region, geodemo or auto_cohort"),
-        (["--variants", "oversample cohortemb"], "--variants cohortemb: the cohort embedding input of Dheram et al."),
         (["--variants", "finetune ewc-5"], "--variants: unknown variant ewc-5 (choose from: finetune"),
     ):
         proc = run_recipe(recipe, *args, check=False, timeout=120)
@@ -103,6 +102,7 @@ def test_fairness_recipe_targets_the_discovered_bottom_cohort(recipe, tmp_path):
     fbank.mkdir(parents=True)
     for split in ("dev", "adapt", "train"):
         (fbank / f"synth_cuts_{split}.jsonl.gz").symlink_to(paths[split])
+    (fbank / "synth_cuts_test.jsonl.gz").symlink_to(paths["dev"])  # labelled for the cohort-embedding variant
     decode = recipe / "exp" / "baseline" / "decode" / "dev"
     decode.mkdir(parents=True)
     (decode / "recogs-dev-greedy_search-epoch-15-avg-5.txt").symlink_to(paths["recogs"])
@@ -126,3 +126,13 @@ def test_fairness_recipe_targets_the_discovered_bottom_cohort(recipe, tmp_path):
     os.utime(recipe / "exp" / "discovery" / "auto" / "cohort-map.tsv", (later, later))
     proc = run_recipe(recipe, *args, timeout=120)
     assert "targets.json is up to date" not in proc.stdout
+    # the cohort-embedding variant: the continued-training set, dev and test labelled with the map's cohorts, and
+    # a fine-tuning config with the embedding of every cohort of the map
+    proc = run_recipe(recipe, *args, "--variants", "oversample cohortemb", timeout=120)
+    cfg = (sets / "cohortemb.yaml").read_text()
+    assert "key: auto_cohort" in cfg and "base: ../../exp/ewc/finetune.yaml" in cfg
+    from lhotse import load_manifest
+
+    for name in ("continue_labelled", "dev_labelled", "test_labelled"):
+        labelled = load_manifest(sets / f"{name}.jsonl.gz")
+        assert len(labelled) and all(c.supervisions[0].custom["auto_cohort"] in cfg for c in labelled)

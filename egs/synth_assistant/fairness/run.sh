@@ -66,8 +66,8 @@ target_key=region            # region (census division), or a discovered cohort 
 num_targets=                 # the worst cohorts on dev are targeted (empty: 2 for region / geo_region, 1 (the
                              # bottom cohort) for geodemo / auto_cohort)
 variants=                    # the stage 5-6 variants to train and decode (empty: all: finetune finetune-enc
-                             # finetune-pred continue oversample ewc-<lambda>); cohortemb, the paper's cohort
-                             # embedding input, is not implemented yet (an error)
+                             # finetune-pred continue oversample cohortemb ewc-<lambda>); cohortemb: the paper's
+                             # cohort embedding (model.cohort_embedding) fine-tuned on the continued-training data
 oversample_factor=4
 ft_config=conf/finetune.yaml
 ft_epochs=4
@@ -112,17 +112,12 @@ case $target_key in
 esac
 case $target_key in geodemo|auto_cohort) : "${num_targets:=1}" ;; *) : "${num_targets:=2}" ;; esac
 # the fine-tuning variants of stages 5-6 (their training sets: variant_cuts below)
-all_variants="finetune finetune-enc finetune-pred continue oversample"
+all_variants="finetune finetune-enc finetune-pred continue oversample cohortemb"
 for l in $ewc_lambdas; do all_variants="$all_variants ewc-$l"; done
 [ -n "$variants" ] || variants=$all_variants
 for v in $variants; do
   case " $all_variants " in *" $v "*) continue ;; esac
-  if [ $v = cohortemb ]; then
-    echo "$0: --variants cohortemb: the cohort embedding input of Dheram et al. (a learned vector per discovered" \
-         "cohort added to the encoder input) is not implemented; oversample is the mitigation available" >&2
-  else
-    echo "$0: --variants: unknown variant $v (choose from: $all_variants)" >&2
-  fi
+  echo "$0: --variants: unknown variant $v (choose from: $all_variants)" >&2
   exit 1
 done
 has_variant() { case " $variants " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -241,6 +236,14 @@ sys.exit(0 if (d['key'], d['num_targets'], d['oversample_factor']) == ('$target_
       --train-cuts $data/${prefix}_cuts_train.jsonl.gz --oversample-factor $oversample_factor --seed $seed \
       --out-dir $sets
   fi
+  if has_variant cohortemb && { [ ! -f $sets/cohortemb.yaml ] || [ $sets/targets.json -nt $sets/cohortemb.yaml ]; }; then
+    # the cohort-embedding variant: the continued-training set, dev and test, each cut labelled with its cohort
+    python local/label_cuts.py --key $target_key $map_opt --base-config exp/ewc/finetune.yaml \
+      --cuts $sets/continue.jsonl.gz:$sets/continue_labelled.jsonl.gz \
+      --cuts $data/${prefix}_cuts_dev.jsonl.gz:$sets/dev_labelled.jsonl.gz \
+      --cuts $data/${prefix}_cuts_test.jsonl.gz:$sets/test_labelled.jsonl.gz --config-out $sets/cohortemb.yaml
+    echo "cohort embedding: $sets/cohortemb.yaml"
+  fi
   stage_done 3 sets
 fi
 
@@ -258,7 +261,18 @@ fi
 # variant name -> training manifest and EWC lambda; one experiment directory per variant and seed
 # finetune-enc / finetune-pred: plain fine-tuning of the encoder only / the prediction network only (the rest frozen
 # for the whole run), beside full fine-tuning
-variant_cuts() { case $1 in finetune*|ewc-*) echo $sets/adapt_pool.jsonl.gz ;; *) echo $sets/$1.jsonl.gz ;; esac; }
+variant_cuts() {
+  case $1 in
+    finetune*|ewc-*) echo $sets/adapt_pool.jsonl.gz ;;
+    cohortemb) echo $sets/continue_labelled.jsonl.gz ;;   # the continued-training data, labelled with cohorts
+    *) echo $sets/$1.jsonl.gz ;;
+  esac
+}
+variant_config() { case $1 in cohortemb) echo $sets/cohortemb.yaml ;; *) echo exp/ewc/finetune.yaml ;; esac; }
+decode_cuts() {  # decode_cuts VARIANT SET: the cuts it validates on / decodes (a cohort-embedding model reads each
+                 # utterance's cohort from its cut)
+  case $1 in cohortemb) echo $sets/${2}_labelled.jsonl.gz ;; *) echo $data/${prefix}_cuts_$2.jsonl.gz ;; esac
+}
 frozen_modules() {  # frozen_modules VARIANT: what a partial fine-tuning keeps still (the transducer's module names;
                     # no spaces: the list travels through --train-opts, which is split on them)
   case $1 in
@@ -275,9 +289,9 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
       case $v in ewc-*) opts="$opts --set ewc.fisher=exp/ewc/fisher.pt --set ewc.lambda=${v#ewc-}" ;; esac
       frozen=$(frozen_modules $v)
       [ -z "$frozen" ] || opts="$opts --set train.init_freeze_modules=$frozen --set train.init_freeze_steps=1000000000"
-      steps/train.sh --cmd "$train_cmd" --train-config exp/ewc/finetune.yaml --num-epochs $ft_epochs \
+      steps/train.sh --cmd "$train_cmd" --train-config $(variant_config $v) --num-epochs $ft_epochs \
         --num-threads $train_threads --train-opts "$opts" \
-        "$lang" "$(variant_cuts $v)" $data/${prefix}_cuts_dev.jsonl.gz $ft/$v-seed$s
+        "$lang" "$(variant_cuts $v)" $(decode_cuts $v dev) $ft/$v-seed$s
       grep -h "epoch $ft_epochs:" $ft/$v-seed$s/log/train.log | tail -n 1 | cut -d ' ' -f 5- || true
     done
   done
@@ -290,7 +304,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     for v in $variants; do
       for set in dev test; do
         steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $ft_epochs --avg 1 --method greedy_search \
-          $ft/$v-seed$s "$lang" $data/${prefix}_cuts_$set.jsonl.gz $set
+          $ft/$v-seed$s "$lang" $(decode_cuts $v $set) $set
       done
     done
   done
@@ -343,6 +357,7 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   for l in $ewc_lambdas; do add_method "EWC lambda=$l" ewc-$l; done
   add_method "continued training (all data)" continue
   add_method "oversampling x$oversample_factor" oversample
+  add_method "cohort embedding ($target_key)" cohortemb
   [ ${#missing[@]} -eq 0 ] || echo "$0: WARNING: no test decode of ${missing[*]} (stages 5-6 not run?): left out of the tables"
   python -m serac.bin.compare_methods mitigation --cuts $data/${prefix}_cuts_test.jsonl.gz --key $target_key $map_opt \
     --targets-file $sets/targets.txt --baseline "no adaptation" --reference "fine-tuning" "${methods[@]}" \
