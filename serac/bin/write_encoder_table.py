@@ -285,11 +285,12 @@ def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]
                    f"judged against {', '.join(f'`{m}`' for m in names if m != PAPER_WINNER)} only.")
     unconverged = [(m["model"], r) for m in models for r in m["runs"] if not r["convergence"]["converged"]]
     if unconverged:
-        who = "; ".join(f"`{name}` seed {r['seed']} ({r['convergence']['status']}"
+        who = "; ".join(f"`{name}` seed {r['seed']}: {r['convergence']['status']}"
                         + (f", {r['convergence']['change']:+.1f}%" if r["convergence"]["change"] is not None else "")
-                        + ")" for name, r in unconverged)
-        out.append(f"**Flagged**: not every training had converged by epoch {args.epoch} ({who}), so this verdict "
-                   f"compares models that were still training, not the encoders at convergence.")
+                        for name, r in unconverged)
+        out.append(f"**Flagged**: not every training is known to have converged by epoch {args.epoch} ({who}), so "
+                   f"this verdict compares models that may still have been training, not the encoders at "
+                   f"convergence.")
     else:
         out.append(f"Every training had converged by epoch {args.epoch} (validation loss within "
                    f"{fmt(args.converged_pct, 1)}% over the last {CONVERGENCE_EPOCHS} epochs).")
@@ -370,7 +371,8 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                   "| set | decoding | against | relative difference | 95% interval | ConvRNN-T's WER is |",
                   "|---|---|---|---|---|---|"]
         for c in comparisons:
-            lines.append(f"| {c['set']} | {c['words']} | `{c['other']}` | {fmt(c['point'], 1)}% | "
+            point = "-" if np.isnan(c["point"]) else f"{c['point']:+.1f}%"
+            lines.append(f"| {c['set']} | {c['words']} | `{c['other']}` | {point} | "
                          f"[{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%] | {c['result']} |")
         sizes = sorted({c["speakers"] for c in comparisons})
         lines += ["", "Relative difference: sum over speakers of ConvRNN-T's errors / the other model's - 1, each "
@@ -378,9 +380,10 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                   f"(`serac.scoring.power`), {args.n_bootstrap} draws of {' / '.join(map(str, sizes))} speakers (the "
                   "set's) with replacement, both models on the same draw; 2.5-97.5 percentiles. `lower`: the interval "
                   "lies below 0; `higher`: above 0; `undecided`: it includes 0."]
+    first_epoch = max(1, args.epoch - CONVERGENCE_EPOCHS + 1)
+    epochs_read = f"epoch {args.epoch}" if first_epoch == args.epoch else f"epochs {first_epoch}-{args.epoch}"
     lines += ["", "## Convergence", "",
-              f"| model | seed | valid loss, epochs {max(1, args.epoch - CONVERGENCE_EPOCHS + 1)}-{args.epoch} | "
-              f"change, first to last | judged |", "|---|---|---|---|---|"]
+              f"| model | seed | valid loss, {epochs_read} | change, first to last | judged |", "|---|---|---|---|---|"]
     for m in models:
         for r in m["runs"]:
             cv = r["convergence"]
