@@ -181,3 +181,15 @@ def test_missing_conv_rnnt_or_decode_is_named(tmp_path, monkeypatch):
     (conv / "decode/test" / f"recogs-test-{wet.decode_suffix('modified_beam_search', EPOCH, 1, 4)}.txt").unlink()
     with pytest.raises(SystemExit, match="recogs-test-modified_beam_search-epoch-3-avg-1-beam-4.txt missing"):
         write_table(tmp_path, monkeypatch, [lstm, conv])
+
+
+def test_decodes_of_other_cuts_or_without_errors_are_named(tmp_path, monkeypatch):
+    lstm = fake_run(tmp_path, "lstm", 1, [0] * 12)     # no errors: the relative difference is undefined
+    conv = fake_run(tmp_path, "conv_rnnt", 1, LOW)
+    with pytest.raises(SystemExit, match="conv_rnnt vs lstm on test .*system B makes no errors"):
+        write_table(tmp_path, monkeypatch, [lstm, conv])
+    other = fake_run(tmp_path / "other", "lstm", 1, HIGH)
+    recogs = other / "decode/test" / f"recogs-test-{wet.decode_suffix('modified_beam_search', EPOCH, 1, 4)}.txt"
+    store_transcripts(recogs, [(f"u{i:02d}", REF, _hyp(e)) for i, e in enumerate(HIGH[:-1])])  # one cut fewer
+    with pytest.raises(SystemExit, match="conv_rnnt vs lstm on test \\(modified beam search.*cover different cuts"):
+        write_table(tmp_path, monkeypatch, [other, conv])

@@ -231,9 +231,9 @@ def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) ->
                 try:
                     ea, eb, names = pooled_speaker_errors([results(r, (s, key)) for r in winner["runs"]],
                                                           [results(r, (s, key)) for r in other["runs"]], speakers)
-                except (KeyError, ValueError) as e:
+                    interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
+                except (KeyError, ValueError) as e:  # other cuts, other references, or no errors to divide by
                     raise SystemExit(f"{PAPER_WINNER} vs {other['model']} on {s} ({words}, cuts {cuts}): {e.args[0]}")
-                interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
                 point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
                 out.append({"set": s, "method": key, "words": words, "other": other["model"], "point": point,
                             "interval": interval, "result": interval_result(interval), "speakers": len(names)})
