@@ -1,9 +1,11 @@
 """A tiny end-to-end run of the main recipe (egs/synth_assistant/asr): every stage, few speakers, one epoch.
 
-Then the encoder comparison stages (8 train, 9 decode offline + streaming, 10 RESULTS-encoders.md) with four tiny
-models on the same tiny corpus, features and BPE (built once for both tests): streaming decoding gives each model's
-offline greedy transcripts, sharded streaming decoding merges to the same files, a bad chunk size names the model,
-and the default run stops at stage 7.
+Then the encoder comparison stages (8 train, 9 decode offline + streaming, 10 RESULTS-encoders.md) with two tiny
+models (ConvRNN-T and Conformer), two seeds each, on the same tiny corpus, features and BPE (built once for both
+tests): each seed trains its own model, streaming decoding gives each model's offline greedy transcripts, the table
+pools the seeds and judges the claim from intervals, sharded streaming decoding merges to the same files, a bad
+chunk size names the model, and the default run stops at stage 7. (Every encoder's streaming = offline equality is
+tests/test_decode_streaming.py's; the table's verdicts and pooling are tests/test_encoder_table.py's.)
 """
 from __future__ import annotations
 
@@ -83,7 +85,8 @@ def test_synth_recipe_tiny_end_to_end(tiny_synth_run):
     assert "nothing to do" in (recipe / "exp/lstm/log/train.log").read_text()
 
 
-MODELS = ["lstm", "conv_rnnt", "conformer", "contextnet"]
+MODELS = ["conv_rnnt", "conformer"]  # two models x two seeds: as many trainings as four models x one seed
+SEEDS = [1, 2]
 TINY_ENCODERS = {
     "lstm": "{name: lstm, hidden_dim: 32, num_layers: 1, output_dim: 32}",
     "conv_rnnt": "{name: conv_rnnt, local_channels: 4, local_blocks: 1, local_dim: 16, global_channels: 16, "
@@ -117,27 +120,45 @@ def check_comparison_stages(recipe: Path) -> None:
     assert "Stage 8" not in guarded.stdout and not (recipe / "exp" / "compare").exists()
 
     proc = run_recipe(recipe, *corpus, "--stage", "8", "--stop-stage", "10", "--compare-config-dir",
-                      "conf/compare_tiny", "--compare-sets", "test", "--compare-epochs", "1", "--compare-avg", "1",
-                      "--nj", "1", "--n-bootstrap", "20")
+                      "conf/compare_tiny", "--compare-models", " ".join(MODELS), "--compare-sets", "test",
+                      "--compare-epochs", "1", "--compare-avg", "1", "--nj", "1", "--n-bootstrap", "20")
     for n in (8, 9, 10):
         assert f"Stage {n}:" in proc.stdout
+    import torch
+    import yaml
+
     for m in MODELS:
-        dec = recipe / "exp/compare" / m / "decode/test"
-        streaming = dec / f"recogs-test-streaming_greedy_search-chunk-160ms-{SUFFIX}.txt"
-        offline = hyps(dec / f"recogs-test-greedy_search-{SUFFIX}.txt")
-        assert offline and hyps(streaming) == offline, f"{m}: streaming transcripts differ from offline greedy"
-        summary = (dec / f"streaming-summary-test-streaming_greedy_search-chunk-160ms-{SUFFIX}.txt").read_text()
-        assert "chunk compute ms p99\t" in summary and "algorithmic latency ms (measured)\t160" in summary
+        for s in SEEDS:
+            exp = recipe / "exp/compare" / f"{m}-seed{s}"
+            assert yaml.safe_load((exp / "config.yaml").read_text())["train"]["seed"] == s
+            dec = exp / "decode/test"
+            streaming = dec / f"recogs-test-streaming_greedy_search-chunk-160ms-{SUFFIX}.txt"
+            offline = hyps(dec / f"recogs-test-greedy_search-{SUFFIX}.txt")
+            assert offline and hyps(streaming) == offline, f"{m}: streaming transcripts differ from offline greedy"
+            summary = (dec / f"streaming-summary-test-streaming_greedy_search-chunk-160ms-{SUFFIX}.txt").read_text()
+            assert "chunk compute ms p99\t" in summary and "algorithmic latency ms (measured)\t160" in summary
+        # the seed reaches the trainer: the two seeds' models differ
+        weights = [torch.load(recipe / "exp/compare" / f"{m}-seed{s}/epoch-1.pt", weights_only=False)["model"]
+                   for s in SEEDS]
+        assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), f"{m}: seeds 1 and 2 equal"
     table = (recipe / "RESULTS-encoders.md").read_text()
     for m in MODELS:
-        assert f"| `{m}` |" in table
+        assert f"| `{m}` | 1 2 |" in table                              # mean over the seeds, next to the cost
+        assert f"| `{m}` | 1 |" in table and f"| `{m}` | 2 |" in table    # each seed's WER and convergence
     assert "worst accent on test (greedy)" in table and "streaming test (160 ms)" in table
-    assert "valid loss, epoch 1: pruned / CTC" in table
-    assert ("**holds**" in table) != ("**does not hold**" in table)
-    assert "Lowest test WER with modified beam search:" in table
+    assert "valid loss, epoch 1: pruned / CTC" in table and "encoder GFLOPs / s of audio" in table
+    assert "| test | modified beam search | `conformer` |" in table and "| test | greedy search | `conformer` |" in table
+    verdicts = ("**holds**", "**does not hold**", "**undecided at this size**")
+    beam = next(line for line in table.splitlines() if line.startswith("With modified beam search on test"))
+    assert sum(v in beam for v in verdicts) == 1, beam
+    assert "Not in this run: `lstm`, `contextnet`" in table
+    # one epoch cannot be judged converged: the verdict is flagged
+    assert "not judged (1 epoch(s), fewer than 3)" in table and "**Flagged**: not every training is known to have converged" in table
+    assert "reproduce with `cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10 --compare-models " \
+           "\"conv_rnnt conformer\"" in table and "git revision `" in table
 
     # sharded streaming decoding (job array + merge) writes the same transcripts; a bad chunk names the model
-    exp = "exp/compare/conformer"
+    exp = "exp/compare/conformer-seed1"
     args = ["--epoch", "1", exp, "data/lang_bpe_80", "data/fbank/synth_cuts_test.jsonl.gz", "test"]
     sharded = subprocess.run(["bash", "steps/decode_streaming.sh", "--nj", "2", "--chunk-ms", "320", *args],
                              cwd=recipe, env=recipe_env(), capture_output=True, text=True, timeout=300)
@@ -151,7 +172,7 @@ def check_comparison_stages(recipe: Path) -> None:
                          env=recipe_env(), capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0
     log = (dec / f"log/decode-streaming_greedy_search-chunk-40ms-{SUFFIX}.log").read_text()
-    assert "exp/compare/conformer (ConformerEncoder)" in log and "chunk_multiple (16 frames = 160 ms)" in log
+    assert "exp/compare/conformer-seed1 (ConformerEncoder)" in log and "chunk_multiple (16 frames = 160 ms)" in log
 
 
 def test_synth_encoder_comparison_on_the_tiny_corpus(tiny_synth_run):

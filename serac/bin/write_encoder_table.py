@@ -1,25 +1,46 @@
 #!/usr/bin/env python3
 """Write the encoder comparison table (e.g. egs/synth_assistant/asr/RESULTS-encoders.md) from the files of a run,
-never by hand: one row per experiment directory, and a closing sentence, computed from the same numbers, saying
-which model has the lowest test WER and whether the ConvRNN-T paper's claim (ConvRNN-T lowest) holds.
+never by hand: the WER of every model and seed, one table with each model's mean WER over its seeds next to its
+size, compute and streaming cost, the paired speaker-bootstrap 95% interval of ConvRNN-T's relative WER difference
+against every other model, whether each training had converged, and a verdict on the ConvRNN-T paper's claim
+(ConvRNN-T has the lowest WER), computed from those intervals.
 
-Reads, under each --exp-dirs entry:
-  config.yaml                                   encoder name and config, parameters (encoder and total), epochs
-  epoch-E.pt                                    the validation losses of epoch E (pruned RNN-T and CTC), so a
-                                                model that did not train shows as such next to its WER
+--exp-dirs lists one directory per training; directories whose config.yaml names the same encoder are the seeds of
+one model (config.yaml's train.seed tells them apart). Reads, under each:
+  config.yaml                                   encoder name and config, seed, parameters (encoder and total)
+  epoch-E.pt, epoch-(E-1).pt, epoch-(E-2).pt    the validation losses of the last three epochs (convergence), and
+                                                of epoch E the pruned RNN-T and CTC parts (a model that did not
+                                                learn to use the audio shows as such next to its WER)
   decode/<set>/wer-summary-<set>-<suffix>.txt   WER of greedy_search-epoch-E-avg-N and
                                                 modified_beam_search-epoch-E-avg-N-beam-B on every --sets entry
+  decode/<set>/recogs-<set>-<suffix>.txt        the transcripts of both on every --claim-sets entry (per-speaker
+                                                errors for the interval)
   decode/<set>/stats-<set>-streaming_greedy_search-chunk-<C>ms-epoch-E-avg-N.json
                                                 streaming WER, RTF, compute ms per chunk, algorithmic latency
   decode/<cohort-set>/cohorts-<greedy suffix>/cohort-summary-<cohort-key>.json
                                                 worst cohort and its WER
-and computes encoder GFLOPs per second of audio with serac.encoders.cost.encoder_flops_per_second.
-A missing file is an error naming it (the stage that writes it has not run).
+and --cuts-pattern with {set} replaced by a claim set: that set's cuts, for the speaker of every utterance.
+Encoder GFLOPs per second of audio come from serac.encoders.cost.encoder_flops_per_second. A missing file is an
+error naming it (the stage that writes it has not run).
+
+The interval: per speaker of the claim set, the errors of a model averaged over its seeds (with equal seed counts
+the same ratio as summing them), ConvRNN-T against model X on the same draws of speakers (paired), the relative
+difference sum(E_ConvRNN-T) / sum(E_X) - 1 and its 2.5-97.5 percentiles over --n-bootstrap draws of as many
+speakers as the set has (serac.scoring.power). The claim holds if every interval (ConvRNN-T against each other
+model, modified beam search, every claim set) lies below 0, does not hold if one lies above 0, and is undecided
+at this size otherwise. Greedy search gets its own line.
+
+Convergence: the validation loss (the "valid loss" of each epoch line in log/train.log, stored in epoch-N.pt; the
+checkpoints are read because log/train.log restarts when a training resumes) of epochs E-2, E-1 and E; a training
+whose loss moved by less than --converged-pct percent from E-2 to E has converged, otherwise it was still improving
+(or rising). A verdict about a model with an unconverged seed says so.
 
 Usage:
-  python -m serac.bin.write_encoder_table --exp-dirs exp/compare/lstm,exp/compare/conv_rnnt,exp/compare/conformer \
+  python -m serac.bin.write_encoder_table \
+      --exp-dirs exp/compare/lstm-seed1,exp/compare/lstm-seed2,exp/compare/conv_rnnt-seed1,exp/compare/conv_rnnt-seed2 \
       --sets dev,test --epoch 30 --avg 5 --beam 4 --chunk-ms 160 --streaming-sets test \
-      --cohort-set test --cohort-key accent --claim-sets test --out RESULTS-encoders.md
+      --cohort-set test --cohort-key accent --claim-sets test --cuts-pattern 'data/fbank/synth_cuts_{set}.jsonl.gz' \
+      --out RESULTS-encoders.md
 """
 from __future__ import annotations
 
@@ -27,22 +48,31 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import yaml
 
+from serac.checkpoint import load_checkpoint
 from serac.decode.naming import decode_suffix, format_ms, streaming_suffix
 from serac.decode.results import read_summary_wer
-from serac.checkpoint import load_checkpoint
-from serac.utils import atomic_write_text
+from serac.scoring.per_speaker import Result, cut_speakers
+from serac.scoring.power import paired_speaker_errors, relative_difference_interval
+from serac.scoring.wer import load_transcripts
+from serac.utils import atomic_write_text, provenance
 from serac.utils import format_number as fmt
 
 PAPER_WINNER = "conv_rnnt"  # Radfar et al., Interspeech 2022: ConvRNN-T has the lowest WER of the four
+PAPER_MODELS = ("lstm", "conv_rnnt", "conformer", "contextnet")
+# (key in the tables, decoding method, words): modified beam search first, the decoding the paper reports
+METHODS = (("beam", "modified_beam_search", "modified beam search"), ("greedy", "greedy_search", "greedy search"))
+CONVERGENCE_EPOCHS = 3  # the validation loss of the last this many epochs judges convergence
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp-dirs", required=True, help="comma-separated experiment directories, one per model")
+    p.add_argument("--exp-dirs", required=True,
+                   help="comma-separated experiment directories, one per training; those of one encoder are its seeds")
     p.add_argument("--sets", default="dev,test", help="decoded sets (greedy and beam WER columns)")
     p.add_argument("--epoch", type=int, required=True)
     p.add_argument("--avg", type=int, default=1)
@@ -51,7 +81,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--streaming-sets", default="test", help="sets decoded by steps/decode_streaming.sh (comma-separated)")
     p.add_argument("--cohort-set", default="test")
     p.add_argument("--cohort-key", default="accent", help="cohort attribute for the worst-cohort column; '' for none")
-    p.add_argument("--claim-sets", default="test", help="sets on which the lowest WER is named")
+    p.add_argument("--claim-sets", default="test", help="sets on which the paper's claim is judged (intervals)")
+    p.add_argument("--cuts-pattern", required=True,
+                   help="the cuts of a claim set, {set} standing for its name (the speakers of the bootstrap), e.g. "
+                        "'data/fbank/synth_cuts_{set}.jsonl.gz'")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="speaker-bootstrap draws per interval")
+    p.add_argument("--converged-pct", type=float, default=2.0,
+                   help="a training has converged if its validation loss moved by less than this many percent from "
+                        "epoch E-2 to E")
     p.add_argument("--title", default="Encoder comparison")
     p.add_argument("--command", default="./run.sh", help="the command that reproduces the table")
     p.add_argument("--out", required=True)
@@ -77,121 +114,287 @@ def encoder_gflops(cfg: Dict[str, Any]) -> float:
     return encoder_flops_per_second(build_encoder(num_features, cfg["model"]["encoder"])) / 1e9
 
 
-def collect(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
-    """Every figure of one row, from the run's files."""
+def convergence(valid_losses: Sequence[float], epoch: int, converged_pct: float) -> Dict[str, Any]:
+    """Whether a training had converged, from the validation losses of its last epochs (oldest first, at most
+    CONVERGENCE_EPOCHS): {losses, change (percent, epoch E-2 to E; None with fewer epochs), status, converged}."""
+    losses = list(valid_losses)[-CONVERGENCE_EPOCHS:]
+    if len(losses) < CONVERGENCE_EPOCHS:
+        return {"losses": losses, "change": None, "converged": False,
+                "status": f"not judged ({epoch} epoch(s), fewer than {CONVERGENCE_EPOCHS})"}
+    change = 100.0 * (losses[-1] / losses[0] - 1.0)
+    if abs(change) < converged_pct:
+        status = "converged"
+    else:
+        status = "still improving" if change < 0 else "rising"
+    return {"losses": losses, "change": change, "converged": status == "converged", "status": status}
+
+
+def collect_run(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
+    """Every figure of one training (one model, one seed), from its files."""
     cfg = yaml.safe_load(_require(exp_dir / "config.yaml", "written by training").read_text())
     env = cfg.get("env", {})
-    row: Dict[str, Any] = {"exp_dir": str(exp_dir), "model": cfg["model"]["encoder"]["name"],
-                           "encoder_params": env.get("encoder_params"), "params": env.get("num_params"),
-                           "num_epochs": cfg["train"]["num_epochs"], "gflops": encoder_gflops(cfg), "wer": {}}
-    valid = load_checkpoint(_require(exp_dir / f"epoch-{args.epoch}.pt", "written by training")).get("valid", {})
-    row["valid"] = {k: valid.get(k) for k in ("pruned_loss", "ctc_loss")}
-    greedy = decode_suffix("greedy_search", args.epoch, args.avg, args.beam)
-    beam = decode_suffix("modified_beam_search", args.epoch, args.avg, args.beam)
+    run: Dict[str, Any] = {"exp_dir": str(exp_dir), "cfg": cfg, "model": cfg["model"]["encoder"]["name"],
+                           "seed": cfg["train"].get("seed"), "encoder_params": env.get("encoder_params"),
+                           "params": env.get("num_params"), "num_epochs": cfg["train"]["num_epochs"], "wer": {},
+                           "recogs": {}}
+    first = max(1, args.epoch - CONVERGENCE_EPOCHS + 1)
+    valid = {e: load_checkpoint(_require(exp_dir / f"epoch-{e}.pt", "written by training")).get("valid", {})
+             for e in range(first, args.epoch + 1)}
+    for e, v in valid.items():
+        if v.get("loss") is None:
+            raise SystemExit(f"{exp_dir}/epoch-{e}.pt has no validation loss (valid.loss): not a serac checkpoint")
+    run["valid"] = {k: valid[args.epoch].get(k) for k in ("pruned_loss", "ctc_loss")}
+    run["convergence"] = convergence([valid[e]["loss"] for e in sorted(valid)], args.epoch, args.converged_pct)
     for s in args.sets:
-        for method, suffix in (("greedy", greedy), ("beam", beam)):
+        for key, method, _ in METHODS:
+            suffix = decode_suffix(method, args.epoch, args.avg, args.beam)
             path = exp_dir / "decode" / s / f"wer-summary-{s}-{suffix}.txt"
-            row["wer"][(s, method)] = read_summary_wer(_require(path, f"{method} decode of {s}"))
+            run["wer"][(s, key)] = read_summary_wer(_require(path, f"{method} decode of {s}"))
+            if s in args.claim_sets:
+                run["recogs"][(s, key)] = _require(exp_dir / "decode" / s / f"recogs-{s}-{suffix}.txt",
+                                                   f"{method} decode of {s}")
     stream = streaming_suffix(args.chunk_ms, args.epoch, args.avg)
-    row["streaming"] = {}
+    run["streaming"] = {}
     for s in args.streaming_sets:
         stats_path = exp_dir / "decode" / s / f"stats-{s}-{stream}.json"
-        row["streaming"][s] = json.loads(_require(stats_path, f"streaming decode of {s}").read_text())
+        run["streaming"][s] = json.loads(_require(stats_path, f"streaming decode of {s}").read_text())
     if args.cohort_key:
+        greedy = decode_suffix("greedy_search", args.epoch, args.avg, args.beam)
         summary_path = (exp_dir / "decode" / args.cohort_set / f"cohorts-{greedy}" /
                         f"cohort-summary-{args.cohort_key}.json")
         sm = json.loads(_require(summary_path, f"{args.cohort_key} cohort scoring").read_text())["summary"]
-        row["worst_cohort"] = (sm["bottom_cohort"], sm["max_wer"])
-    return row
+        run["worst_cohort"] = (sm["bottom_cohort"], sm["max_wer"])
+    return run
+
+
+def group_models(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The runs of each encoder (in the order of first appearance) as one model: its seeds, mean WERs over them,
+    size and compute (from the first seed's configuration; seeds differ in the random numbers only)."""
+    models: Dict[str, Dict[str, Any]] = {}
+    for r in runs:
+        m = models.setdefault(r["model"], {"model": r["model"], "runs": []})
+        twin = [o["exp_dir"] for o in m["runs"] if o["seed"] == r["seed"]]
+        if twin:
+            raise SystemExit(f"{twin[0]} and {r['exp_dir']} are both {r['model']} with seed {r['seed']}: "
+                             f"give each seed once")
+        m["runs"].append(r)
+    for m in models.values():
+        first = m["runs"][0]
+        m.update(encoder_params=first["encoder_params"], params=first["params"], gflops=encoder_gflops(first["cfg"]),
+                 seeds=[r["seed"] for r in m["runs"]],
+                 wer={k: float(np.mean([r["wer"][k] for r in m["runs"]])) for k in first["wer"]})
+    return list(models.values())
+
+
+def pooled_speaker_errors(a: Sequence[Sequence[Result]], b: Sequence[Sequence[Result]], speakers: Dict[str, Any]
+                          ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Per speaker: the errors of system A averaged over its seeds (``a``: one result list per seed), the same for
+    B, and the speakers. Every seed's decode is checked against the other system's first (same cuts, same
+    references) by serac.scoring.power.paired_speaker_errors."""
+    pairs_a = [paired_speaker_errors(ra, b[0], speakers) for ra in a]
+    pairs_b = [paired_speaker_errors(a[0], rb, speakers) for rb in b]
+    names = pairs_a[0][3]
+    return (np.mean([p[0] for p in pairs_a], axis=0), np.mean([p[1] for p in pairs_b], axis=0), names)
+
+
+def interval_result(interval: Tuple[float, float]) -> str:
+    """'lower' (the interval lies below 0: ConvRNN-T's WER is lower), 'higher' (above 0), or 'undecided'."""
+    if interval[1] < 0:
+        return "lower"
+    if interval[0] > 0:
+        return "higher"
+    return "undecided"
+
+
+def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """The interval of ConvRNN-T against every other model, per claim set and decoding method (none without
+    ConvRNN-T)."""
+    winner = next((m for m in models if m["model"] == PAPER_WINNER), None)
+    if winner is None:
+        return []
+    out = []
+    transcripts: Dict[Path, List[Result]] = {}
+
+    def results(run: Dict[str, Any], key: Tuple[str, str]) -> List[Result]:
+        path = run["recogs"][key]
+        if path not in transcripts:
+            transcripts[path] = load_transcripts(path)
+        return transcripts[path]
+
+    for s in args.claim_sets:
+        cuts = _require(Path(args.cuts_pattern.format(set=s)), f"the cuts of {s} (--cuts-pattern)")
+        speakers = cut_speakers(cuts)
+        for key, _, words in METHODS:
+            for other in models:
+                if other is winner:
+                    continue
+                try:
+                    ea, eb, names = pooled_speaker_errors([results(r, (s, key)) for r in winner["runs"]],
+                                                          [results(r, (s, key)) for r in other["runs"]], speakers)
+                    interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
+                except (KeyError, ValueError) as e:  # other cuts, other references, or no errors to divide by
+                    raise SystemExit(f"{PAPER_WINNER} vs {other['model']} on {s} ({words}, cuts {cuts}): {e.args[0]}")
+                point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
+                out.append({"set": s, "method": key, "words": words, "other": other["model"], "point": point,
+                            "interval": interval, "result": interval_result(interval), "speakers": len(names)})
+    return out
+
+
+def claim_verdict(comparisons: Sequence[Dict[str, Any]]) -> Tuple[str, List[Dict[str, Any]]]:
+    """'holds' if every interval lies below 0, 'does not hold' if one lies above 0 (then those comparisons),
+    otherwise 'undecided at this size' (then the undecided ones)."""
+    above = [c for c in comparisons if c["result"] == "higher"]
+    if above:
+        return "does not hold", above
+    undecided = [c for c in comparisons if c["result"] == "undecided"]
+    if undecided:
+        return "undecided at this size", undecided
+    return "holds", []
+
+
+def _which(comparisons: Sequence[Dict[str, Any]]) -> str:
+    return "; ".join(f"vs `{c['other']}` on {c['set']} [{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%]"
+                     for c in comparisons)
+
+
+def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]],
+                  args: argparse.Namespace) -> List[str]:
+    """The paper's claim judged from the intervals (modified beam search; greedy search on its own line), the
+    paper's models missing from the run, and a flag on every model with an unconverged seed."""
+    names = [m["model"] for m in models]
+    absent = [m for m in PAPER_MODELS if m not in names]
+    if PAPER_WINNER not in names:
+        return [f"`{PAPER_WINNER}` is not among the compared models, so the paper's claim (ConvRNN-T has the lowest "
+                f"WER) cannot be checked here."]
+    if len(names) == 1:
+        return [f"Only `{PAPER_WINNER}` is in this run: there is nothing to compare it with."]
+    out = []
+    for key, _, words in METHODS:
+        verdict, which = claim_verdict([c for c in comparisons if c["method"] == key])
+        line = (f"With {words} on {', '.join(args.claim_sets)}, the paper's claim that ConvRNN-T has the lowest WER "
+                f"**{verdict}**")
+        if verdict == "holds":
+            line += " (every interval lies below 0)."
+        elif verdict == "does not hold":
+            line += f": ConvRNN-T's WER is higher {_which(which)}."
+        else:
+            line += f": no interval lies above 0, but these include 0: {_which(which)}."
+        out.append(line)
+    if absent:
+        out.append(f"Not in this run: {', '.join(f'`{m}`' for m in absent)} (of the paper's four); the claim is "
+                   f"judged against {', '.join(f'`{m}`' for m in names if m != PAPER_WINNER)} only.")
+    unconverged = [(m["model"], r) for m in models for r in m["runs"] if not r["convergence"]["converged"]]
+    if unconverged:
+        who = "; ".join(f"`{name}` seed {r['seed']}: {r['convergence']['status']}"
+                        + (f", {r['convergence']['change']:+.1f}%" if r["convergence"]["change"] is not None else "")
+                        for name, r in unconverged)
+        out.append(f"**Flagged**: not every training is known to have converged by epoch {args.epoch} ({who}), so "
+                   f"this verdict compares models that may still have been training, not the encoders at "
+                   f"convergence.")
+    else:
+        out.append(f"Every training had converged by epoch {args.epoch} (validation loss within "
+                   f"{fmt(args.converged_pct, 1)}% over the last {CONVERGENCE_EPOCHS} epochs).")
+    return out
 
 
 def _m(n: Optional[int]) -> str:
     return fmt(None if n is None else n / 1e6)
 
 
-def claim_sentences(rows: List[Dict[str, Any]], claim_sets: Sequence[str]) -> List[str]:
-    """Which model has the lowest WER on each claim set (modified beam search, then greedy), and whether that
-    supports the paper's claim that ConvRNN-T is lowest. Ties are reported as ties."""
-    models = [r["model"] for r in rows]
-    out = []
-    verdicts = []
-    for s in claim_sets:
-        for method, label in (("beam", "modified beam search"), ("greedy", "greedy search")):
-            wers = {r["model"]: r["wer"][(s, method)] for r in rows}
-            best = min(wers.values())
-            winners = [m for m in models if wers[m] == best]
-            who = " and ".join(f"`{m}`" for m in winners) + (" (tied)" if len(winners) > 1 else "")
-            line = f"Lowest {s} WER with {label}: {who}, {best:.2f}%"
-            if PAPER_WINNER in wers and PAPER_WINNER not in winners:
-                line += f"; `{PAPER_WINNER}` has {wers[PAPER_WINNER]:.2f}% ({wers[PAPER_WINNER] - best:+.2f} absolute)"
-            out.append(line + ".")
-            if method == "beam":
-                verdicts.append(PAPER_WINNER in winners and len(winners) == 1)
-    if PAPER_WINNER not in models:
-        out.append(f"`{PAPER_WINNER}` is not among the compared models, so the paper's claim (ConvRNN-T has the "
-                   f"lowest WER) cannot be checked here.")
-    elif all(verdicts):
-        out.append(f"The paper's claim that ConvRNN-T has the lowest WER **holds** in this run (modified beam search, "
-                   f"{', '.join(claim_sets)}).")
-    else:
-        failed = [s for s, ok in zip(claim_sets, verdicts) if not ok]
-        out.append(f"The paper's claim that ConvRNN-T has the lowest WER **does not hold** in this run (modified beam "
-                   f"search on {', '.join(failed)}).")
-    return out
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
-def render(rows: List[Dict[str, Any]], args: argparse.Namespace) -> str:
+def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args: argparse.Namespace) -> str:
     date = time.strftime("%Y-%m-%d")
-    epochs = sorted({r["num_epochs"] for r in rows})
-    enc = [r["encoder_params"] for r in rows if r["encoder_params"]]
+    runs = [r for m in models for r in m["runs"]]
+    epochs = sorted({r["num_epochs"] for r in runs})
+    enc = [m["encoder_params"] for m in models if m["encoder_params"]]
     spread = (max(enc) / min(enc) - 1) * 100 if enc else None
-    sources = ", ".join(f"`{r['exp_dir']}`" for r in rows)
+    sources = ", ".join(f"`{r['exp_dir']}`" for r in runs)
+    first = args.streaming_sets[0]  # cost and latency from the first streaming set (the others run the same way)
     lines = [f"# {args.title}", "",
              f"Written by `serac.bin.write_encoder_table` from the files of {sources} on {date}; reproduce with "
-             f"`{args.command}`.", "",
+             f"`{args.command}`; {provenance({Path(r['exp_dir']).name: Path(r['exp_dir']) for r in runs})}", "",
              f"Epoch {args.epoch}, averaged over the last {args.avg}; trained for {', '.join(map(str, epochs))} "
              f"epoch(s). Encoder parameter counts differ by at most {fmt(spread, 1)}% (largest / smallest). "
              f"Streaming: {format_ms(args.chunk_ms)} ms chunks, one utterance at a time, greedy search after every "
              f"chunk (`steps/decode_streaming.sh`).", "",
-             "## WER %", ""]
-    head = ["model"] + [f"{s} {m}" for s in args.sets for m in ("greedy", "beam")]
+             "## Accuracy and cost (mean over seeds)", ""]
+    wer_cols = [f"{s} {k}" for s in args.sets for k in ("greedy", "beam")]
+    head = (["model", "seeds"] + wer_cols + [f"streaming {first} ({format_ms(args.chunk_ms)} ms)",
+            "encoder params (M)", "total params (M)", "encoder GFLOPs / s of audio", "streaming RTF",
+            "compute ms per chunk: p50", "p90", "algorithmic latency ms"])
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in models:
+        st = [r["streaming"][first] for r in m["runs"]]
+        cells = ([f"`{m['model']}`", " ".join(map(str, m["seeds"]))]
+                 + [f"{m['wer'][(s, k)]:.2f}" for s in args.sets for k in ("greedy", "beam")]
+                 + [f"{_mean([x['wer'] for x in st]):.2f}", _m(m["encoder_params"]), _m(m["params"]),
+                    f"{m['gflops']:.3f}", fmt(_mean([x["rtf"] for x in st]), 4),
+                    fmt(_mean([x["chunk_compute_ms"]["p50"] for x in st])),
+                    fmt(_mean([x["chunk_compute_ms"]["p90"] for x in st])),
+                    format_ms(max(x["algorithmic_latency_ms"] for x in st))])
+        lines.append("| " + " | ".join(cells) + " |")
+    threads = sorted({r["streaming"][first]["num_threads"] for r in runs})
+    within_chunk = ""
+    if all(r["streaming"][first]["algorithmic_latency_ms"] == r["streaming"][first]["chunk_ms"] for r in runs):
+        within_chunk = " (for every model here it equals the chunk: the look-ahead lies inside the chunk)"
+    lines += ["", "WER: the mean of the seeds' WERs (each seed's in the next table). GFLOPs: "
+              "`encoder_flops_per_second` (matmuls, convolutions, attention and LSTMs; elementwise work not "
+              f"counted). RTF and compute time per chunk: the streaming decode of {first}, timed by itself with "
+              f"{' / '.join(map(str, threads))} thread(s), one utterance at a time, percentiles over full-size "
+              "chunks, averaged over the seeds; timings depend on the machine and its load. Algorithmic latency: "
+              "measured, the longest a feature frame waits for the input its encoder output needs" + within_chunk
+              + ".", "", "## WER % per seed", ""]
+    head = ["model", "seed"] + wer_cols
     if args.cohort_key:
         head.append(f"worst {args.cohort_key} on {args.cohort_set} (greedy)")
     head += [f"streaming {s} ({format_ms(args.chunk_ms)} ms)" for s in args.streaming_sets]
     head.append(f"valid loss, epoch {args.epoch}: pruned / CTC")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [f"`{r['model']}`"] + [f"{r['wer'][(s, m)]:.2f}" for s in args.sets for m in ("greedy", "beam")]
-        if args.cohort_key:
-            cells.append(f"{r['worst_cohort'][1]:.2f} ({r['worst_cohort'][0]})")
-        cells += [f"{r['streaming'][s]['wer']:.2f}" for s in args.streaming_sets]
-        cells.append(f"{fmt(r['valid']['pruned_loss'], 3)} / {fmt(r['valid']['ctc_loss'], 3)}")
-        lines.append("| " + " | ".join(cells) + " |")
+    for m in models:
+        for r in m["runs"]:
+            cells = [f"`{m['model']}`", str(r["seed"])] + [f"{r['wer'][(s, k)]:.2f}" for s in args.sets
+                                                          for k in ("greedy", "beam")]
+            if args.cohort_key:
+                cells.append(f"{r['worst_cohort'][1]:.2f} ({r['worst_cohort'][0]})")
+            cells += [f"{r['streaming'][s]['wer']:.2f}" for s in args.streaming_sets]
+            cells.append(f"{fmt(r['valid']['pruned_loss'], 3)} / {fmt(r['valid']['ctc_loss'], 3)}")
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Valid loss: per frame on the training run's validation cuts, from the epoch-{args.epoch} checkpoint "
               "(not the averaged model). A CTC loss still at the all-blank plateau where training starts marks a model "
               "that did not learn to use the audio."]
-    first = args.streaming_sets[0]  # cost and latency from the first streaming set (the others run the same way)
-    threads = sorted({r["streaming"][first]["num_threads"] for r in rows})
-    within_chunk = ""
-    if all(r["streaming"][first]["algorithmic_latency_ms"] == r["streaming"][first]["chunk_ms"] for r in rows):
-        within_chunk = " (for every model here it equals the chunk: the look-ahead lies inside the chunk)"
-    lines += ["", "## Size, compute and latency", "",
-              "| model | encoder params (M) | total params (M) | encoder GFLOPs / s of audio | streaming RTF | "
-              "compute ms per chunk: mean | p50 | p90 | p99 | look-ahead ms | algorithmic latency ms |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        st = r["streaming"][first]
-        lat = st["chunk_compute_ms"]
-        lines.append(f"| `{r['model']}` | {_m(r['encoder_params'])} | {_m(r['params'])} | {r['gflops']:.3f} | "
-                     f"{fmt(st['rtf'], 4)} | {fmt(lat['mean'])} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | "
-                     f"{fmt(lat['p99'])} | {format_ms(st['look_ahead_ms'])} | {format_ms(st['algorithmic_latency_ms'])} |")
-    lines += ["",
-              "GFLOPs: `encoder_flops_per_second` (matmuls, convolutions, attention and LSTMs; elementwise work not "
-              f"counted). RTF and compute time per chunk: the streaming decode of {first}, timed by itself with "
-              f"{' / '.join(map(str, threads))} thread(s), one utterance at a time (percentiles over full-size "
-              "chunks); timings depend on the machine and its load. Algorithmic latency: measured, the longest a "
-              "feature frame waits for the input its encoder output needs" + within_chunk + ".", "", "## Verdict", ""]
-    lines += claim_sentences(rows, args.claim_sets)
+    if comparisons:
+        lines += ["", "## ConvRNN-T against each model: relative WER difference, 95% interval", "",
+                  "| set | decoding | against | relative difference | 95% interval | ConvRNN-T's WER is |",
+                  "|---|---|---|---|---|---|"]
+        for c in comparisons:
+            point = "-" if np.isnan(c["point"]) else f"{c['point']:+.1f}%"
+            lines.append(f"| {c['set']} | {c['words']} | `{c['other']}` | {point} | "
+                         f"[{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%] | {c['result']} |")
+        sizes = sorted({c["speakers"] for c in comparisons})
+        lines += ["", "Relative difference: sum over speakers of ConvRNN-T's errors / the other model's - 1, each "
+                  "speaker's errors averaged over a model's seeds. Interval: paired speaker bootstrap "
+                  f"(`serac.scoring.power`), {args.n_bootstrap} draws of {' / '.join(map(str, sizes))} speakers (the "
+                  "set's) with replacement, both models on the same draw; 2.5-97.5 percentiles. `lower`: the interval "
+                  "lies below 0; `higher`: above 0; `undecided`: it includes 0."]
+    first_epoch = max(1, args.epoch - CONVERGENCE_EPOCHS + 1)
+    epochs_read = f"epoch {args.epoch}" if first_epoch == args.epoch else f"epochs {first_epoch}-{args.epoch}"
+    lines += ["", "## Convergence", "",
+              f"| model | seed | valid loss, {epochs_read} | change, first to last | judged |", "|---|---|---|---|---|"]
+    for m in models:
+        for r in m["runs"]:
+            cv = r["convergence"]
+            change = "-" if cv["change"] is None else f"{cv['change']:+.1f}%"
+            lines.append(f"| `{m['model']}` | {r['seed']} | {' / '.join(f'{x:.4f}' for x in cv['losses'])} | "
+                         f"{change} | {cv['status']} |")
+    lines += ["", f"Validation loss per frame (the `valid loss` of the epoch lines in `log/train.log`, read from the "
+              f"epoch checkpoints) of the last {CONVERGENCE_EPOCHS} epochs; converged if it moved by less than "
+              f"{fmt(args.converged_pct, 1)}% from the first of them to the last (`--converged-pct`).",
+              "", "## Verdict", ""]
+    lines += verdict_lines(models, comparisons, args)
     return "\n".join(lines) + "\n"
 
 
@@ -205,14 +408,17 @@ def main() -> None:
     unknown = [s for s in args.claim_sets if s not in args.sets]
     if unknown:
         raise SystemExit(f"--claim-sets {unknown} are not among --sets {args.sets}")
+    if "{set}" not in args.cuts_pattern:
+        raise SystemExit(f"--cuts-pattern {args.cuts_pattern!r} has no {{set}}")
     exp_dirs = [Path(d) for d in args.exp_dirs.split(",") if d]
     if not exp_dirs:
         raise SystemExit("--exp-dirs is empty")
     try:
-        rows = [collect(d, args) for d in exp_dirs]
+        models = group_models([collect_run(d, args) for d in exp_dirs])
+        comparisons = compare_to_winner(models, args)
     except FileNotFoundError as e:
         raise SystemExit(str(e))
-    atomic_write_text(args.out, render(rows, args))
+    atomic_write_text(args.out, render(models, comparisons, args))
     print(f"wrote {args.out}")
 
 

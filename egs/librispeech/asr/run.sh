@@ -137,7 +137,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   exp_dirs=$(for m in $models; do printf "exp/%s," $m; done)
   python -m serac.bin.write_encoder_table --exp-dirs "${exp_dirs%,}" --sets "$(comma $test_sets)" \
     --epoch $num_epochs --avg $avg --beam $beam --chunk-ms $chunk_ms --streaming-sets "$(comma $test_sets)" \
-    --cohort-key "" --claim-sets "$(comma $test_sets)" \
+    --cohort-key "" --claim-sets "$(comma $test_sets)" --cuts-pattern "data/fbank/librispeech_cuts_{set}.jsonl.gz" \
     --title "librispeech / asr: encoder comparison (ConvRNN-T paper scale)" \
     --command "cd egs/librispeech/asr && ./run.sh" --out $results
 fi

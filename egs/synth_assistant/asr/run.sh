@@ -7,13 +7,15 @@
 #   ./run.sh --stage 5 --stop-stage 7         # re-decode, re-score, rewrite RESULTS.md
 #   ./run.sh --num-speakers 4000 --nj 64      # a large corpus (about 100 h: see ../README.md)
 #   ./run.sh --stage 8 --stop-stage 10        # the encoder comparison (after stages 0-3): RESULTS-encoders.md
+#   ./run.sh --stage 8 --stop-stage 10 --compare-epochs 30 --compare-avg 5 --compare-seeds "1 2 3"   # longer: GPU/Slurm
 #
 # Stages: 0 generate, 1 check manifests, 2 fbank, 3 BPE and a token n-gram LM on the training transcripts,
 # 4 train, 5 decode dev/test (greedy, modified beam search, and beam search with LM shallow fusion whose weight
 # and blank penalty are tuned on dev), 6 per-cohort scoring (of the LM-fused decode), 7 write RESULTS.md.
 # Encoder comparison (not run by default: stop_stage is 7): 8 train the --compare-models (conf/compare/<model>.yaml,
-# matched encoder sizes), 9 decode them offline (greedy, beam) and streaming, score the worst accent cohort,
-# 10 write RESULTS-encoders.md.
+# matched encoder sizes) once per --compare-seeds entry, 9 decode them offline (greedy, beam) and streaming, score the
+# worst accent cohort, 10 write RESULTS-encoders.md (mean WER over seeds next to size and cost, ConvRNN-T's paired
+# speaker-bootstrap interval against each model, convergence, and the verdict on the paper's claim).
 set -euo pipefail
 echo "$0 $*"
 
@@ -45,9 +47,12 @@ results=RESULTS.md
 # encoder comparison (stages 8-10)
 compare_models="lstm conv_rnnt conformer contextnet"
 compare_config_dir=conf/compare   # <model>.yaml per model (each inherits the main config with `base:`)
-compare_exp_dir=exp/compare       # one <model>/ experiment directory per model
-compare_epochs=8                  # epochs per compared model: four models in about an hour on 2 cores (two
-compare_avg=3                     # --compare-models lists run side by side, --train-threads 1 each); GPU: more
+compare_exp_dir=exp/compare       # one <model>-seed<S>/ experiment directory per model and seed
+compare_seeds="1 2"               # each model trains once per seed (train.seed); the table pools them
+compare_converged_pct=2           # converged: validation loss moved < this % over the last 3 epochs
+compare_epochs=8                  # epochs per compared model: four models in about an hour per seed on 2 cores
+compare_avg=3                     # (two --compare-models lists side by side, --train-threads 1 each); converged
+                                  # needs more: a GPU or Slurm cluster (docs/encoders.md)
 compare_sets="dev test"           # decoded offline (greedy and beam)
 streaming_set=test                # decoded streaming
 chunk_ms=160                      # streaming chunk; a multiple of every compared encoder's chunk_multiple
@@ -55,13 +60,15 @@ compare_cohort_key=accent         # the worst cohort of this attribute goes in t
 compare_results=RESULTS-encoders.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-per-speaker N | --hours H]
           [--seed S] [--nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]
-          [--compare-models \"lstm conv_rnnt conformer contextnet\"] [--compare-config-dir DIR] [--chunk-ms MS]"
+          [--compare-models \"lstm conv_rnnt conformer contextnet\"] [--compare-seeds \"1 2\"] [--compare-epochs N]
+          [--compare-avg N] [--compare-converged-pct P] [--compare-config-dir DIR] [--chunk-ms MS]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
 . ./cmd.sh
-compare_opts="compare_models compare_config_dir compare_exp_dir compare_epochs compare_avg compare_sets streaming_set
-  chunk_ms compare_cohort_key compare_results"   # stage 10 writes those that differ from these defaults into the table
+compare_opts="compare_models compare_seeds compare_config_dir compare_exp_dir compare_epochs compare_avg
+  compare_converged_pct compare_sets streaming_set chunk_ms compare_cohort_key compare_results vocab_size beam
+  n_bootstrap"   # stage 10 writes those that differ from these defaults into the table's command
 declare -A compare_default
 for v in $compare_opts; do compare_default[$v]=${!v}; done
 . utils/parse_options.sh
@@ -145,36 +152,42 @@ fi
 compare_suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $compare_epochs \
   --avg $compare_avg)
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
-  echo "Stage 8: train the encoder comparison models ($compare_models)"
+  echo "Stage 8: train the encoder comparison models ($compare_models), seeds $compare_seeds"
   for m in $compare_models; do
     [ -f $compare_config_dir/$m.yaml ] || { echo "$0: no config $compare_config_dir/$m.yaml for model $m" >&2; exit 1; }
-    steps/train.sh --cmd "$train_cmd" --train-config $compare_config_dir/$m.yaml --num-epochs $compare_epochs \
-      --num-threads $train_threads $lang data/fbank/synth_cuts_train.jsonl.gz data/fbank/synth_cuts_dev.jsonl.gz \
-      $compare_exp_dir/$m
+  done
+  for m in $compare_models; do
+    for s in $compare_seeds; do
+      steps/train.sh --cmd "$train_cmd" --train-config $compare_config_dir/$m.yaml --num-epochs $compare_epochs \
+        --num-threads $train_threads --train-opts "--seed $s" $lang data/fbank/synth_cuts_train.jsonl.gz \
+        data/fbank/synth_cuts_dev.jsonl.gz $compare_exp_dir/$m-seed$s
+    done
   done
 fi
 
 if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   echo "Stage 9: decode the comparison models: offline greedy and beam ($compare_sets), streaming ($streaming_set, ${chunk_ms} ms chunks)"
   for m in $compare_models; do
-    for set in $compare_sets; do
-      for method in greedy_search modified_beam_search; do
-        steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $compare_epochs --avg $compare_avg --method $method \
-          --beam $beam $compare_exp_dir/$m $lang data/fbank/synth_cuts_$set.jsonl.gz $set
+    for s in $compare_seeds; do
+      dir=$compare_exp_dir/$m-seed$s
+      for set in $compare_sets; do
+        for method in greedy_search modified_beam_search; do
+          steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $compare_epochs --avg $compare_avg --method $method \
+            --beam $beam $dir $lang data/fbank/synth_cuts_$set.jsonl.gz $set
+        done
       done
+      steps/decode_streaming.sh --cmd "$decode_cmd" --nj $nj --epoch $compare_epochs --avg $compare_avg \
+        --chunk-ms $chunk_ms $dir $lang data/fbank/synth_cuts_$streaming_set.jsonl.gz $streaming_set
+      steps/score_cohorts.sh --cmd "$decode_cmd" --keys $compare_cohort_key --n-bootstrap $n_bootstrap \
+        $dir/decode/test/recogs-test-$compare_suffix.txt data/fbank/synth_cuts_test.jsonl.gz \
+        $dir/decode/test/cohorts-$compare_suffix
     done
-    steps/decode_streaming.sh --cmd "$decode_cmd" --nj $nj --epoch $compare_epochs --avg $compare_avg \
-      --chunk-ms $chunk_ms \
-      $compare_exp_dir/$m $lang data/fbank/synth_cuts_$streaming_set.jsonl.gz $streaming_set
-    steps/score_cohorts.sh --cmd "$decode_cmd" --keys $compare_cohort_key --n-bootstrap $n_bootstrap \
-      $compare_exp_dir/$m/decode/test/recogs-test-$compare_suffix.txt data/fbank/synth_cuts_test.jsonl.gz \
-      $compare_exp_dir/$m/decode/test/cohorts-$compare_suffix
   done
 fi
 
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   echo "Stage 10: write $compare_results"
-  exp_dirs=$(for m in $compare_models; do printf "%s," $compare_exp_dir/$m; done)
+  exp_dirs=$(for m in $compare_models; do for s in $compare_seeds; do printf "%s," $compare_exp_dir/$m-seed$s; done; done)
   repro="cd egs/synth_assistant/asr && ./run.sh --stage 8 --stop-stage 10"
   for v in $compare_opts; do
     [ "${!v}" = "${compare_default[$v]}" ] && continue
@@ -183,7 +196,8 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   python -m serac.bin.write_encoder_table --exp-dirs "${exp_dirs%,}" --sets "${compare_sets// /,}" \
     --epoch $compare_epochs --avg $compare_avg --beam $beam --chunk-ms $chunk_ms --streaming-sets $streaming_set \
     --cohort-set test --cohort-key $compare_cohort_key --claim-sets test \
-    --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
+    --cuts-pattern "data/fbank/synth_cuts_{set}.jsonl.gz" --n-bootstrap $n_bootstrap \
+    --converged-pct $compare_converged_pct --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
     --command "$repro" --out $compare_results
 fi
 # sherpa-onnx (not run by default: --stage 11 --stop-stage 11): the final model exported to ONNX, decoded by
