@@ -488,9 +488,10 @@ def main() -> None:
         out += [
             "### The discovered cohorts before and after mitigation (Dheram et al., Interspeech 2022)",
             "",
-            f"Every discovery of section 1 (fitted on dev), read on test for the baseline and the paper's mitigation "
-            f"(oversampling the targeted cohorts' training speakers; the paper's second, a cohort embedding input, is "
-            f"not implemented here). Targeted in this run: the {sets['num_targets']} `{sets['key']}` cohort(s) worst "
+            f"Every discovery of section 1 (fitted on dev), read on test for the baseline and the paper's two "
+            f"mitigations, as far as this run trained them: oversampling the targeted cohorts' training speakers, and "
+            f"a cohort embedding input (`model.cohort_embedding` of the target key's cohorts, fine-tuned on the "
+            f"continued-training data, variant `cohortemb`). Targeted in this run: the {sets['num_targets']} `{sets['key']}` cohort(s) worst "
             f"on dev ({', '.join(f'`{x}`' for x in sets['targets'])}). *Gap* = (test WER of the discovery's "
             f"dev-bottom cohort - that of its dev-top cohort) / the dev-top's; the interval is the 95% paired "
             f"speaker-bootstrap interval of the dev-bottom cohort's relative WER change against no adaptation (over "
