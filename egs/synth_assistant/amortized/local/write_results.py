@@ -141,6 +141,8 @@ def paired_rel_wer_interval(errors: Dict[str, int], ref_errors: Dict[str, int], 
     (paired): how much of a difference is the choice of test speakers."""
     import numpy as np
 
+    from serac.scoring.power import relative_difference_interval
+
     if set(errors) != set(ref_errors):
         raise ValueError("paired bootstrap: the two decodes cover different utterances")
     spk = sorted({speaker[c] for c in errors})
@@ -149,14 +151,7 @@ def paired_rel_wer_interval(errors: Dict[str, int], ref_errors: Dict[str, int], 
     for c, n in errors.items():
         e[index[speaker[c]]] += n
         e_ref[index[speaker[c]]] += ref_errors[c]
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(spk), size=(n_bootstrap, len(spk)))
-    num, den = e[draws].sum(1), e_ref[draws].sum(1)
-    ratios = num[den > 0] / den[den > 0] - 1
-    if ratios.size == 0:
-        raise ValueError("paired bootstrap: the reference makes no errors on any resample")
-    low, high = np.percentile(100 * ratios, [2.5, 97.5])
-    return float(low), float(high)
+    return relative_difference_interval(e, e_ref, len(spk), n_bootstrap, seed)
 
 
 def fewer(saving: float) -> str:
