@@ -9,7 +9,9 @@ rate, all in one run so the ratios share the machine's load:
 * counted FLOPs (executed / dense) from the encoder's own count;
 * batch forward (eval, default 8 utterances x 4 s): gathered inference (skipped frames not computed) and, for
   contrast, the masked computation (every module on every frame, multiplied by the gates);
-* streaming: chunk-by-chunk ``streaming_forward`` of one utterance (default 8 s in 640 ms chunks).
+* streaming: chunk-by-chunk ``streaming_forward`` of one utterance (default 8 s in 640 ms chunks);
+* training (encoder forward + backward, dense and gated): the attention computed in blocks, as training does,
+  against one window per chunk (the same outputs; ``tests/test_amortized.py`` checks it).
 
 Each figure is the fastest of ``--repeats`` rounds in which all the timed calls take turns.
 
@@ -136,6 +138,34 @@ def main() -> None:
               f"{1000 * t['stream_dense']:12.1f} {1000 * t['stream']:9.1f} {t['stream'] / t['stream_dense']:7.2f}")
     print("skip: forced fraction of frames with each module off in every block; FLOPs: counted executed / dense "
           "(arbitrators included); gathered: skipped frames not computed; masked: all computed, gates multiplied.")
+    train_step_figures(dense, amortized, x, lens, args.repeats)
+
+
+def train_step_figures(dense, amortized, x: torch.Tensor, lens: torch.Tensor, repeats: int) -> None:
+    """Training (encoder forward + backward) with the attention in blocks (``ChunkedSelfAttention.block_frames``,
+    what training uses) against one window per chunk (what evaluation runs and the FLOP count counts): the same
+    outputs, different matmul shapes. Interleaved in this process, so the ratio shares the machine's load."""
+    from serac.encoders.streaming import ChunkedSelfAttention
+
+    def step(encoder, block_frames: int) -> Callable[[], None]:
+        def run() -> None:
+            for b in encoder.blocks:
+                b.attn.block_frames = block_frames
+            encoder.zero_grad(set_to_none=True)
+            y, _ = encoder(x, lens)
+            (y.pow(2).mean() + (encoder.aux_loss if encoder.aux_loss is not None else 0.0)).backward()
+        return run
+
+    dense.train()
+    amortized.train()
+    blocked = ChunkedSelfAttention.block_frames
+    t = interleaved_min({"dense_blocks": step(dense, blocked), "dense_windows": step(dense, 0),
+                         "gated_blocks": step(amortized, blocked), "gated_windows": step(amortized, 0)}, repeats)
+    print(f"training step (encoder fwd+bwd, batch {x.size(0)}x{x.size(1) / FRAMES_PER_SECOND:g}s): attention in "
+          f"blocks of {blocked} frames vs one window per chunk, ms (ratio): dense {1000 * t['dense_blocks']:.1f} vs "
+          f"{1000 * t['dense_windows']:.1f} ({t['dense_blocks'] / t['dense_windows']:.2f}), gated "
+          f"{1000 * t['gated_blocks']:.1f} vs {1000 * t['gated_windows']:.1f} "
+          f"({t['gated_blocks'] / t['gated_windows']:.2f})")
 
 
 if __name__ == "__main__":
