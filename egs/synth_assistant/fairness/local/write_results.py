@@ -126,16 +126,34 @@ def verdict(ci: Optional[list]) -> str:
     return "undecided at this size (interval includes 0)"
 
 
+# a cohort with fewer test speakers than this is too small to judge (as serac.fairness.cohort_stats marks it): its
+# speaker-bootstrap interval resamples one or two speakers and looks narrower than what it says
+MIN_SPEAKERS_TO_JUDGE = 3
+
+
+def cohort_speakers(cuts_path: str, cohort_map: Path, cohort: str) -> int:
+    """Test speakers of ``cohort`` in a discovery's speaker-keyed cohort map."""
+    from serac.fairness.cohorts import load_cohort_map
+    from serac.scoring.per_speaker import cut_speakers
+
+    cmap = load_cohort_map(cohort_map)
+    return len({s for s in cut_speakers(cuts_path).values() if s in cmap.values
+                and cmap.values[s].get(cmap.key) == cohort})
+
+
 def discovered_mitigation(tables: Dict[str, dict], target_key: str) -> list:
     """Every discovery's bottom/top gap on test (the cohorts bottom and top on dev) before and after the paper's
     mitigations, with the paired speaker-bootstrap interval of the dev-bottom cohort's relative WER change and the
-    verdict it gives (tables: compare_methods mitigation --targets-from-discovery JSONs, by discovery method)."""
+    verdict it gives (tables: compare_methods mitigation --targets-from-discovery JSONs, by discovery method); a
+    bottom cohort with fewer than MIN_SPEAKERS_TO_JUDGE test speakers gets no verdict."""
     out = ["| discovery (cohort key) | system | dev-bottom cohort: test WER % | dev-top cohort: test WER % | gap % | "
            "bottom cohort: rel % [95% interval] | lower bottom-cohort WER? |", "|---|---|---:|---:|---:|---|---|"]
     rows = 0
     order = ("geo", "geodemo", "auto")  # as section 1
     for name, t in sorted(tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
         d = t["discovery"]
+        cmap = Path(d["dir"]) / "cohort-map.tsv"
+        n_bottom = cohort_speakers(t["cuts"], cmap, d["bottom"]) if cmap.is_file() and t.get("cuts") else None
         # the automatic discovery's embedding (every discovery's params hold the option, only this one uses it)
         method = f"auto ({d['embedding']})" if d["method"] == "auto" and d.get("embedding") else d["method"]
         label = f"{method} (`{t['key']}`{', targeted' if t['key'] == target_key else ''})"
@@ -145,10 +163,12 @@ def discovered_mitigation(tables: Dict[str, dict], target_key: str) -> list:
                 continue
             rows += not is_base
             rr = r.get("rel") or {}
+            judged = (f"too small to judge ({n_bottom} test speaker{'s' if n_bottom != 1 else ''})"
+                      if n_bottom is not None and n_bottom < MIN_SPEAKERS_TO_JUDGE else verdict(r.get('ci_targeted')))
             out.append(f"| {label} | {r['method']} | {fmt(r['regions'].get(d['bottom']), 2)} (`{d['bottom']}`) | "
                        f"{fmt(r['regions'].get(d['top']), 2)} (`{d['top']}`) | {fmt(r.get('bottom_top_gap'), 1)} | "
                        + ("- | - |" if is_base else f"{_signed(rr.get('targeted'))}{_ci(r.get('ci_targeted'))} | "
-                                                   f"{verdict(r.get('ci_targeted'))} |"))
+                                                   f"{judged} |"))
     if not rows:
         out += ["", "No mitigation of the paper's (oversampling, cohort embedding) was decoded in this run: stages 5-6 "
                 "with `--variants oversample`, then 9."]
