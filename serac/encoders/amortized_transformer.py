@@ -158,7 +158,7 @@ class AmortizedBlock(nn.Module):
     def train(self, mode: bool = True) -> "AmortizedBlock":
         # eval: one attention window per chunk, so the per-utterance FLOP count (last_flops) is what runs;
         # training (whose count is an expectation anyway): the blocked form, the same outputs in fewer, larger
-        # matmuls (the dense encoder's fwd+bwd 1.4x faster on one thread: docs/encoders.md)
+        # matmuls (fwd+bwd in 0.81-0.87 of the time on one thread: bench/bench_amortized.py, docs/encoders.md)
         super().train(mode)
         self.attn.block_frames = ChunkedSelfAttention.block_frames if mode else 0
         return self
@@ -277,7 +277,6 @@ class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
         skip = parse_static_skip(static_skip, num_layers)
         if skip and self.has_arbitrators:
             raise ValueError("amortized_transformer: static_skip is the static baseline: it needs arbitrators: false")
-        self.static_skip = sorted(skip)
         self.train_step: Optional[int] = None  # set by the trainer before each step (set_train_step)
         self.subsampling = CausalConv2dSubsampling(num_features, subsampling_channels, dim)
         self.dropout = nn.Dropout(dropout)

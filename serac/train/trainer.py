@@ -191,11 +191,11 @@ def loss_in_context(model, batch: Dict[str, Any], tokenizer: Tokenizer, cfg: Dic
     if train and step < ctc_start:
         ctc_scale = 0.0
     warming = step < ctc_warmup
-    encoder = getattr(getattr(model, "module", model), "encoder", None)
+    inner = getattr(model, "module", model)
+    encoder = getattr(inner, "encoder", None)
     if train and hasattr(encoder, "set_train_step"):  # an encoder with its own schedule (amortized gate warm-up)
         encoder.set_train_step(step)
     reweighting = [a for a in addons if a.reweights] if train else []
-    inner = getattr(model, "module", model)
     cohorts = {}
     if getattr(inner, "cohort_key", None) is not None:  # a cohort embedding: each utterance's cohort id
         cohorts = {"cohorts": inner.cohort_ids(batch["supervisions"]["cut"]).to(feats.device)}
