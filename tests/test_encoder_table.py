@@ -3,8 +3,9 @@ the paired speaker-bootstrap intervals (holds / does not hold / undecided), the 
 and the convergence flag from the last three validation losses."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -13,8 +14,10 @@ import pytest
 import torch
 import yaml
 
-from serac.bin import write_encoder_table as wet
-from serac.scoring.power import paired_speaker_errors
+from entry_points import run_entry_point
+from serac.decode.naming import decode_suffix, streaming_suffix
+from serac.scoring.power import paired_speaker_errors, pooled_speaker_errors
+from serac.train.convergence import convergence
 from serac.scoring.wer import store_transcripts
 
 EPOCH = 3
@@ -54,26 +57,29 @@ def fake_run(root: Path, model: str, seed: int, errors: Sequence[int], losses=(1
     dec = exp / "decode" / "test"
     dec.mkdir(parents=True)
     for method in ("greedy_search", "modified_beam_search"):
-        suffix = wet.decode_suffix(method, EPOCH, 1, 4)
+        suffix = decode_suffix(method, EPOCH, 1, 4)
         (dec / f"wer-summary-test-{suffix}.txt").write_text(f"settings\tWER\n{suffix}\t{wer:.2f}\n")
         store_transcripts(dec / f"recogs-test-{suffix}.txt",
                           [(f"u{i:02d}", REF, _hyp(e)) for i, e in enumerate(errors)])
     stats = {"wer": wer, "rtf": 0.01 * seed, "chunk_compute_ms": {"mean": 1.0, "p50": 1.0 * seed, "p90": 2.0,
              "p99": 3.0}, "look_ahead_ms": 30, "algorithmic_latency_ms": 160, "chunk_ms": 160, "num_threads": 1}
-    (dec / f"stats-test-{wet.streaming_suffix(160, EPOCH, 1)}.json").write_text(json.dumps(stats))
+    (dec / f"stats-test-{streaming_suffix(160, EPOCH, 1)}.json").write_text(json.dumps(stats))
     return exp
 
 
-def write_table(tmp_path: Path, monkeypatch, exp_dirs: Sequence[Path], *extra: str) -> str:
+def write_table(tmp_path: Path, exp_dirs: Sequence[Path], *extra: str) -> str:
     out = tmp_path / "RESULTS-encoders.md"
     cuts = tmp_path / "cuts_test.jsonl.gz"
     if not cuts.exists():
         write_cuts(cuts)
-    monkeypatch.setattr(sys, "argv", ["write_encoder_table", "--exp-dirs", ",".join(map(str, exp_dirs)),
-                                      "--sets", "test", "--epoch", str(EPOCH), "--cohort-key", "",
-                                      "--cuts-pattern", str(tmp_path / "cuts_{set}.jsonl.gz"), "--n-bootstrap", "500",
-                                      "--command", "./run.sh --stage 8 --stop-stage 10", "--out", str(out), *extra])
-    wet.main()
+    messages = io.StringIO()
+    with contextlib.redirect_stderr(messages):
+        status = run_entry_point("write_encoder_table", [
+            "--exp-dirs", ",".join(map(str, exp_dirs)), "--sets", "test", "--epoch", str(EPOCH), "--cohort-key", "",
+            "--cuts-pattern", str(tmp_path / "cuts_{set}.jsonl.gz"), "--n-bootstrap", "500",
+            "--command", "./run.sh --stage 8 --stop-stage 10", "--out", str(out), *extra])
+    if status:
+        raise SystemExit(messages.getvalue())  # the message the command exited with
     return out.read_text()
 
 
@@ -87,10 +93,10 @@ def verdict_of(table: str) -> str:
     return beam[0]
 
 
-def test_verdict_holds_when_conv_rnnt_is_clearly_better(tmp_path, monkeypatch):
+def test_verdict_holds_when_conv_rnnt_is_clearly_better(tmp_path):
     dirs = [fake_run(tmp_path, "lstm", s, HIGH) for s in (1, 2)] + [fake_run(tmp_path, "conv_rnnt", s, LOW)
                                                                     for s in (1, 2)]
-    table = write_table(tmp_path, monkeypatch, dirs)
+    table = write_table(tmp_path, dirs)
     assert "**holds** (every interval lies below 0)" in verdict_of(table)
     assert "With greedy search on test, the paper's claim" in table and table.count("**holds**") == 2
     assert "| test | modified beam search | `lstm` | -82.6% |" in table       # 8 / 46 - 1
@@ -100,24 +106,24 @@ def test_verdict_holds_when_conv_rnnt_is_clearly_better(tmp_path, monkeypatch):
     assert "reproduce with `./run.sh --stage 8 --stop-stage 10`; git revision `" in table
 
 
-def test_verdict_does_not_hold_when_conv_rnnt_is_clearly_worse(tmp_path, monkeypatch):
+def test_verdict_does_not_hold_when_conv_rnnt_is_clearly_worse(tmp_path):
     dirs = [fake_run(tmp_path, "lstm", 1, LOW), fake_run(tmp_path, "conv_rnnt", 1, HIGH)]
-    verdict = verdict_of(write_table(tmp_path, monkeypatch, dirs))
+    verdict = verdict_of(write_table(tmp_path, dirs))
     assert "**does not hold**: ConvRNN-T's WER is higher vs `lstm` on test [+" in verdict
 
 
-def test_verdict_undecided_when_the_models_are_tied(tmp_path, monkeypatch):
+def test_verdict_undecided_when_the_models_are_tied(tmp_path):
     # ConvRNN-T better on half the speakers, worse on the other half, the same total: the interval includes 0
     mixed = [1, 4, 1, 4, 1, 4, 1, 4, 1, 4, 1, 4]
     swapped = [4, 1, 4, 1, 4, 1, 4, 1, 4, 1, 4, 1]
     dirs = [fake_run(tmp_path, "lstm", 1, mixed), fake_run(tmp_path, "conv_rnnt", 1, swapped)]
-    table = write_table(tmp_path, monkeypatch, dirs)
+    table = write_table(tmp_path, dirs)
     verdict = verdict_of(table)
     assert "**undecided at this size**: no interval lies above 0, but these include 0: vs `lstm` on test [-" in verdict
     assert "| undecided |" in table
 
 
-def test_seeds_are_pooled_per_speaker(tmp_path, monkeypatch):
+def test_seeds_are_pooled_per_speaker(tmp_path):
     """Each speaker's errors are averaged over a model's seeds before the relative difference: a seed that is
     worse on one speaker and a seed better on another pool into their mean."""
     conv = [[1] * 12, [3] * 6 + [1] * 6]
@@ -126,27 +132,27 @@ def test_seeds_are_pooled_per_speaker(tmp_path, monkeypatch):
 
     dirs = [fake_run(tmp_path, "conv_rnnt", s + 1, e) for s, e in enumerate(conv)]
     dirs += [fake_run(tmp_path, "lstm", s + 1, e) for s, e in enumerate(lstm)]
-    recogs = [load_transcripts(d / "decode/test" / f"recogs-test-{wet.decode_suffix('greedy_search', EPOCH, 1, 4)}.txt")
+    recogs = [load_transcripts(d / "decode/test" / f"recogs-test-{decode_suffix('greedy_search', EPOCH, 1, 4)}.txt")
               for d in dirs]
     speakers = {f"u{i:02d}": s for i, s in enumerate(SPEAKERS)}
-    ea, eb, names = wet.pooled_speaker_errors(recogs[:2], recogs[2:], speakers)
+    ea, eb, names = pooled_speaker_errors(recogs[:2], recogs[2:], speakers)
     assert names == SPEAKERS
     np.testing.assert_allclose(ea, [2] * 6 + [1] * 6)
     np.testing.assert_allclose(eb, [2] * 12)
     # one seed alone is what power.paired_speaker_errors gives
-    np.testing.assert_allclose(wet.pooled_speaker_errors(recogs[:1], recogs[2:3], speakers)[0],
+    np.testing.assert_allclose(pooled_speaker_errors(recogs[:1], recogs[2:3], speakers)[0],
                                paired_speaker_errors(recogs[0], recogs[2], speakers)[0])
-    table = write_table(tmp_path, monkeypatch, dirs)
+    table = write_table(tmp_path, dirs)
     assert "| test | greedy search | `lstm` | -25.0% |" in table   # (12 + 24) / (24 + 24) - 1
     conv_row = table.split("## Accuracy and cost")[1].split("| `conv_rnnt` | 1 2 | ")[1].split(" | ")
     assert conv_row[:2] == ["15.00", "15.00"]  # test greedy, beam: the mean of the seeds' 10.00 and 20.00
 
 
-def test_a_seed_given_twice_is_refused(tmp_path, monkeypatch):
+def test_a_seed_given_twice_is_refused(tmp_path):
     dirs = [fake_run(tmp_path / "a", "lstm", 1, LOW), fake_run(tmp_path / "b", "lstm", 1, LOW),
             fake_run(tmp_path, "conv_rnnt", 1, LOW)]
     with pytest.raises(SystemExit, match="are both lstm with seed 1"):
-        write_table(tmp_path, monkeypatch, dirs)
+        write_table(tmp_path, dirs)
 
 
 @pytest.mark.parametrize("losses, status, converged", [
@@ -155,41 +161,41 @@ def test_a_seed_given_twice_is_refused(tmp_path, monkeypatch):
     ((1.0, 1.05, 1.1), "rising", False),             # +10%
 ])
 def test_convergence_is_judged_from_the_last_three_validation_losses(losses, status, converged):
-    cv = wet.convergence(losses, EPOCH, 2.0)
+    cv = convergence(losses, EPOCH, 2.0)
     assert (cv["status"], cv["converged"]) == (status, converged)
-    assert wet.convergence((1.0, 0.995, 0.985), EPOCH, 1.0)["status"] == "still improving"  # the threshold is an option
-    short = wet.convergence((1.0,), 1, 2.0)
+    assert convergence((1.0, 0.995, 0.985), EPOCH, 1.0)["status"] == "still improving"  # the threshold is an option
+    short = convergence((1.0,), 1, 2.0)
     assert not short["converged"] and short["status"].startswith("not judged (1 epoch(s)")
 
 
-def test_unconverged_training_flags_the_verdict(tmp_path, monkeypatch):
+def test_unconverged_training_flags_the_verdict(tmp_path):
     dirs = [fake_run(tmp_path, "lstm", 1, HIGH, losses=(1.0, 0.9, 0.8)), fake_run(tmp_path, "conv_rnnt", 1, LOW)]
-    table = write_table(tmp_path, monkeypatch, dirs)
+    table = write_table(tmp_path, dirs)
     assert "| `lstm` | 1 | 1.0000 / 0.9000 / 0.8000 | -20.0% | still improving |" in table
     assert "| `conv_rnnt` | 1 | 1.0000 / 1.0000 / 1.0000 | +0.0% | converged |" in table
     assert "**Flagged**: not every training is known to have converged by epoch 3 (`lstm` seed 1: still improving, " \
            "-20.0%)" in table
     # with a 25% threshold the same losses count as converged
-    table = write_table(tmp_path, monkeypatch, dirs, "--converged-pct", "25")
+    table = write_table(tmp_path, dirs, "--converged-pct", "25")
     assert "**Flagged**" not in table and "Every training had converged" in table
 
 
-def test_missing_conv_rnnt_or_decode_is_named(tmp_path, monkeypatch):
+def test_missing_conv_rnnt_or_decode_is_named(tmp_path):
     lstm = fake_run(tmp_path, "lstm", 1, LOW)
-    assert "`conv_rnnt` is not among the compared models" in write_table(tmp_path, monkeypatch, [lstm])
+    assert "`conv_rnnt` is not among the compared models" in write_table(tmp_path, [lstm])
     conv = fake_run(tmp_path, "conv_rnnt", 1, LOW)
-    (conv / "decode/test" / f"recogs-test-{wet.decode_suffix('modified_beam_search', EPOCH, 1, 4)}.txt").unlink()
+    (conv / "decode/test" / f"recogs-test-{decode_suffix('modified_beam_search', EPOCH, 1, 4)}.txt").unlink()
     with pytest.raises(SystemExit, match="recogs-test-modified_beam_search-epoch-3-avg-1-beam-4.txt missing"):
-        write_table(tmp_path, monkeypatch, [lstm, conv])
+        write_table(tmp_path, [lstm, conv])
 
 
-def test_decodes_of_other_cuts_or_without_errors_are_named(tmp_path, monkeypatch):
+def test_decodes_of_other_cuts_or_without_errors_are_named(tmp_path):
     lstm = fake_run(tmp_path, "lstm", 1, [0] * 12)     # no errors: the relative difference is undefined
     conv = fake_run(tmp_path, "conv_rnnt", 1, LOW)
     with pytest.raises(SystemExit, match="conv_rnnt vs lstm on test .*system B makes no errors"):
-        write_table(tmp_path, monkeypatch, [lstm, conv])
+        write_table(tmp_path, [lstm, conv])
     other = fake_run(tmp_path / "other", "lstm", 1, HIGH)
-    recogs = other / "decode/test" / f"recogs-test-{wet.decode_suffix('modified_beam_search', EPOCH, 1, 4)}.txt"
+    recogs = other / "decode/test" / f"recogs-test-{decode_suffix('modified_beam_search', EPOCH, 1, 4)}.txt"
     store_transcripts(recogs, [(f"u{i:02d}", REF, _hyp(e)) for i, e in enumerate(HIGH[:-1])])  # one cut fewer
     with pytest.raises(SystemExit, match="conv_rnnt vs lstm on test \\(modified beam search.*cover different cuts"):
-        write_table(tmp_path, monkeypatch, [other, conv])
+        write_table(tmp_path, [other, conv])

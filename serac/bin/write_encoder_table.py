@@ -57,7 +57,8 @@ from serac.checkpoint import load_checkpoint
 from serac.decode.naming import decode_suffix, format_ms, streaming_suffix
 from serac.decode.results import read_summary_wer
 from serac.scoring.per_speaker import Result, cut_speakers
-from serac.scoring.power import paired_speaker_errors, relative_difference_interval
+from serac.scoring.power import pooled_speaker_errors, relative_difference_interval
+from serac.train.convergence import CONVERGENCE_EPOCHS, convergence
 from serac.scoring.wer import load_transcripts
 from serac.utils import atomic_write_text, provenance
 from serac.utils import format_number as fmt
@@ -66,7 +67,6 @@ PAPER_WINNER = "conv_rnnt"  # Radfar et al., Interspeech 2022: ConvRNN-T has the
 PAPER_MODELS = ("lstm", "conv_rnnt", "conformer", "contextnet")
 # (key in the tables, decoding method, words): modified beam search first, the decoding the paper reports
 METHODS = (("beam", "modified_beam_search", "modified beam search"), ("greedy", "greedy_search", "greedy search"))
-CONVERGENCE_EPOCHS = 3  # the validation loss of the last this many epochs judges convergence
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -112,21 +112,6 @@ def encoder_gflops(cfg: Dict[str, Any]) -> float:
     torch.manual_seed(0)
     num_features = int(cfg.get("env", {}).get("num_features") or 80)
     return encoder_flops_per_second(build_encoder(num_features, cfg["model"]["encoder"])) / 1e9
-
-
-def convergence(valid_losses: Sequence[float], epoch: int, converged_pct: float) -> Dict[str, Any]:
-    """Whether a training had converged, from the validation losses of its last epochs (oldest first, at most
-    CONVERGENCE_EPOCHS): {losses, change (percent, epoch E-2 to E; None with fewer epochs), status, converged}."""
-    losses = list(valid_losses)[-CONVERGENCE_EPOCHS:]
-    if len(losses) < CONVERGENCE_EPOCHS:
-        return {"losses": losses, "change": None, "converged": False,
-                "status": f"not judged ({epoch} epoch(s), fewer than {CONVERGENCE_EPOCHS})"}
-    change = 100.0 * (losses[-1] / losses[0] - 1.0)
-    if abs(change) < converged_pct:
-        status = "converged"
-    else:
-        status = "still improving" if change < 0 else "rising"
-    return {"losses": losses, "change": change, "converged": status == "converged", "status": status}
 
 
 def collect_run(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
@@ -184,17 +169,6 @@ def group_models(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
                  seeds=[r["seed"] for r in m["runs"]],
                  wer={k: float(np.mean([r["wer"][k] for r in m["runs"]])) for k in first["wer"]})
     return list(models.values())
-
-
-def pooled_speaker_errors(a: Sequence[Sequence[Result]], b: Sequence[Sequence[Result]], speakers: Dict[str, Any]
-                          ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Per speaker: the errors of system A averaged over its seeds (``a``: one result list per seed), the same for
-    B, and the speakers. Every seed's decode is checked against the other system's first (same cuts, same
-    references) by serac.scoring.power.paired_speaker_errors."""
-    pairs_a = [paired_speaker_errors(ra, b[0], speakers) for ra in a]
-    pairs_b = [paired_speaker_errors(a[0], rb, speakers) for rb in b]
-    names = pairs_a[0][3]
-    return (np.mean([p[0] for p in pairs_a], axis=0), np.mean([p[1] for p in pairs_b], axis=0), names)
 
 
 def interval_result(interval: Tuple[float, float]) -> str:

@@ -15,7 +15,7 @@ built-in synthetic corpus they are draws of the same generator, so a larger set 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -83,3 +83,14 @@ def speakers_for_half_width(errors_a: np.ndarray, errors_b: np.ndarray, target: 
         lo, hi = (lo, mid) if ok(mid) else (mid, hi)
     width = half_width(relative_difference_interval(errors_a, errors_b, hi, n_bootstrap, seed))
     return {"speakers": float(hi), "half_width": width, "guess": float(guess)}
+
+
+def pooled_speaker_errors(a: Sequence[Sequence[Result]], b: Sequence[Sequence[Result]], speakers: Dict[str, Any]
+                          ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Per speaker: the errors of system A averaged over its seeds (``a``: one result list per seed), the same for
+    B, and the speakers. Every seed's decode is checked against the other system's first (same cuts, same
+    references) by :func:`paired_speaker_errors`."""
+    pairs_a = [paired_speaker_errors(ra, b[0], speakers) for ra in a]
+    pairs_b = [paired_speaker_errors(a[0], rb, speakers) for rb in b]
+    names = pairs_a[0][3]
+    return (np.mean([p[0] for p in pairs_a], axis=0), np.mean([p[1] for p in pairs_b], axis=0), names)
