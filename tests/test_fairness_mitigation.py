@@ -160,6 +160,7 @@ def test_discovered_gap_before_and_after_by_hand(tmp_path: Path) -> None:
     assert main(argv) == 0
     t = json.loads((tmp_path / "t.json").read_text())
     assert t["targets"] == ["auto1"] and t["discovery"]["bottom"] == "auto1" and t["discovery"]["top"] == "auto2"
+    assert t["targeted_speakers"] == 2  # auto1's test speakers
     rows = {r["method"]: r for r in t["rows"]}
     base, over = rows["no adaptation"], rows["oversampling x4"]
     # the dev-ranked gap, not the test's own max/min (auto3 at 90% is the test's worst, not the dev's bottom)

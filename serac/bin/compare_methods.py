@@ -280,10 +280,11 @@ def mitigation_table(args) -> Dict[str, Any]:
                                  "targeted": rel(r["targeted"], ft["targeted"]), "other": rel(r["other"], ft["other"]),
                                  "ci_targeted": paired_bootstrap(r, ft, True, seed=args.seed),
                                  "ci_other": paired_bootstrap(r, ft, False, seed=args.seed)}
+    targeted_speakers = sum(base["_target_of"].values())  # each speaker is in one cohort
     for r in rows:
         r.pop("_per_speaker"), r.pop("_target_of")
-    return {"key": args.key, "targets": targets, "discovery": discovery, "baseline": args.baseline,
-            "reference": args.reference,
+    return {"key": args.key, "targets": targets, "targeted_speakers": targeted_speakers, "discovery": discovery,
+            "baseline": args.baseline, "reference": args.reference,
             "from_scratch": list(args.from_scratch),
             "cuts": str(args.cuts), "rows": rows}
 

@@ -131,16 +131,6 @@ def verdict(ci: Optional[list]) -> str:
 MIN_SPEAKERS_TO_JUDGE = 3
 
 
-def cohort_speakers(cuts_path: str, cohort_map: Path, cohort: str) -> int:
-    """Test speakers of ``cohort`` in a discovery's speaker-keyed cohort map."""
-    from serac.fairness.cohorts import load_cohort_map
-    from serac.scoring.per_speaker import cut_speakers
-
-    cmap = load_cohort_map(cohort_map)
-    return len({s for s in cut_speakers(cuts_path).values() if s in cmap.values
-                and cmap.values[s].get(cmap.key) == cohort})
-
-
 def discovered_mitigation(tables: Dict[str, dict], target_key: str) -> list:
     """Every discovery's bottom/top gap on test (the cohorts bottom and top on dev) before and after the paper's
     mitigations, with the paired speaker-bootstrap interval of the dev-bottom cohort's relative WER change and the
@@ -152,8 +142,7 @@ def discovered_mitigation(tables: Dict[str, dict], target_key: str) -> list:
     order = ("geo", "geodemo", "auto")  # as section 1
     for name, t in sorted(tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
         d = t["discovery"]
-        cmap = Path(d["dir"]) / "cohort-map.tsv"
-        n_bottom = cohort_speakers(t["cuts"], cmap, d["bottom"]) if cmap.is_file() and t.get("cuts") else None
+        n_bottom = t.get("targeted_speakers")  # the test speakers of the dev-bottom cohort (compare_methods)
         # the automatic discovery's embedding (every discovery's params hold the option, only this one uses it)
         method = f"auto ({d['embedding']})" if d["method"] == "auto" and d.get("embedding") else d["method"]
         label = f"{method} (`{t['key']}`{', targeted' if t['key'] == target_key else ''})"
