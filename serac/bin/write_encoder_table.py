@@ -58,8 +58,8 @@ from serac.decode.naming import decode_suffix, format_ms, streaming_suffix
 from serac.decode.results import read_summary_wer
 from serac.scoring.per_speaker import Result, cut_speakers
 from serac.scoring.power import pooled_speaker_errors, relative_difference_interval
-from serac.train.convergence import CONVERGENCE_EPOCHS, convergence
 from serac.scoring.wer import load_transcripts
+from serac.train.convergence import CONVERGENCE_EPOCHS, convergence
 from serac.utils import atomic_write_text, provenance
 from serac.utils import format_number as fmt
 

@@ -109,10 +109,6 @@ def load_model_row(model: Model, keys: List[str]) -> Dict[str, Any]:
     return row
 
 
-def cohort_of(cuts_path: Path, key: str) -> Dict[str, str]:
-    from serac.fairness.cohort_metrics import load_cut_attributes
-
-    return {cut_id: str(attrs.get(key, "?")) for cut_id, attrs in load_cut_attributes(cuts_path).items()}
 def flop_breakdown(encoder_cfg: Dict[str, Any]) -> List[str]:
     """What one output frame (40 ms) of the encoder costs, part by part, from the encoder the config builds."""
     from serac.encoders import build_encoder
