@@ -205,14 +205,18 @@ def test_label_cuts_labels_by_the_map_and_names_an_unlabelled_speaker(tmp_path):
     label_cuts = _local("label_cuts")
     paths = _adapt_fixture(tmp_path)
     cmap = {"auto1", "auto2", "auto3"}
-    out = label_cuts.label(load_manifest(paths["train"]), "auto_cohort",
-                           {"t1": "auto1", "t2": "auto1", "t3": "auto2", "t4": "auto2", "t5": "auto3", "t6": "auto3"},
-                           "train")
+    from serac.fairness.cohorts import load_cohort_map
+
+    def cohort_map(assignment: Dict[str, str]):
+        write_cohort_map(assignment, "auto_cohort", tmp_path / "map.tsv")
+        return load_cohort_map(tmp_path / "map.tsv")
+
+    full = {"t1": "auto1", "t2": "auto1", "t3": "auto2", "t4": "auto2", "t5": "auto3", "t6": "auto3"}
+    out = label_cuts.label(str(paths["train"]), "auto_cohort", cohort_map(full))
     assert {c.supervisions[0].speaker: c.supervisions[0].custom["auto_cohort"] for c in out}["t3"] == "auto2"
     assert all(c.supervisions[0].custom["region"] == "r" for c in out)  # the other attributes are kept
-    with pytest.raises(ValueError, match=r"train: cut .* speaker t6 is not in the cohort map"):
-        label_cuts.label(load_manifest(paths["train"]), "auto_cohort", {"t1": "auto1", "t2": "auto1", "t3": "auto2",
-                                                                       "t4": "auto2", "t5": "auto3"}, "train")
+    with pytest.raises(ValueError, match=r"train.jsonl.gz: cut .* speaker t6 is not in the cohort map"):
+        label_cuts.label(str(paths["train"]), "auto_cohort", cohort_map({k: v for k, v in full.items() if k != "t6"}))
     config = tmp_path / "sets" / "cohortemb.yaml"
     config.parent.mkdir()
     import os

@@ -16,61 +16,61 @@ import argparse
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import yaml
 from lhotse import CutSet
 
-from serac.fairness.cohorts import load_cohort_map
-from serac.utils import atomic_write_text
+from serac.fairness.cohorts import CohortMap, apply_cohort_maps, load_cohort_map, load_cut_attributes
+from serac.utils import atomic_path, atomic_write_text
 
 
-def label(cuts: CutSet, key: str, by_speaker: Optional[Dict[str, str]], where: str) -> CutSet:
-    """A copy of ``cuts`` whose first supervision carries ``custom[key]``; ValueError naming an unlabelled cut."""
+def label(cuts_path: str, key: str, cohort_map: Optional[CohortMap]) -> CutSet:
+    """The cuts of ``cuts_path``, each first supervision carrying ``custom[key]``: the cut's cohort from the map
+    (serac.fairness.cohorts, as every cohort table reads it) or, without a map, its own attribute; ValueError
+    naming a cut that gets none."""
+    attrs = load_cut_attributes(cuts_path)
+    if cohort_map is not None:
+        attrs = apply_cohort_maps(attrs, [cohort_map])
     out = []
-    for cut in cuts:
+    for cut in CutSet.from_file(cuts_path):
         sup = cut.supervisions[0] if cut.supervisions else None
         if sup is None:
-            raise ValueError(f"{where}: cut {cut.id} has no supervision")
-        custom = dict(sup.custom or {})
-        if by_speaker is not None:
-            if sup.speaker not in by_speaker:
-                raise ValueError(f"{where}: cut {cut.id}: speaker {sup.speaker} is not in the cohort map (discover "
-                                 f"with --label-cuts for its split)")
-            custom[key] = by_speaker[sup.speaker]
-        elif key not in custom:
-            raise ValueError(f"{where}: cut {cut.id} has no '{key}' attribute and no cohort map was given")
-        out.append(cut.map_supervisions(lambda s, c=custom: replace(s, custom=c)))
+            raise ValueError(f"{cuts_path}: cut {cut.id} has no supervision")
+        value = attrs[cut.id].get(key)
+        if value is None:
+            raise ValueError(f"{cuts_path}: cut {cut.id}: " + (
+                f"speaker {sup.speaker} is not in the cohort map (discover with --label-cuts for its split)"
+                if cohort_map is not None else f"no '{key}' attribute and no cohort map was given"))
+        out.append(cut.map_supervisions(lambda s, c={**(sup.custom or {}), key: str(value)}: replace(s, custom=c)))
     return CutSet.from_cuts(out)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--key", required=True)
-    p.add_argument("--cohort-map", help="speaker-keyed TSV of a discovery; none: the cuts' own attribute")
+    p.add_argument("--cohort-map", help="a discovery's cohort-map.tsv; none: the cuts' own attribute")
     p.add_argument("--cuts", action="append", required=True, metavar="IN:OUT")
     p.add_argument("--base-config", required=True, help="the fine-tuning config the embedding is added to")
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--config-out", required=True)
     args = p.parse_args()
-    by_speaker = None
+    cmap = None
     names: List[str] = []
     if args.cohort_map:
         cmap = load_cohort_map(args.cohort_map)
-        if cmap.by != "speaker" or args.key not in cmap.columns:
-            raise SystemExit(f"{args.cohort_map}: not a speaker map of '{args.key}'")
-        by_speaker = {spk: v[args.key] for spk, v in cmap.values.items()}
-        names = sorted(set(by_speaker.values()))
+        if args.key not in cmap.columns:
+            raise SystemExit(f"{args.cohort_map}: not a cohort map of '{args.key}'")
+        names = sorted({v[args.key] for v in cmap.values.values()})  # every cohort of the map, labelled or not
     for spec in args.cuts:
         src, sep, dst = spec.partition(":")
         if not sep:
             p.error(f"--cuts {spec}: expected IN:OUT")
-        labelled = label(CutSet.from_file(src), args.key, by_speaker, src)
-        if by_speaker is None:
+        labelled = label(src, args.key, cmap)
+        if cmap is None:
             names = sorted(set(names) | {c.supervisions[0].custom[args.key] for c in labelled})
-        tmp = Path(dst).with_name(Path(dst).name + ".tmp.jsonl.gz")
-        labelled.to_file(tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            labelled.to_file(tmp)
     base = os.path.relpath(Path(args.base_config).resolve(), Path(args.config_out).resolve().parent)
     cfg = {"base": base, "model": {"cohort_embedding": {"key": args.key, "cohorts": names, "dim": args.dim}}}
     atomic_write_text(args.config_out, "# written by local/label_cuts.py: the fine-tuning config plus a cohort "
