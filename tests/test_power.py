@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serac.scoring.power import (half_width, paired_speaker_errors, relative_difference_interval,
+from serac.scoring.power import (half_width, interval_side, paired_speaker_errors, relative_difference_interval,
                                  speakers_for_half_width)
 
 
@@ -78,3 +78,12 @@ def test_cli_prints_the_table(tmp_path):
                          check=True, capture_output=True, text=True).stdout
     assert "8 speakers, 3.0 utterances each" in out and "| 16 | 48 |" in out and "needs about" in out
     assert (tmp_path / "p.json").is_file()
+
+
+def test_interval_side_reads_the_bound_strictly_and_refuses_nothing():
+    assert interval_side((-3.0, -0.1)) == "below" and interval_side((0.1, 2.0)) == "above"
+    assert interval_side((-1.0, 1.0)) == "contains"
+    assert interval_side((-1.0, 0.0)) == "contains" and interval_side((0.0, 1.0)) == "contains"  # an end on the bound
+    assert interval_side((4.0, 4.9), 5.0) == "below" and interval_side((5.5, 9.0), 5.0) == "above"
+    assert interval_side(None) is None and interval_side([]) is None
+    assert interval_side((float("nan"), 1.0)) is None

@@ -57,7 +57,7 @@ from serac.checkpoint import load_checkpoint
 from serac.decode.naming import decode_suffix, format_ms, streaming_suffix
 from serac.decode.results import read_summary_wer
 from serac.scoring.per_speaker import Result, cut_speakers
-from serac.scoring.power import pooled_speaker_errors, relative_difference_interval
+from serac.scoring.power import interval_side, pooled_speaker_errors, relative_difference_interval
 from serac.scoring.wer import load_transcripts
 from serac.train.convergence import CONVERGENCE_EPOCHS, convergence
 from serac.utils import atomic_write_text, provenance
@@ -173,11 +173,8 @@ def group_models(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 def interval_result(interval: Tuple[float, float]) -> str:
     """'lower' (the interval lies below 0: ConvRNN-T's WER is lower), 'higher' (above 0), or 'undecided'."""
-    if interval[1] < 0:
-        return "lower"
-    if interval[0] > 0:
-        return "higher"
-    return "undecided"
+    side = interval_side(interval)
+    return "lower" if side == "below" else "higher" if side == "above" else "undecided"
 
 
 def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) -> List[Dict[str, Any]]:

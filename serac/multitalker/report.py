@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import yaml
 
 from serac.multitalker.scoring import TABLE_HEADER, group_label, paired_differences, table_rows
+from serac.scoring.power import interval_side
 from serac.utils import provenance
 
 #: what each system of the recipe is (conf/<name>.yaml)
@@ -96,12 +97,11 @@ UNTRAINED_ORC_WER = 90.0
 
 
 def verdict(ci: Sequence[float], better: str) -> str:
-    low, high = ci
-    if not (low == low and high == high):   # NaN: nothing to compare
+    side = interval_side(ci)
+    if side is None:   # NaN: nothing to compare
         return "undecided (nothing measured)"
-    if better == "lower":
-        return "holds" if high < 0 else "does not hold" if low > 0 else "undecided"
-    return "holds" if low > 0 else "does not hold" if high < 0 else "undecided"
+    good, bad = ("below", "above") if better == "lower" else ("above", "below")
+    return "holds" if side == good else "does not hold" if side == bad else "undecided"
 
 
 def _f(x: Optional[float], digits: int = 2) -> str:

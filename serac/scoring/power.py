@@ -15,11 +15,27 @@ built-in synthetic corpus they are draws of the same generator, so a larger set 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from serac.scoring.per_speaker import Result, speaker_counts
+
+
+def interval_side(interval: Optional[Sequence[float]], bound: float = 0.0) -> Optional[str]:
+    """Where a 95% interval lies against ``bound``: 'below' (its upper end is under it), 'above' (its lower end is
+    over it), 'contains' (it includes the bound, ends included), or None (no interval, or a NaN end). Every
+    recipe's verdict ("holds / does not hold / undecided at this size") is read from this, in its own words."""
+    if not interval:
+        return None
+    low, high = interval
+    if low != low or high != high:
+        return None
+    if high < bound:
+        return "below"
+    if low > bound:
+        return "above"
+    return "contains"
 
 
 def paired_speaker_errors(a: Sequence[Result], b: Sequence[Result], speakers: Mapping[str, str]

@@ -39,6 +39,7 @@ from operating_point import (Model, dev_points, flop_fraction, module_differ_sha
                              parse_model, per_frame_decision_share, read_compute, rel_wer, select, within,
                              within_utterance_share)
 from serac.decode.results import read_summary_wer  # noqa: E402
+from serac.scoring.power import interval_side  # noqa: E402
 from serac.utils import atomic_write_text, provenance  # noqa: E402
 from serac.utils import format_number as fmt  # noqa: E402
 
@@ -158,19 +159,21 @@ def fewer(saving: float) -> str:
 def claim_verdict(saving: float, interval: Tuple[float, float], min_saving: float, max_rel_wer: float) -> str:
     """The verdict on "saving >= min_saving % FLOPs at <= +max_rel_wer % relative WER" from the measured saving
     and the 95% interval of the relative WER change: the interval inside the bound holds, outside it does not."""
-    if saving >= min_saving and interval[1] <= max_rel_wer:
-        return "holds"
-    if saving < min_saving or interval[0] > max_rel_wer:
+    side = interval_side(interval, max_rel_wer)
+    if saving < min_saving or side == "above":
         return "does not hold"
+    if side == "below" or interval[1] == max_rel_wer:   # the bound itself is inside "<= +max_rel_wer %"
+        return "holds"
     return "undecided at this size"
 
 
 def gating_verdict(interval: Tuple[float, float]) -> str:
     """"Input-adaptive gating beats static pruning at matched FLOPs" from the 95% interval of the static model's
     relative WER change against the gated one: entirely above 0 holds, entirely at or below 0 does not."""
-    if interval[0] > 0:
+    side = interval_side(interval)
+    if side == "above":
         return "holds"
-    if interval[1] <= 0:
+    if side == "below" or interval[1] == 0:   # the static model nowhere worse
         return "does not hold"
     return "undecided"
 

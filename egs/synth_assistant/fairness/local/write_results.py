@@ -22,6 +22,7 @@ from typing import Dict, Optional
 
 import yaml
 
+from serac.scoring.power import interval_side
 from serac.utils import atomic_write_text, provenance
 from serac.utils import format_number as fmt
 
@@ -117,11 +118,12 @@ def reading(region: dict, comparison: dict, mit: dict, fisher: dict) -> list:
 
 def verdict(ci: Optional[list]) -> str:
     """Whether an improvement holds, from the 95% paired speaker-bootstrap interval of a relative WER change."""
-    if not ci:
+    side = interval_side(ci)
+    if side is None:
         return "undecided (no interval)"
-    if ci[1] < 0:
+    if side == "below":
         return "holds (interval below 0)"
-    if ci[0] > 0:
+    if side == "above":
         return "does not hold: worse (interval above 0)"
     return "undecided at this size (interval includes 0)"
 
