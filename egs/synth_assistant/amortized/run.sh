@@ -15,6 +15,11 @@
 #   ./run.sh                                         # everything (time: README.md / RESULTS.md)
 #   ./run.sh --cost-weights "0.1 0.3 1 3 10" --stage 3     # another sweep (stages 3-10; finished runs are kept)
 #   ./run.sh --stage 10                              # rewrite RESULTS.md
+#   # on 2 cores, the joint model (stage 4, from scratch) beside the dense one, one thread each (a 2-thread training
+#   # alone was only ~7% faster per epoch than a 1-thread one beside another), then the rest:
+#   ./run.sh --stop-stage 0
+#   ./run.sh --stage 1 --stop-stage 1 --dense-threads 1 & ./run.sh --stage 4 --stop-stage 4 --joint-threads 1; wait
+#   ./run.sh --stage 2 --stop-stage 3 && ./run.sh --stage 5
 #
 # Stages: 0 data (the corpus of ../asr, linked by ./prepare.sh, which prepares it there if needed), 1 train dense,
 # 2 fine-tune the dense reference and sliding-window baselines, 3 fine-tune amortized models (cost-weight sweep),
@@ -36,11 +41,15 @@ ft_epochs=6                    # every fine-tuned variant (dense reference inclu
 ft_threads=1                   # fine-tunes run --nj at a time, one thread each (better than 2 threads each
 nj=2                           # on 2 cores: small matmuls scale poorly)
 sw_left_contexts="4"           # sliding-window baselines: attention left context in frames (dense: 32)
-cost_weights="0.1 0.2 0.3 0.4 1"  # the amortized sweep (0.3-0.4: about half the FLOPs, 1: about a quarter)
-kd_cost_weights="0.3 0.4 0.5 0.6 0.8"  # amortized fine-tunes also distilled from the dense reference (conf/amortized_distill.yaml;
+cost_weights="0.13 0.26 0.4 0.52 1.3"  # the amortized sweep: the 16-channel front end's 0.1 0.2 0.3 0.4 1 (0.3-0.4 gave
+                               # about half the FLOPs, 1 about a quarter) x 1.31, the growth of the dense FLOPs with
+                               # the 64-channel front end: the cost term is a fraction of those, so that keeps each
+                               # module's FLOP price
+kd_cost_weights="0.4 0.52 0.65 0.8 1.05"  # amortized fine-tunes also distilled from the dense reference (conf/amortized_distill.yaml;
                                # serac's addition): variants amortized-kd-cw<W>; "" for none
 joint_cost_weights="0.3"       # joint training from scratch (conf/amortized_joint.yaml, the paper's recipe; each
-                               # costs a dense training): variants joint-cw<W>; "" for none
+                               # costs a dense training): variants joint-cw<W>; "" for none (not rescaled like
+                               # the sweep: 0.3 is about the 16-channel model's 0.23)
 joint_threads=2
 max_rel_wer=5                  # the operating point: fewest FLOPs within this relative dev WER (%) of dense-ft
 decode_threads=1
