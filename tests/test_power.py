@@ -85,5 +85,6 @@ def test_interval_side_reads_the_bound_strictly_and_refuses_nothing():
     assert interval_side((-1.0, 1.0)) == "contains"
     assert interval_side((-1.0, 0.0)) == "contains" and interval_side((0.0, 1.0)) == "contains"  # an end on the bound
     assert interval_side((4.0, 4.9), 5.0) == "below" and interval_side((5.5, 9.0), 5.0) == "above"
+    assert interval_side((-1.0, 0.0), upper_inclusive=True) == "below"  # "<= bound" claims
     assert interval_side(None) is None and interval_side([]) is None
     assert interval_side((float("nan"), 1.0)) is None

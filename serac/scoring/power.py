@@ -22,16 +22,18 @@ import numpy as np
 from serac.scoring.per_speaker import Result, speaker_counts
 
 
-def interval_side(interval: Optional[Sequence[float]], bound: float = 0.0) -> Optional[str]:
-    """Where a 95% interval lies against ``bound``: 'below' (its upper end is under it), 'above' (its lower end is
-    over it), 'contains' (it includes the bound, ends included), or None (no interval, or a NaN end). Every
-    recipe's verdict ("holds / does not hold / undecided at this size") is read from this, in its own words."""
+def interval_side(interval: Optional[Sequence[float]], bound: float = 0.0, upper_inclusive: bool = False
+                  ) -> Optional[str]:
+    """Where a 95% interval lies against ``bound``: 'below' (its upper end is under it; with ``upper_inclusive``,
+    at or under it, for claims of the form "<= bound"), 'above' (its lower end is over it), 'contains' (it includes
+    the bound), or None (no interval, or a NaN end). Every recipe's verdict ("holds / does not hold / undecided at
+    this size") is read from this, in its own words."""
     if not interval:
         return None
     low, high = interval
     if low != low or high != high:
         return None
-    if high < bound:
+    if high < bound or (upper_inclusive and high == bound):
         return "below"
     if low > bound:
         return "above"

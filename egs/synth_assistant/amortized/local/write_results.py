@@ -159,10 +159,10 @@ def fewer(saving: float) -> str:
 def claim_verdict(saving: float, interval: Tuple[float, float], min_saving: float, max_rel_wer: float) -> str:
     """The verdict on "saving >= min_saving % FLOPs at <= +max_rel_wer % relative WER" from the measured saving
     and the 95% interval of the relative WER change: the interval inside the bound holds, outside it does not."""
-    side = interval_side(interval, max_rel_wer)
+    side = interval_side(interval, max_rel_wer, upper_inclusive=True)   # the bound itself is inside "<= +max_rel_wer %"
     if saving < min_saving or side == "above":
         return "does not hold"
-    if side == "below" or interval[1] == max_rel_wer:   # the bound itself is inside "<= +max_rel_wer %"
+    if side == "below":
         return "holds"
     return "undecided at this size"
 
@@ -170,10 +170,10 @@ def claim_verdict(saving: float, interval: Tuple[float, float], min_saving: floa
 def gating_verdict(interval: Tuple[float, float]) -> str:
     """"Input-adaptive gating beats static pruning at matched FLOPs" from the 95% interval of the static model's
     relative WER change against the gated one: entirely above 0 holds, entirely at or below 0 does not."""
-    side = interval_side(interval)
+    side = interval_side(interval, upper_inclusive=True)   # at or below 0: the static model nowhere worse
     if side == "above":
         return "holds"
-    if side == "below" or interval[1] == 0:   # the static model nowhere worse
+    if side == "below":
         return "does not hold"
     return "undecided"
 
