@@ -59,13 +59,19 @@ def load_cut_attributes(cuts_path: PathLike) -> CutAttributes:
     cuts_path = Path(cuts_path)
     if not cuts_path.is_file():
         raise FileNotFoundError(f"cuts manifest not found: {cuts_path}")
+    return attributes_of_cuts(CutSet.from_jsonl_lazy(cuts_path), cuts_path)
+
+
+def attributes_of_cuts(cuts: Iterable[Any], source: PathLike) -> CutAttributes:
+    """``{cut_id: {attribute: value}}`` for cuts already read (a caller that needs the cuts too reads the
+    manifest once); ``source`` names them in errors (a duplicate cut id, no cuts)."""
     attrs: CutAttributes = {}
-    for cut in CutSet.from_jsonl_lazy(cuts_path):
+    for cut in cuts:
         if cut.id in attrs:
-            raise ValueError(f"{cuts_path}: duplicate cut id {cut.id!r}")
+            raise ValueError(f"{source}: duplicate cut id {cut.id!r}")
         attrs[cut.id] = cut_attributes(cut)
     if not attrs:
-        raise ValueError(f"{cuts_path}: no cuts in the manifest")
+        raise ValueError(f"{source}: no cuts in the manifest")
     return attrs
 
 

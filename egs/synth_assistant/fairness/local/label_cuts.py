@@ -21,7 +21,7 @@ from typing import List, Optional
 import yaml
 from lhotse import CutSet
 
-from serac.fairness.cohorts import CohortMap, apply_cohort_maps, load_cohort_map, load_cut_attributes
+from serac.fairness.cohorts import CohortMap, apply_cohort_maps, attributes_of_cuts, load_cohort_map
 from serac.utils import atomic_path, atomic_write_text
 
 
@@ -29,11 +29,14 @@ def label(cuts_path: str, key: str, cohort_map: Optional[CohortMap]) -> CutSet:
     """The cuts of ``cuts_path``, each first supervision carrying ``custom[key]``: the cut's cohort from the map
     (serac.fairness.cohorts, as every cohort table reads it) or, without a map, its own attribute; ValueError
     naming a cut that gets none."""
-    attrs = load_cut_attributes(cuts_path)
+    if not Path(cuts_path).is_file():
+        raise FileNotFoundError(f"cuts manifest not found: {cuts_path}")
+    cuts = list(CutSet.from_file(cuts_path))  # read once: the attributes and the cuts written back
+    attrs = attributes_of_cuts(cuts, cuts_path)
     if cohort_map is not None:
         attrs = apply_cohort_maps(attrs, [cohort_map])
     out = []
-    for cut in CutSet.from_file(cuts_path):
+    for cut in cuts:
         sup = cut.supervisions[0] if cut.supervisions else None
         if sup is None:
             raise ValueError(f"{cuts_path}: cut {cut.id} has no supervision")
