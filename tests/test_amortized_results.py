@@ -288,6 +288,31 @@ def test_static_comparison_against_a_gated_model_without_errors(fake_run):
     assert "static pruning at matched FLOPs: **undecided (the gated model makes no test errors)**" in results
 
 
+def test_dense_reference_against_the_lstm_baseline(fake_run):
+    """--baseline (run.sh: the asr recipe's LSTM): the reference's paired interval against it and the verdict on
+    "at least as good"; a missing decode is said, a decode of other cuts is an error naming the file."""
+    root, cuts, timing = fake_run
+    lstm = root / "asr/exp/lstm"
+    suffix = "greedy_search-epoch-15-avg-5"
+    _write_decode(lstm, "test", suffix, TEST_CUTS, TEST_WORDS, [2] * 6, [1.0] * 6, None)
+    recogs = lstm / f"decode/test/recogs-test-{suffix}.txt"
+    results = _run_writer(root, cuts, timing, ALL, ["--baseline", f"asr-lstm={recogs}"])
+    section = results.split("## The dense reference against the baseline asr-lstm (test)")[1].split("##")[0]
+    assert "| asr-lstm | 20.00 | - | - |" in section
+    assert "| dense-ft | 10.00 | -50.0% [-50.0, -50.0] | **holds (better)** |" in section
+    # twice the reference's errors the other way round: worse
+    _write_decode(lstm, "test", suffix, TEST_CUTS, TEST_WORDS, [1, 0, 1, 0, 1, 0], [1.0] * 6, None)
+    results = _run_writer(root, cuts, timing, ALL, ["--baseline", f"asr-lstm={recogs}"])
+    assert "| dense-ft | 10.00 | +100.0% [+" in results and "**does not hold (worse)**" in results
+    results = _run_writer(root, cuts, timing, ALL, ["--baseline", f"asr-lstm={root / 'nothing.txt'}"])
+    assert f"Not compared: `{root / 'nothing.txt'}` is missing" in results
+    _write_decode(lstm, "test", suffix, dict(list(TEST_CUTS.items())[:4]), TEST_WORDS, [1] * 4, [1.0] * 4, None)
+    with pytest.raises(SystemExit, match=r"--baseline .*recogs-test-greedy_search-epoch-15-avg-5.txt: its test "
+                                         r"cuts are not the reference's \(4 vs 6 utterances"):
+        _run_writer(root, cuts, timing, ALL, ["--baseline", f"asr-lstm={recogs}"])
+    assert _load("write_results").baseline_verdict((-3.0, 2.0)) == "undecided at this size (level)"
+
+
 def test_results_name_a_missing_dev_decode(fake_run):
     root, cuts, timing = fake_run
     (root / f"exp/joint-cw0.3/decode/dev/wer-summary-dev-greedy_search-epoch-12-avg-1.txt").unlink()

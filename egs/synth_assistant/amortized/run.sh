@@ -57,16 +57,20 @@ timing_repeats=2               # passes over test per model in stage 8
 cohort_keys=accent,gender,age_band,region,condition
 compute_keys=accent,condition  # executed compute per cohort of these keys in RESULTS.md
 n_bootstrap=1000
+lstm_recogs=auto               # a test decode RESULTS.md compares the dense reference with ("" for none); auto: the
+                               # LSTM transducer of $asr_dir as that recipe's stage 5 decodes it (greedy, epoch 15,
+                               # 5 averaged: its defaults)
 results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--vocab-size N] [--dense-epochs N]
           [--ft-epochs N] [--nj N] [--sw-left-contexts \"L1 L2\"] [--cost-weights \"W1 W2 ...\"]
-          [--kd-cost-weights \"W1 ...\"] [--joint-cost-weights \"W1 ...\"] [--max-rel-wer P] [--n-bootstrap N]"
+          [--kd-cost-weights \"W1 ...\"] [--joint-cost-weights \"W1 ...\"] [--max-rel-wer P] [--lstm-recogs FILE] [--n-bootstrap N]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
+[ "$lstm_recogs" != auto ] || lstm_recogs=$asr_dir/exp/lstm/decode/test/recogs-test-greedy_search-epoch-15-avg-5.txt
 
 lang=data/lang_bpe_$vocab_size
 train_cuts=data/fbank/${prefix}_cuts_train.jsonl.gz
@@ -241,7 +245,7 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     --suffix $(variant_suffix dense-ft) --max-rel-wer $max_rel_wer \
     --cuts $test_cuts --timing exp/encoder-time.json --stage-timing $timing --compute-key $compute_keys \
     --plot results/wer-vs-compute.png --command "cd egs/synth_assistant/amortized && ./run.sh" \
-    --n-bootstrap $n_bootstrap --out $results
+    ${lstm_recogs:+--baseline "asr-lstm=$lstm_recogs"} --n-bootstrap $n_bootstrap --out $results
   echo "wrote $results"
 fi
 echo "$0: succeeded"

@@ -357,6 +357,48 @@ def write_plot(rows: List[Dict[str, Any]], reference: str, chosen: Optional[str]
     plt.close(fig)
 
 
+def baseline_verdict(interval: Tuple[float, float]) -> str:
+    """The reference's relative WER change against the baseline: "at least as good" holds when the interval is
+    entirely below 0, does not hold when it is entirely above 0, and is undecided when it contains 0."""
+    side = interval_side(interval)
+    return {"below": "holds (better)", "above": "does not hold (worse)"}.get(side, "undecided at this size (level)")
+
+
+def baseline_section(spec: Optional[str], ref: Dict[str, Any], speaker: Dict[str, str], n_bootstrap: int
+                     ) -> List[str]:
+    """The dense reference against a baseline decode of the same test set (``NAME=RECOGS``: the asr recipe's LSTM
+    transducer, greedy search as that recipe decodes it), with the paired speaker-bootstrap interval of the
+    reference's relative WER change and the verdict on "the dense reference is at least as good as the baseline"."""
+    if not spec:
+        return []
+    from serac.fairness.cohort_metrics import score_utterances
+
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--baseline {spec}: expected NAME=RECOGS_FILE")
+    out = [f"## The dense reference against the baseline {name} (test)", ""]
+    if not Path(path).is_file():
+        return out + [f"Not compared: `{path}` is missing (decode the baseline on test first)."]
+    scored = score_utterances(path)
+    if set(scored) != set(ref["errors"]):
+        raise ValueError(f"--baseline {path}: its test cuts are not the reference's ({len(scored)} vs "
+                         f"{len(ref['errors'])} utterances, {len(set(scored) ^ set(ref['errors']))} not in both)")
+    errors = {c: u.errors for c, u in scored.items()}
+    words = sum(u.num_words for u in scored.values())
+    wer = 100 * sum(errors.values()) / max(words, 1)
+    interval = paired_rel_wer_interval(ref["errors"], errors, speaker, n_bootstrap) if sum(errors.values()) else None
+    change = pct(rel_wer(ref["wer"], wer) if interval else None)
+    verdict = baseline_verdict(interval) if interval else "undecided (the baseline makes no test errors)"
+    return out + [
+        f"`{path}`: the same test utterances, greedy search. The interval is the reference's relative WER change "
+        "against the baseline (paired speaker bootstrap); \"the dense reference is at least as good as the "
+        "baseline\" holds if it is entirely below 0, does not hold if it is entirely above 0, and is undecided "
+        "otherwise.", "",
+        f"| model | test WER % | {ref['name']} vs {name} rel. WER [95% CI] | at least as good |", "|---|---|---|---|",
+        f"| {name} | {wer:.2f} | - | - |",
+        f"| {ref['name']} | {ref['wer']:.2f} | {change} {ci(interval)} | **{verdict}** |"]
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", required=True, metavar="NAME=EXP_DIR[:EPOCH]",
@@ -375,6 +417,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="the operating point: fewest dev FLOPs within this relative dev WER (percent) of the reference")
     p.add_argument("--plot", default="results/wer-vs-compute.png")
     p.add_argument("--command", default="./run.sh")
+    p.add_argument("--baseline", metavar="NAME=RECOGS",
+                   help="a baseline's test recogs (e.g. the asr recipe's LSTM): the reference is compared with it")
     p.add_argument("--n-bootstrap", type=int, default=1000, help="speaker resamples for the relative-WER interval")
     p.add_argument("--out", default="RESULTS.md")
     return p.parse_args(argv)
@@ -475,6 +519,8 @@ def write(args: argparse.Namespace) -> None:
             f"{r['rel_wer']:+.1f}% {ci(r['rel_wer_ci'])} | {fmt(r['decision_share'], 3)} "
             f"({fmt(r['within_utterance_share'], 3)}) | "
             f"{fmt(worst_wer)} ({worst_name or '-'}) |")
+    baseline = baseline_section(args.baseline, ref, speaker, args.n_bootstrap)
+    out += ([""] + baseline) if baseline else []
     out += [""] + operating_point_section(rows, ref, points, chosen, args.max_rel_wer)
     out += [""] + static_section(rows, chosen, speaker, args.n_bootstrap)
 
