@@ -106,6 +106,12 @@ def test_model_spec_epoch_replaces_the_suffix_epoch():
         op.parse_model("a=exp/a:six", SUFFIX)
     with pytest.raises(ValueError, match="names no epoch"):
         op.model_suffix("modified_beam_search", 3)
+    # the recipe's beam-search suffix (run.sh's decode_method): the epoch alone changes
+    assert (op.parse_model("j=exp/j:36", "modified_beam_search-epoch-6-avg-1-beam-4").suffix
+            == "modified_beam_search-epoch-36-avg-1-beam-4")
+    wr = _load("write_results")
+    assert wr.search_label("modified_beam_search-epoch-6-avg-1-beam-4") == "modified beam search (beam 4)"
+    assert wr.search_label(SUFFIX) == "greedy search"
 
 
 def test_missing_and_bad_files_are_named(tmp_path):
@@ -300,6 +306,7 @@ def test_dense_reference_against_the_lstm_baseline(fake_run):
     section = results.split("## The dense reference against the baseline asr-lstm (test)")[1].split("##")[0]
     assert "| asr-lstm | 20.00 | - | - |" in section
     assert "| dense-ft | 10.00 | -50.0% [-50.0, -50.0] | **holds (better)** |" in section
+    assert "the same test utterances; the reference: greedy search." in section
     # twice the reference's errors the other way round: worse
     _write_decode(lstm, "test", suffix, TEST_CUTS, TEST_WORDS, [1, 0, 1, 0, 1, 0], [1.0] * 6, None)
     results = _run_writer(root, cuts, timing, ALL, ["--baseline", f"asr-lstm={recogs}"])

@@ -45,7 +45,7 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     dev_ids = {c.id for c in load_manifest(recipe / "data/fbank/synth_cuts_dev.jsonl.gz")}
     for m in models:
         # the joint model trains from scratch for dense + fine-tune epochs
-        suffix = f"greedy_search-epoch-{2 if m.startswith('joint') else 1}-avg-1"
+        suffix = f"modified_beam_search-epoch-{2 if m.startswith('joint') else 1}-avg-1-beam-4"
         for set_name, ids in (("test", test_ids), ("dev", dev_ids)):
             with open(recipe / "exp" / m / "decode" / set_name / f"compute-{set_name}-{suffix}.tsv", newline="") as f:
                 rows = list(csv.DictReader(f, delimiter="\t"))
@@ -77,6 +77,10 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     assert "git revision `" in results and "(the trainings and this table)" in results
     assert "Executed encoder FLOPs per accent" in results
     assert "rel. WER change [95% CI]" in results and "Models named `amortized-kd-*`" in results
+    assert "decoded on dev and test, modified beam search (beam 4), each on its own" in results
+    # the asr recipe ran its data stages only: no LSTM decode to compare the dense reference with, and it says so
+    assert ("Not compared: `../asr/exp/lstm/decode/test/recogs-test-modified_beam_search-epoch-15-avg-5-beam-4.txt`"
+            " is missing") in results
     # the joint model's config has the warm-up; the static one drops modules
     joint_cfg = (recipe / "exp/joint-cw0.5/config.yaml").read_text()
     assert "gate_warmup_steps: 2600" in joint_cfg and "arbitrators: true" in joint_cfg
@@ -90,7 +94,7 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     assert "## Where the arbitrators run the modules" in results and "| amortized-cw20 | " in results
     assert (recipe / "results/wer-vs-compute.png").stat().st_size > 1000
     # the sliding-window model costs less than dense (4 attention keys instead of 12), on every utterance
-    flops, suffix = {}, "greedy_search-epoch-1-avg-1"
+    flops, suffix = {}, "modified_beam_search-epoch-1-avg-1-beam-4"
     for m in ("dense-ft", "sw-lc0"):
         with open(recipe / "exp" / m / "decode/test" / f"compute-test-{suffix}.tsv", newline="") as f:
             flops[m] = {r["cut_id"]: float(r["flops"]) for r in csv.DictReader(f, delimiter="\t")}

@@ -19,9 +19,9 @@ A model is ``NAME=EXP_DIR[:EPOCH]``: its decodes are named by ``--suffix`` with 
 numbers of epochs (joint training from scratch) sit in one comparison.
 
 Usage:
-  local/operating_point.py select --reference exp/dense-ft --suffix greedy_search-epoch-6-avg-1 \
+  local/operating_point.py select --reference exp/dense-ft --suffix modified_beam_search-epoch-6-avg-1-beam-4 \
       --model amortized-cw0.2=exp/amortized-cw0.2 --model joint-cw0.4=exp/joint-cw0.4:18   # prints a name
-  local/operating_point.py static-skip exp/amortized-cw0.4/decode/dev/compute-dev-greedy_search-epoch-6-avg-1.tsv
+  local/operating_point.py static-skip exp/amortized-cw0.4/decode/dev/compute-dev-modified_beam_search-epoch-6-avg-1-beam-4.tsv
       # prints e.g. [mha1,mha2,ffn2]
 """
 from __future__ import annotations

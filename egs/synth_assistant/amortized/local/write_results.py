@@ -17,7 +17,7 @@ and against its static module-drop counterpart static-<NAME> when the run has on
 Usage:
   local/write_results.py --model dense-ft=exp/dense-ft --model amortized-cw1=exp/amortized-cw1 \
       --model joint-cw1=exp/joint-cw1:18 --model static-amortized-cw1=exp/static-amortized-cw1 \
-      --reference dense-ft --init exp/dense --suffix greedy_search-epoch-6-avg-1 \
+      --reference dense-ft --init exp/dense --suffix modified_beam_search-epoch-6-avg-1-beam-4 \
       --cuts data/fbank/synth_cuts_test.jsonl.gz --timing exp/encoder-time.json --stage-timing exp/timing.tsv \
       --compute-key accent,condition --plot results/wer-vs-compute.png --out RESULTS.md
 """
@@ -316,7 +316,16 @@ def times(speedup: Optional[float]) -> str:
     return fmt(speedup) if speedup is None else f"{speedup:.2f}x"
 
 
-def write_plot(rows: List[Dict[str, Any]], reference: str, chosen: Optional[str], path: Path) -> None:
+def search_label(suffix: str) -> str:
+    """How the decodes of ``suffix`` searched: "greedy search" or "modified beam search (beam N)"."""
+    beam = re.search(r"-beam-(\d+)", suffix)
+    if suffix.startswith("modified_beam_search"):
+        return f"modified beam search (beam {beam.group(1)})" if beam else "modified beam search"
+    return "greedy search"
+
+
+def write_plot(rows: List[Dict[str, Any]], reference: str, chosen: Optional[str], path: Path,
+               search: str = "greedy search") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -348,7 +357,7 @@ def write_plot(rows: List[Dict[str, Any]], reference: str, chosen: Optional[str]
                         label="operating point (chosen on dev)")
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test WER (%), greedy")
+    axes[0].set_ylabel(f"test WER (%), {search}")
     axes[0].legend(fontsize=7)
     fig.suptitle("synth_assistant test: WER vs encoder compute")
     fig.tight_layout()
@@ -364,10 +373,10 @@ def baseline_verdict(interval: Tuple[float, float]) -> str:
     return {"below": "holds (better)", "above": "does not hold (worse)"}.get(side, "undecided at this size (level)")
 
 
-def baseline_section(spec: Optional[str], ref: Dict[str, Any], speaker: Dict[str, str], n_bootstrap: int
-                     ) -> List[str]:
+def baseline_section(spec: Optional[str], ref: Dict[str, Any], speaker: Dict[str, str], n_bootstrap: int,
+                     search: str = "greedy search") -> List[str]:
     """The dense reference against a baseline decode of the same test set (``NAME=RECOGS``: the asr recipe's LSTM
-    transducer, greedy search as that recipe decodes it), with the paired speaker-bootstrap interval of the
+    transducer, as that recipe decodes it), with the paired speaker-bootstrap interval of the
     reference's relative WER change and the verdict on "the dense reference is at least as good as the baseline"."""
     if not spec:
         return []
@@ -390,7 +399,7 @@ def baseline_section(spec: Optional[str], ref: Dict[str, Any], speaker: Dict[str
     change = pct(rel_wer(ref["wer"], wer) if interval else None)
     verdict = baseline_verdict(interval) if interval else "undecided (the baseline makes no test errors)"
     return out + [
-        f"`{path}`: the same test utterances, greedy search. The interval is the reference's relative WER change "
+        f"`{path}`: the same test utterances; the reference: {search}. The interval is the reference's relative WER change "
         "against the baseline (paired speaker bootstrap); \"the dense reference is at least as good as the "
         "baseline\" holds if it is entirely below 0, does not hold if it is entirely above 0, and is undecided "
         "otherwise.", "",
@@ -405,7 +414,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="EPOCH replaces the epoch of --suffix in this model's decode names (default: --suffix's)")
     p.add_argument("--reference", required=True, help="the dense model every ratio is taken against")
     p.add_argument("--init", help="the dense model the others were fine-tuned from (its training line is shown)")
-    p.add_argument("--suffix", required=True, help="decode suffix, e.g. greedy_search-epoch-6-avg-1")
+    p.add_argument("--suffix", required=True, help="decode suffix, e.g. modified_beam_search-epoch-6-avg-1-beam-4")
     p.add_argument("--cuts", required=True, help="the test cuts (speakers and cohort attributes)")
     p.add_argument("--timing", help="serac.bin.time_encoders' JSON (encoder CPU time); none: not shown")
     p.add_argument("--stage-timing")
@@ -486,7 +495,7 @@ def write(args: argparse.Namespace) -> None:
         "with a restricted attention left context (sliding-window baseline), and with arbitrators at each cost "
         "weight; gated models trained jointly from scratch (gate warm-up, then a rising cost weight) and static "
         "module-drop baselines sit in the same tables (column \"training\"). Every model is decoded on dev and test, "
-        "greedy search, each on its own; the operating point is chosen on dev and test is read once for it. FLOPs "
+        f"{search_label(args.suffix)}, each on its own; the operating point is chosen on dev and test is read once for it. FLOPs "
         "are counted per utterance by the encoder (what the gathered inference runs, arbitrators and front end "
         "included; `docs/encoders.md`); CPU time is the encoder's process CPU time on the whole test set, all "
         f"models in one process on one thread, interleaved batch by batch{passes}. The interval on the relative WER "
@@ -519,7 +528,7 @@ def write(args: argparse.Namespace) -> None:
             f"{r['rel_wer']:+.1f}% {ci(r['rel_wer_ci'])} | {fmt(r['decision_share'], 3)} "
             f"({fmt(r['within_utterance_share'], 3)}) | "
             f"{fmt(worst_wer)} ({worst_name or '-'}) |")
-    baseline = baseline_section(args.baseline, ref, speaker, args.n_bootstrap)
+    baseline = baseline_section(args.baseline, ref, speaker, args.n_bootstrap, search_label(args.suffix))
     out += ([""] + baseline) if baseline else []
     out += [""] + operating_point_section(rows, ref, points, chosen, args.max_rel_wer)
     out += [""] + static_section(rows, chosen, speaker, args.n_bootstrap)
@@ -563,7 +572,7 @@ def write(args: argparse.Namespace) -> None:
         with open(args.stage_timing, newline="") as f:
             for r in csv.DictReader(f, delimiter="\t"):
                 out.append(f"| {r['stage']} | {r['name']} | {r['seconds']} | {r['finished']} |")
-    write_plot(rows, args.reference, chosen, Path(args.plot))
+    write_plot(rows, args.reference, chosen, Path(args.plot), search_label(args.suffix))
     atomic_write_text(Path(args.out), "\n".join(out) + "\n")
 
 
