@@ -399,10 +399,10 @@ def baseline_section(spec: Optional[str], ref: Dict[str, Any], speaker: Dict[str
     change = pct(rel_wer(ref["wer"], wer) if interval else None)
     verdict = baseline_verdict(interval) if interval else "undecided (the baseline makes no test errors)"
     return out + [
-        f"`{path}`: the same test utterances; the reference: {search}. The interval is the reference's relative WER change "
-        "against the baseline (paired speaker bootstrap); \"the dense reference is at least as good as the "
-        "baseline\" holds if it is entirely below 0, does not hold if it is entirely above 0, and is undecided "
-        "otherwise.", "",
+        f"`{path}`: the same test utterances; the reference: {search}. The interval is the reference's "
+        "relative WER change against the baseline (paired speaker bootstrap); \"the dense reference is at least "
+        "as good as the baseline\" holds if it is entirely below 0, does not hold if it is entirely above 0, and "
+        "is undecided otherwise.", "",
         f"| model | test WER % | {ref['name']} vs {name} rel. WER [95% CI] | at least as good |", "|---|---|---|---|",
         f"| {name} | {wer:.2f} | - | - |",
         f"| {ref['name']} | {ref['wer']:.2f} | {change} {ci(interval)} | **{verdict}** |"]
@@ -495,12 +495,12 @@ def write(args: argparse.Namespace) -> None:
         "with a restricted attention left context (sliding-window baseline), and with arbitrators at each cost "
         "weight; gated models trained jointly from scratch (gate warm-up, then a rising cost weight) and static "
         "module-drop baselines sit in the same tables (column \"training\"). Every model is decoded on dev and test, "
-        f"{search_label(args.suffix)}, each on its own; the operating point is chosen on dev and test is read once for it. FLOPs "
-        "are counted per utterance by the encoder (what the gathered inference runs, arbitrators and front end "
-        "included; `docs/encoders.md`); CPU time is the encoder's process CPU time on the whole test set, all "
-        f"models in one process on one thread, interleaved batch by batch{passes}. The interval on the relative WER "
-        f"change resamples test speakers ({args.n_bootstrap} paired bootstrap draws: both models on the same "
-        "speakers), so it says how much of a difference the choice of test speakers could make. The "
+        f"{search_label(args.suffix)}, each on its own; the operating point is chosen on dev and test is read once "
+        "for it. FLOPs are counted per utterance by the encoder (what the gathered inference runs, arbitrators and "
+        "front end included; `docs/encoders.md`); CPU time is the encoder's process CPU time on the whole test "
+        f"set, all models in one process on one thread, interleaved batch by batch{passes}. The interval on the "
+        f"relative WER change resamples test speakers ({args.n_bootstrap} paired bootstrap draws: both models on "
+        "the same speakers), so it says how much of a difference the choice of test speakers could make. The "
         "per-frame-decision share is the share of (frame, module) decisions on test that differ from the module's "
         "majority decision on test: 0 is static pruning, 0.5 the most input-dependent; in brackets its part decided "
         "within utterances (decisions that differ from the module's majority in the same utterance), the rest being "
