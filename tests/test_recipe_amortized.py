@@ -31,7 +31,8 @@ def test_amortized_recipe_tiny_end_to_end(tmp_path):
     (recipe / "conf" / "dense.yaml").write_text(TINY_DENSE)
     args = ["--vocab-size", "80", "--dense-epochs", "1", "--ft-epochs", "1", "--sw-left-contexts", "0",
             "--cost-weights", "0.5 20", "--kd-cost-weights", "0.5", "--joint-cost-weights", "0.5",
-            "--n-bootstrap", "20", "--timing-repeats", "1", "--dense-threads", "1", "--joint-threads", "1"]
+            "--n-bootstrap", "20", "--timing-repeats", "1", "--dense-threads", "1", "--joint-threads", "1",
+            "--avg", "1"]  # one fine-tune epoch: nothing to average (run.sh averages 3)
     proc = run_recipe(recipe, *args)
     for n in range(11):
         assert f"Stage {n}:" in proc.stdout
