@@ -8,9 +8,9 @@
 # cost term ramped in), runs for each --joint-cost-weights for as many epochs as the reference had in all.
 # Every model is decoded on dev; the operating point (fewest FLOPs within +5% relative dev WER) is chosen there,
 # and (5) its static counterpart is fine-tuned: the modules its gates mostly switch off dropped on every frame
-# (matched FLOPs, no input-adaptivity). Test is decoded once per model (modified beam search, executed encoder FLOPs and
-# module use per utterance), timed against the dense reference in one process on one thread, scored per cohort;
-# RESULTS.md is written from those files.
+# (matched FLOPs, no input-adaptivity). Test is decoded once per model (modified beam search, executed encoder
+# FLOPs and module use per utterance), timed against the dense reference in one process on one thread, scored
+# per cohort; RESULTS.md is written from those files.
 #
 #   ./run.sh                                         # everything (time: README.md / RESULTS.md)
 #   ./run.sh --cost-weights "0.1 0.3 1 3 10" --stage 3     # another sweep (stages 3-10; finished runs are kept)
@@ -55,8 +55,8 @@ joint_threads=2
 max_rel_wer=5                  # the operating point: fewest FLOPs within this relative dev WER (%) of dense-ft
 decode_threads=1
 decode_method=modified_beam_search  # every decode (dev and test); chosen on dev: greedy search costs the Transformer
-beam=4                         # 3-3.5 WER points, the LSTM 0.7-1.6 (docs/encoders.md, "The dense reference against
-                               # the LSTM"); the encoder FLOPs counted are the same either way
+beam=4                         # 3-3.5 WER points, the LSTM 0.7-1.6 (docs/encoders.md, "Thirty epochs, and beam
+                               # search"); the encoder FLOPs counted are the same either way
 avg=3                          # every model decoded with its last 3 epochs' checkpoints averaged (the last half of a
                                # fine-tune); chosen on dev: the reference's dev WER with 1 / 2 / 3 / 4 / 6 averaged:
                                # 16.27 / 14.59 / 14.50 / 14.33 / 14.21% (beam 4; the confs keep 3 checkpoints)
@@ -70,7 +70,8 @@ lstm_recogs=auto               # a test decode RESULTS.md compares the dense ref
 results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--vocab-size N] [--dense-epochs N]
           [--ft-epochs N] [--nj N] [--sw-left-contexts \"L1 L2\"] [--cost-weights \"W1 W2 ...\"]
-          [--kd-cost-weights \"W1 ...\"] [--joint-cost-weights \"W1 ...\"] [--max-rel-wer P] [--decode-method M] [--beam N] [--avg N] [--lstm-recogs FILE] [--n-bootstrap N]"
+          [--kd-cost-weights \"W1 ...\"] [--joint-cost-weights \"W1 ...\"] [--max-rel-wer P]
+          [--decode-method M] [--beam N] [--avg N] [--lstm-recogs FILE] [--n-bootstrap N]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
