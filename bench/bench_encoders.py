@@ -6,8 +6,10 @@ Measured, for each encoder (default config, 80-dim fbank input, output_dim 256),
 with the GEMM peak so that a load change on a shared machine hits every figure alike (each figure is the
 median over rounds):
 
-* GEMM peak: ``torch.mm`` in fp32 on the shapes the encoders' own GEMMs have (a batch of 8 x 4 s is 800
-  frames at 25 frames/s: LSTM input/recurrent projections, FFN and attention projections), best shape;
+* GEMM peak: fp32 GEMMs on the shapes the encoders' own GEMMs have (a batch of 8 x 4 s is 800 frames at 25
+  frames/s: LSTM input/recurrent projections, FFN and attention projections), in MKL (``torch.mm``) and in
+  oneDNN (the matmul the encoders' linear layers use, ``serac.encoders.cpu_ops``), best shape of the better
+  library: on AMD processors MKL does not use its AVX-512 kernels and reaches half of oneDNN's rate;
 * encoder train: forward + backward of the encoder on a batch (default 8 utterances x 4 s, dummy loss);
   achieved FLOP/s = 3 x forward FLOPs / step time (backward = 2 x forward, the usual convention);
 * transducer train: a whole training step (encoder, stateless decoder, joiner, pruned RNN-T loss with the
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from serac.encoders import cpu_ops  # noqa: E402
 from serac.encoders.cost import count_parameters, encoder_flops_per_second  # noqa: E402
 from serac.train.compile import compile_for_training  # noqa: E402
 from serac.transducer.model import build_model  # noqa: E402
@@ -57,6 +60,7 @@ from serac.transducer.search import greedy_search_batch, streaming_greedy_search
 FRAMES_PER_SECOND = 100
 # (m, k, n): 800 rows = 8 x 4 s at 25 frames/s; LSTM 320 (x4 gates), conv_rnnt LSTM 384, conformer FFN/attention
 # 144, contextnet pointwise 256; and one large square GEMM
+GEMM_LIBRARIES = {"mkl": "torch.mm: MKL", "onednn": "oneDNN matmul"}
 GEMM_SHAPES = [(800, 320, 1280), (800, 384, 1536), (800, 144, 576), (800, 576, 144), (800, 144, 432),
                (800, 256, 256), (1024, 1024, 1024)]
 
@@ -70,16 +74,23 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 class Gemm:
-    """fp32 GEMM of one shape; ``run`` returns GFLOP/s."""
+    """fp32 GEMM of one shape, in MKL (``torch.mm``) and in oneDNN (``serac.encoders.cpu_ops``' matmul, what the
+    encoders' linear layers use); ``run`` returns GFLOP/s of each."""
 
     def __init__(self, m: int, k: int, n: int) -> None:
         self.a, self.b, self.flops = torch.randn(m, k), torch.randn(k, n), 2 * m * k * n
+        self.b_t = self.b.t().contiguous()  # (n, k): the weight layout of a linear layer
         self.out = torch.empty(m, n)
 
-    def run(self, repeats: int = 5) -> float:
-        torch.mm(self.a, self.b, out=self.out)
-        best = min(timed(lambda: torch.mm(self.a, self.b, out=self.out)) for _ in range(repeats))
-        return self.flops / best / 1e9
+    def run(self, repeats: int = 5) -> Dict[str, float]:
+        rates = {}
+        calls = {"mkl": lambda: torch.mm(self.a, self.b, out=self.out)}
+        if cpu_ops.onednn_available():
+            calls["onednn"] = lambda: cpu_ops.matmul_t(self.a, self.b_t)
+        for library, call in calls.items():
+            call()
+            rates[library] = self.flops / min(timed(call) for _ in range(repeats)) / 1e9
+        return rates
 
 
 class EncoderBench:
@@ -188,18 +199,27 @@ def main() -> None:
         b.warm_up(decode and not b.compiled)
         if b.compiled:
             print(f"  {b.name}: warm-up (compiling) took {b.compile_seconds:.0f} s wall", flush=True)
-    gemm_rates: List[List[float]] = [[] for _ in gemms]
+    gemm_rates: List[Dict[str, List[float]]] = [{} for _ in gemms]
     for r in range(args.rounds):
         for g, rates in zip(gemms, gemm_rates):
-            rates.append(g.run())
+            for library, rate in g.run().items():
+                rates.setdefault(library, []).append(rate)
         for b in benches:
             b.measure_round(decode and not b.compiled)
         print(f"  round {r + 1}/{args.rounds} done", flush=True)
 
-    gemm_medians = [statistics.median(r) for r in gemm_rates]
-    peak = max(gemm_medians)
-    print("\nfp32 GEMM (torch.mm, one shape at a time), GFLOP/s: " + ", ".join(
-        f"{m}x{k}x{n} {rate:.1f}" for (m, k, n), rate in zip(GEMM_SHAPES, gemm_medians)) + f"; peak {peak:.1f}")
+    peaks = {}
+    for library in gemm_rates[0]:
+        medians = [statistics.median(rates[library]) for rates in gemm_rates]
+        peaks[library] = max(medians)
+        print(f"\nfp32 GEMM ({GEMM_LIBRARIES[library]}, one shape at a time), GFLOP/s: " + ", ".join(
+            f"{m}x{k}x{n} {rate:.1f}" for (m, k, n), rate in zip(GEMM_SHAPES, medians))
+            + f"; peak {peaks[library]:.1f}")
+    peak = max(peaks.values())
+    print(f"GEMM peak (the better library's): {peak:.1f} GFLOP/s"
+          + (f"; oneDNN / MKL {peaks['onednn'] / peaks['mkl']:.2f}" if "onednn" in peaks else "")
+          + (" (the encoders' linear layers run in oneDNN: SERAC_CPU_OPS unset)" if cpu_ops.enabled()
+             else " (SERAC_CPU_OPS=aten: the encoders' linear layers run in MKL)"))
 
     rows = {}
     for b in benches:

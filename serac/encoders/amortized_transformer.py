@@ -80,6 +80,7 @@ import torch
 from torch import nn
 
 from serac.encoders import register_encoder
+from serac.encoders.cpu_ops import Dropout, Linear
 from serac.encoders.streaming import CausalConv2dSubsampling, ChunkedSelfAttention, State
 from serac.encoders.chunked_attention import ChunkedAttentionEncoder
 from serac.encoders.conformer import FeedForward
@@ -113,8 +114,8 @@ class Arbitrator(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, init_bias: float) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.hidden = nn.Linear(dim, hidden_dim) if hidden_dim > 0 else None
-        self.out = nn.Linear(hidden_dim if hidden_dim > 0 else dim, 2)
+        self.hidden = Linear(dim, hidden_dim) if hidden_dim > 0 else None
+        self.out = Linear(hidden_dim if hidden_dim > 0 else dim, 2)
         nn.init.constant_(self.out.bias, init_bias)
         self.flops_per_frame = 2 * (dim * hidden_dim + hidden_dim * 2 if hidden_dim > 0 else dim * 2)
 
@@ -142,7 +143,7 @@ class AmortizedBlock(nn.Module):
         self.gates_forced_on = False  # the joint training's gate warm-up: every module on, the arbitrator idle
         self.norm_attn = nn.LayerNorm(dim)
         self.attn = ChunkedSelfAttention(dim, num_heads, chunk_size, left_context, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.ffn = FeedForward(dim, ffn_dim, dropout)
         self.arbitrator = (Arbitrator(dim, arbitrator_dim, gate_init_bias) if arbitrator_dim is not None else None)
         self.gate_temperature = gate_temperature
@@ -279,14 +280,14 @@ class AmortizedTransformerEncoder(ChunkedAttentionEncoder):
             raise ValueError("amortized_transformer: static_skip is the static baseline: it needs arbitrators: false")
         self.train_step: Optional[int] = None  # set by the trainer before each step (set_train_step)
         self.subsampling = CausalConv2dSubsampling(num_features, subsampling_channels, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
             AmortizedBlock(dim, num_heads, ffn_dim, chunk_size, left_context, dropout,
                            arbitrator_dim if arbitrators else None, gate_init_bias, gate_temperature,
                            run_mha=f"mha{i + 1}" not in skip, run_ffn=f"ffn{i + 1}" not in skip)
             for i in range(num_layers))
         self.norm_out = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, output_dim)
+        self.out = Linear(dim, output_dim)
         sub, c = self.subsampling, subsampling_channels
         # per output frame: conv1 makes 2 frames of (mid_freq x c) outputs from 1 channel (3x3), conv2 one frame
         # of (out_freq x c) from c channels (3x3), then the flattened projection

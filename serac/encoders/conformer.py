@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from serac.encoders import register_encoder
+from serac.encoders.cpu_ops import Dropout, Linear
 from serac.encoders.streaming import CausalConv1d, CausalConv2dSubsampling, ChunkedSelfAttention, State
 from serac.encoders.chunked_attention import ChunkedAttentionEncoder
 
@@ -41,8 +42,8 @@ from serac.encoders.chunked_attention import ChunkedAttentionEncoder
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden_dim), nn.SiLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden_dim, dim), nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.LayerNorm(dim), Linear(dim, hidden_dim), nn.SiLU(), Dropout(dropout),
+                                 Linear(hidden_dim, dim), Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -54,11 +55,11 @@ class CausalConvModule(nn.Module):
     def __init__(self, dim: int, kernel_size: int, dropout: float) -> None:
         super().__init__()
         self.norm_in = nn.LayerNorm(dim)
-        self.pointwise_in = nn.Linear(dim, 2 * dim)
+        self.pointwise_in = Linear(dim, 2 * dim)
         self.depthwise = CausalConv1d(dim, dim, kernel_size, groups=dim)
         self.norm_mid = nn.LayerNorm(dim)
-        self.pointwise_out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.pointwise_out = Linear(dim, dim)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         h = nn.functional.glu(self.pointwise_in(self.norm_in(x)), dim=-1)
@@ -74,7 +75,7 @@ class ConformerBlock(nn.Module):
         self.ffn1 = FeedForward(dim, ffn_dim, dropout)
         self.norm_attn = nn.LayerNorm(dim)
         self.attn = ChunkedSelfAttention(dim, num_heads, chunk_size, left_context, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv = CausalConvModule(dim, conv_kernel_size, dropout)
         self.ffn2 = FeedForward(dim, ffn_dim, dropout)
         self.norm_out = nn.LayerNorm(dim)
@@ -115,8 +116,8 @@ class ConformerEncoder(ChunkedAttentionEncoder):
         self._set_chunking(chunk_size, left_context)
         self.output_dim = output_dim
         self.subsampling = CausalConv2dSubsampling(num_features, subsampling_channels, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
             ConformerBlock(dim, num_heads, ffn_dim, conv_kernel_size, chunk_size, left_context, dropout)
             for _ in range(num_layers))
-        self.out = nn.Linear(dim, output_dim)
+        self.out = Linear(dim, output_dim)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from serac.encoders import EncoderBase, register_encoder
+from serac.encoders.cpu_ops import Dropout, Linear
 from serac.encoders.streaming import CausalConv1d, RunningMeanSqueezeExcitation, State, check_chunk
 
 
@@ -44,7 +45,7 @@ class SeparableConvLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
         super().__init__()
         self.depthwise = CausalConv1d(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels)
-        self.pointwise = nn.Linear(in_channels, out_channels)
+        self.pointwise = Linear(in_channels, out_channels)
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +67,7 @@ class ContextNetBlock(nn.Module):
             # a kernel of exactly `stride` frames stacks each group: no cache, no look-ahead beyond the group
             self.residual = CausalConv1d(in_channels, out_channels, kernel_size=stride, stride=stride)
             self.residual_norm = nn.LayerNorm(out_channels)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def init_state(self, batch_size: int, device: torch.device) -> State:
         state: Dict[str, Any] = {"convs": [layer.depthwise.init_cache(batch_size, device) for layer in self.layers],
@@ -121,7 +122,7 @@ class ContextNetEncoder(EncoderBase):
             ContextNetBlock(num_features if i == 0 else channels, channels, 1 if i == 0 else layers_per_block,
                             kernel_size, strides[i], se_reduction, dropout)
             for i in range(num_blocks))
-        self.out = nn.Linear(channels, output_dim)
+        self.out = Linear(channels, output_dim)
 
     def init_state(self, batch_size: int, device: torch.device) -> List[State]:
         return [b.init_state(batch_size, device) for b in self.blocks]

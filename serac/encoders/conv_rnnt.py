@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from serac.encoders import EncoderBase, register_encoder
+from serac.encoders.cpu_ops import Dropout, Linear
 from serac.encoders.streaming import (CausalConv1d, CausalConv2d, CausalConv2dSubsampling,
                                       RunningMeanSqueezeExcitation, State, check_chunk)
 from serac.encoders._subsampling import StackSubsampling
@@ -91,12 +92,12 @@ class GlobalContextBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilation: int, se_reduction: int, dropout: float) -> None:
         super().__init__()
         self.norm_in = nn.LayerNorm(channels)
-        self.pointwise_in = nn.Linear(channels, 2 * channels)
+        self.pointwise_in = Linear(channels, 2 * channels)
         self.depthwise = CausalConv1d(channels, channels, kernel_size, dilation=dilation, groups=channels)
         self.norm_mid = nn.LayerNorm(channels)
-        self.pointwise_out = nn.Linear(channels, channels)
+        self.pointwise_out = Linear(channels, channels)
         self.se = RunningMeanSqueezeExcitation(channels, se_reduction)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def init_state(self, batch_size: int, device: torch.device) -> State:
         return {"conv": self.depthwise.init_cache(batch_size, device), "se": self.se.init_state(batch_size, device)}
@@ -161,7 +162,7 @@ class ConvRnntEncoder(EncoderBase):
         self.global_encoder = GlobalContextEncoder(num_features, global_channels, global_kernel_size,
                                                    list(global_dilations), se_reduction, dropout,
                                                    self.subsampling_factor)
-        self.fuse = nn.Linear(local_dim + global_channels, lstm_hidden)
+        self.fuse = Linear(local_dim + global_channels, lstm_hidden)
         self.fuse_norm = nn.LayerNorm(lstm_hidden)
         # input_skip: add the plain LSTM encoder's front end (4 stacked frames -> linear -> LayerNorm) to the fused
         # CNN features, so the LSTM sees at least what the LSTM baseline sees (serac's addition, not the paper's;
@@ -169,8 +170,8 @@ class ConvRnntEncoder(EncoderBase):
         self.input_skip = StackSubsampling(num_features, lstm_hidden, self.subsampling_factor) if input_skip else None
         self.lstm = nn.LSTM(lstm_hidden, lstm_hidden, num_layers=lstm_layers, batch_first=True,
                             dropout=dropout if lstm_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(lstm_hidden, output_dim)
+        self.dropout = Dropout(dropout)
+        self.out = Linear(lstm_hidden, output_dim)
 
     def init_state(self, batch_size: int, device: torch.device) -> Dict[str, Any]:
         # LSTM state kept batch-first like every other state tensor: (N, layers, hidden)
