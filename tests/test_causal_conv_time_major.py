@@ -1,21 +1,24 @@
 """CausalConv1d.forward_time_major (the depthwise convolution as shifted multiply-adds on (N, T, C), used by the
 ContextNet, ConvRNN-T and Conformer blocks for speed) computes what the nn.Conv1d path computes: outputs, carried
 caches and gradients, for strides, dilations, carried caches, a full convolution whose kernel is its stride (frame
-stacking: one matmul, ContextNet's residual convolutions) and a non-depthwise fallback."""
+stacking: one matmul, ContextNet's residual convolutions) and a non-depthwise fallback; a long span's depthwise
+convolution runs in oneDNN's channels-last layout (serac.encoders.cpu_ops), a short one as the multiply-adds."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from serac.encoders import cpu_ops
 from serac.encoders.streaming import CausalConv1d
 
 
+@pytest.mark.parametrize("frames", [12, 120])  # 3 x 120 frames: above onednn_min_frames
 @pytest.mark.parametrize("kernel,stride,dilation,groups", [(5, 1, 1, 8), (5, 2, 1, 8), (5, 1, 4, 8), (2, 2, 1, 1),
                                                            (1, 1, 1, 1), (4, 4, 1, 1), (3, 1, 2, 1)])
-def test_time_major_equals_conv1d(kernel, stride, dilation, groups):
+def test_time_major_equals_conv1d(kernel, stride, dilation, groups, frames):
     torch.manual_seed(0)
     conv = CausalConv1d(8, 8, kernel, stride=stride, dilation=dilation, groups=groups)
-    x = torch.randn(3, 12, 8, requires_grad=True)
+    x = torch.randn(3, frames, 8, requires_grad=True)
     cache = torch.randn(3, 8, conv.cache_frames)
     ref, ref_cache = conv(x.transpose(1, 2), cache)
     ref = ref.transpose(1, 2)
@@ -55,3 +58,15 @@ def test_training_path_equals_inference_path(stride, dilation):
     ref_grads = torch.autograd.grad(ref_out.pow(2).sum(), [conv.conv.weight, conv.conv.bias])
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("switch", ["fast", "aten"])
+def test_long_depthwise_span_runs_in_onednn_unless_switched_off(monkeypatch, switch):
+    monkeypatch.setenv("SERAC_CPU_OPS", switch)
+    calls = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: calls.append(1) or conv2d(*a, **k))
+    conv = CausalConv1d(8, 8, 5, groups=8)
+    conv.forward_time_major(torch.randn(3, 120, 8))
+    conv.forward_time_major(torch.randn(1, 8, 8))  # a streamed chunk: the multiply-adds
+    assert len(calls) == (1 if switch == "fast" and cpu_ops.onednn_available() else 0)

@@ -77,7 +77,7 @@ class _OneDnnLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def _plain_only() -> bool:
+def plain_only() -> bool:
     """True where the plain ``F.linear`` must run: exporters, compilers, dispatch modes (FLOP counting)."""
     compiler = getattr(torch, "compiler", None)
     return (torch.jit.is_scripting() or torch.jit.is_tracing()
@@ -94,7 +94,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
     """``F.linear(x, weight, bias)``, in oneDNN where that is faster (see the module docstring)."""
     if (x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
             or x.dim() < 2 or x.numel() < MIN_ROWS * x.size(-1) or _LINEAR_POINTWISE is None or not enabled()
-            or _plain_only()):
+            or plain_only()):
         return F.linear(x, weight, bias)
     x2 = x.reshape(-1, x.size(-1))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
@@ -128,7 +128,7 @@ class _Dropout(torch.autograd.Function):
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``F.dropout(x, p, training)``, its mask drawn by ``rand_like`` on CPU (see the module docstring)."""
     if (not training or p <= 0.0 or p >= 1.0 or x.device.type != "cpu" or not x.is_floating_point()
-            or not enabled() or _plain_only()):
+            or not enabled() or plain_only()):
         return F.dropout(x, p, training)
     return _Dropout.apply(x, p)
 
