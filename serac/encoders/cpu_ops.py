@@ -102,7 +102,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
         y = _OneDnnLinear.apply(x2, weight, bias)
     else:
         y = matmul_t(x2, weight, bias)
-    return y.reshape(*x.shape[:-1], weight.size(0))
+    # (a 2-D input's output is the Function's own, not a view of it: callers may modify it in place)
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], weight.size(0))
 
 
 class Linear(nn.Linear):
