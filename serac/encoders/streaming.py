@@ -322,14 +322,35 @@ class CausalConv2d(nn.Module):
         cols = torch.stack(taps, dim=-1)  # (N, T', F', kernel_t * kernel_f), taps in the weight's order
         n, t_out, f_out, taps_count = cols.shape
         weight = conv.weight.view(conv.out_channels, taps_count)
-        if conv.bias is None:
-            y = cols.reshape(-1, taps_count).mm(weight.t())
+        cols = cols.reshape(-1, taps_count)
+        if _needs_autograd(weight) and not _tracing():
+            y = _Im2colMatmul.apply(cols, weight, conv.bias)
         else:
-            y = torch.addmm(conv.bias, cols.reshape(-1, taps_count), weight.t())
+            y = cols.mm(weight.t()) if conv.bias is None else torch.addmm(conv.bias, cols, weight.t())
         if relu:  # in place: a (large) map less to allocate
             y = y.relu_()
         y = y.view(n, t_out, f_out, conv.out_channels)  # (N, T', F', C')
         return y.permute(0, 3, 1, 2), _keep_last(x, self.cache_frames, 1).unsqueeze(1).contiguous()
+
+
+class _Im2colMatmul(torch.autograd.Function):
+    """``cols @ weight.T + bias`` for the single-channel convolution's tap matrix (rows = output positions, 9
+    columns), whose weight gradient MKL computes 4x faster as ``(cols.T @ grad).T`` than autograd's
+    ``grad.T @ cols`` (one thread, 62400 x 9 taps, 144 channels: 3.6 vs 15 ms)."""
+
+    @staticmethod
+    def forward(ctx, cols, weight, bias):  # type: ignore[override]
+        ctx.save_for_backward(cols, weight)
+        ctx.has_bias = bias is not None
+        return cols.mm(weight.t()) if bias is None else torch.addmm(bias, cols, weight.t())
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        cols, weight = ctx.saved_tensors
+        grad_cols = grad.mm(weight) if ctx.needs_input_grad[0] else None
+        grad_weight = cols.t().mm(grad).t() if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_cols, grad_weight, grad_bias
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:
