@@ -128,3 +128,20 @@ def test_cumsum_time_is_the_running_sum(frames):
     ref.backward(grad)
     assert out.shape == ref.shape
     assert torch.allclose(out, ref, atol=1e-4) and torch.allclose(fast_grad, x.grad, atol=1e-4)
+
+
+def test_lstm_front_end_keeps_the_plain_arithmetic():
+    """The LSTM encoder's conv2d front end is built without the CPU fast paths (the yesno recipe's hypotheses depend
+    on its exact float rounding); the other encoders' front ends use them."""
+    from serac.encoders import build_encoder
+
+    lstm = build_encoder(80, {"name": "lstm", "subsampling": "conv2d"})
+    assert type(lstm.subsampling.proj) is torch.nn.Linear and not lstm.subsampling.fast_cpu_ops
+    conformer = build_encoder(80, {"name": "conformer"})
+    assert type(conformer.subsampling.proj) is Linear and conformer.subsampling.fast_cpu_ops
+
+
+def test_switch_off_gives_torch_cumsum_exactly(monkeypatch):
+    monkeypatch.setenv("SERAC_CPU_OPS", "aten")
+    x = torch.randn(2, 100, 5)
+    assert torch.equal(cumsum_time(x), torch.cumsum(x, dim=1))

@@ -19,10 +19,13 @@ probability ``1 - p``, scaled by ``1 / (1 - p)``), forward + backward 2x faster 
 vs 2.63 ms; ``bernoulli_`` is MKL's generator). Other random draws than ``F.dropout``'s, so a seeded run does not
 repeat a run made before this change mask for mask.
 
-``SERAC_CPU_OPS=aten`` in the environment turns both off (plain ``F.linear`` / ``F.dropout``), for A/B runs.
+``SERAC_CPU_OPS=aten`` in the environment turns both off (plain ``F.linear`` / ``F.dropout``), and with them the
+other CPU paths of ``serac.encoders.streaming`` that check :func:`enabled` (depthwise convolutions in oneDNN, the
+blocked running sum, the 2-D front end's weight gradient), for A/B runs.
 
-The LSTM encoder, the decoder and the joiner keep ``nn.Linear`` / ``nn.Dropout`` (the LSTM runs in oneDNN already;
-the yesno recipe's results depend on its exact arithmetic).
+The LSTM encoder (its front end included), the decoder and the joiner keep ``nn.Linear`` / ``nn.Dropout`` and the
+arithmetic they had (the LSTM runs in oneDNN already; the yesno recipe's hypotheses depend on the exact float
+rounding).
 """
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ class LstmEncoder(EncoderBase):
         if subsampling == "stack":
             self.subsampling = StackSubsampling(num_features, hidden_dim, subsampling_factor)
         else:
-            self.subsampling = CausalConv2dSubsampling(num_features, conv_channels, hidden_dim)
+            # the arithmetic of before serac.encoders.cpu_ops: the yesno recipe's hypotheses depend on it
+            self.subsampling = CausalConv2dSubsampling(num_features, conv_channels, hidden_dim, fast_cpu_ops=False)
             self.subsampling_norm = nn.LayerNorm(hidden_dim)
         self.lstm = nn.LSTM(hidden_dim, hidden_dim, num_layers=num_layers, batch_first=True,
                             dropout=dropout if num_layers > 1 else 0.0)

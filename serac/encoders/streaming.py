@@ -300,13 +300,14 @@ class CausalConv2d(nn.Module):
         stride = self.stride_t
         return t + frames >= kernel_t and (t + 2 * frames - kernel_t) // stride == (t + frames - kernel_t) // stride
 
-    def forward_single_channel(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None, relu: bool = False
-                               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward_single_channel(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None, relu: bool = False,
+                               fast_weight_grad: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
         """The same convolution for one input channel given as (N, T, F) (the cache keeps its (N, 1, frames, F)
         layout): output (N, C', T', F') in channels-last memory. Computed as one matrix product of the
         ``kernel_t * kernel_f`` taps of every output position with the weight (im2col: with a single input channel
         the tap matrix is small), which writes the output directly in the channels-last layout the next
-        convolution runs fastest on."""
+        convolution runs fastest on. ``fast_weight_grad``: the weight gradient by :class:`_Im2colMatmul` (unless
+        ``SERAC_CPU_OPS=aten``); False keeps autograd's own (other float rounding)."""
         conv = self.conv
         if conv.in_channels != 1:
             raise ValueError(f"forward_single_channel needs one input channel, not {conv.in_channels}")
@@ -323,7 +324,7 @@ class CausalConv2d(nn.Module):
         n, t_out, f_out, taps_count = cols.shape
         weight = conv.weight.view(conv.out_channels, taps_count)
         cols = cols.reshape(-1, taps_count)
-        if _needs_autograd(weight) and not _tracing():
+        if fast_weight_grad and _needs_autograd(weight) and not _tracing() and cpu_ops.enabled():
             y = _Im2colMatmul.apply(cols, weight, conv.bias)
         else:
             y = cols.mm(weight.t()) if conv.bias is None else torch.addmm(conv.bias, cols, weight.t())
@@ -360,16 +361,21 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 class CausalConv2dSubsampling(nn.Module):
     """Two causal 3x3 convolutions with stride 2 in time and frequency (time / 4), ReLU, then a linear map
     of the flattened (channels x frequency) map to ``output_dim``: the usual Conformer front end, made
-    causal. Output frame ``i`` sees input frames ``<= 4i+3``. State: one cache per convolution."""
+    causal. Output frame ``i`` sees input frames ``<= 4i+3``. State: one cache per convolution.
 
-    def __init__(self, num_features: int, channels: int, output_dim: int) -> None:
+    ``fast_cpu_ops=False`` keeps the arithmetic of the code before ``serac.encoders.cpu_ops`` (the projection in
+    MKL, autograd's weight gradient of the first convolution): the LSTM encoder's front end, whose recipes' results
+    (yesno's hypotheses) depend on the exact float rounding. Same parameters and maths either way."""
+
+    def __init__(self, num_features: int, channels: int, output_dim: int, fast_cpu_ops: bool = True) -> None:
         super().__init__()
         self.num_features = num_features
+        self.fast_cpu_ops = fast_cpu_ops
         self.conv1 = CausalConv2d(1, channels, (3, 3), (2, 2))
         self.conv2 = CausalConv2d(channels, channels, (3, 3), (2, 2))
         self.mid_freq = self.conv1.output_freq(num_features)
         self.out_freq = self.conv2.output_freq(self.mid_freq)
-        self.proj = Linear(channels * self.out_freq, output_dim)
+        self.proj = (Linear if fast_cpu_ops else nn.Linear)(channels * self.out_freq, output_dim)
 
     def init_state(self, batch_size: int, device: torch.device) -> State:
         return {"conv1": self.conv1.init_cache(batch_size, self.num_features, device),
@@ -387,7 +393,8 @@ class CausalConv2dSubsampling(nn.Module):
             h, conv1_cache = self.conv1(x.unsqueeze(1), state["conv1"])
             h = torch.relu(h)
         else:
-            h, conv1_cache = self.conv1.forward_single_channel(x, state["conv1"], relu=True)
+            h, conv1_cache = self.conv1.forward_single_channel(x, state["conv1"], relu=True,
+                                                               fast_weight_grad=self.fast_cpu_ops)
         h, conv2_cache = self.conv2(h, state["conv2"])
         return torch.relu(h), {"conv1": conv1_cache, "conv2": conv2_cache}
 
@@ -400,7 +407,8 @@ class CausalConv2dSubsampling(nn.Module):
             return self.proj(h.permute(0, 2, 1, 3).reshape(n, t, c * f))  # the larger weight)
         weight = self.proj.weight
         weight = weight.view(weight.size(0), c, f).transpose(1, 2).reshape(weight.size(0), f * c)
-        return linear(h.permute(0, 2, 3, 1).reshape(n, t, f * c), weight, self.proj.bias)
+        return (linear if self.fast_cpu_ops else nn.functional.linear)(h.permute(0, 2, 3, 1).reshape(n, t, f * c),
+                                                                       weight, self.proj.bias)
 
     def forward(self, x: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
         h, state = self.feature_maps(x, state)
@@ -413,7 +421,7 @@ def cumsum_time(x: torch.Tensor, block: int = 16) -> torch.Tensor:
     axis of (N, T, C) runs element by element (one thread, (8, 100, 256): 0.68 ms, blocked 0.14 ms). Same sums,
     in another order (float rounding). Exporters and short spans take ``torch.cumsum``."""
     n, t, c = x.shape
-    if t < 2 * block or plain_only():
+    if t < 2 * block or plain_only() or not cpu_ops.enabled():
         return torch.cumsum(x, dim=1)
     blocks = -(-t // block)
     pad = blocks * block - t
