@@ -174,16 +174,14 @@ class _DepthwiseTaps(torch.autograd.Function):
         y = first * weight[:, 0] if bias is None else torch.addcmul(bias, first, weight[:, 0])
         for k in range(1, weight.size(1)):
             y.addcmul_(_tap(padded, k, dilation, stride, t_full), weight[:, k])
-        ctx.save_for_backward(padded, weight)
-        ctx.args = (dilation, stride, t_full)
-        ctx.has_bias = bias is not None
+        _save_depthwise(ctx, padded, weight, bias, (dilation, stride, t_full))
         return y
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         padded, weight = ctx.saved_tensors
         kernel = weight.size(1)
-        grad_padded = grad_weight = grad_bias = None
+        grad_padded = None
         if ctx.needs_input_grad[0]:
             dilation, stride, t_full = ctx.args
             grad_padded = torch.empty_like(padded)
@@ -196,12 +194,26 @@ class _DepthwiseTaps(torch.autograd.Function):
                 grad_padded.zero_()
             for k in range(kernel):
                 _tap(grad_padded, k, *ctx.args).addcmul_(grad, weight[:, k])
-            kernel = weight.size(1)
-        if ctx.needs_input_grad[1]:
-            grad_weight = torch.stack([(grad * _tap(padded, k, *ctx.args)).sum((0, 1)) for k in range(kernel)], 1)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum((0, 1))
+        grad_weight, grad_bias = _depthwise_parameter_grads(ctx, grad, padded, weight.size(1))
         return grad_padded, grad_weight, grad_bias, None, None, None
+
+
+def _save_depthwise(ctx, padded: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                    args: Tuple[int, int, int]) -> None:
+    ctx.save_for_backward(padded, weight)
+    ctx.args = args  # (dilation, stride, t_full)
+    ctx.has_bias = bias is not None
+
+
+def _depthwise_parameter_grads(ctx, grad: torch.Tensor, padded: torch.Tensor, kernel: int
+                               ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """The weight gradient (C, kernel), each tap's reduced directly, and the bias gradient, where needed."""
+    grad_weight = grad_bias = None
+    if ctx.needs_input_grad[1]:
+        grad_weight = torch.stack([(grad * _tap(padded, k, *ctx.args)).sum((0, 1)) for k in range(kernel)], 1)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = grad.sum((0, 1))
+    return grad_weight, grad_bias
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -228,9 +240,7 @@ class _DepthwiseOneDnn(torch.autograd.Function):
         y = _depthwise_onednn(padded, weight, None, dilation, stride)
         if bias is not None:
             y = y.add_(bias)
-        ctx.save_for_backward(padded, weight)
-        ctx.args = (dilation, stride, t_full)
-        ctx.has_bias = bias is not None
+        _save_depthwise(ctx, padded, weight, bias, (dilation, stride, t_full))
         return y
 
     @staticmethod
@@ -238,16 +248,14 @@ class _DepthwiseOneDnn(torch.autograd.Function):
         padded, weight = ctx.saved_tensors
         dilation, stride, _ = ctx.args
         grad = grad.contiguous()
-        grad_padded = grad_weight = grad_bias = None
+        grad_padded = None
         if ctx.needs_input_grad[0]:
             grad_padded = torch.ops.aten.convolution_backward(
                 _nhwc(grad), _nhwc(padded), weight.unsqueeze(2), None, (1, stride), (0, 0), (1, dilation), False,
                 (0, 0), weight.size(0), (True, False, False))[0].squeeze(2).transpose(1, 2)
-        if ctx.needs_input_grad[1]:
-            grad_weight = torch.stack([(grad * _tap(padded, k, *ctx.args)).sum((0, 1))
-                                       for k in range(weight.size(2))], 1).unsqueeze(1)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum((0, 1))
+        grad_weight, grad_bias = _depthwise_parameter_grads(ctx, grad, padded, weight.size(2))
+        if grad_weight is not None:
+            grad_weight = grad_weight.unsqueeze(1)  # the (C, 1, kernel) Conv1d weight's shape
         return grad_padded, grad_weight, grad_bias, None, None, None
 
 
