@@ -20,7 +20,7 @@ vs 2.63 ms; ``bernoulli_`` is MKL's generator). Other random draws than ``F.drop
 repeat a run made before this change mask for mask.
 
 ``SERAC_CPU_OPS=aten`` in the environment turns both off (plain ``F.linear`` / ``F.dropout``), and with them the
-other CPU paths of ``serac.encoders.streaming`` that check :func:`enabled` (depthwise convolutions in oneDNN, the
+other CPU paths of ``serac.encoders.streaming`` that check :func:`active` (depthwise convolutions in oneDNN, the
 blocked running sum, the 2-D front end's weight gradient), for A/B runs.
 
 The LSTM encoder (its front end included), the decoder and the joiner keep ``nn.Linear`` / ``nn.Dropout`` and the
@@ -80,12 +80,17 @@ class _OneDnnLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def tracing() -> bool:
+    """Under an exporter (TorchScript tracing or torch.export / dynamo): custom autograd Functions are kept out
+    of exported graphs."""
+    compiler = getattr(torch, "compiler", None)  # (older torch versions lack some of these)
+    return torch.jit.is_tracing() or any(getattr(compiler, name, lambda: False)()
+                                         for name in ("is_compiling", "is_exporting"))
+
+
 def plain_only() -> bool:
-    """True where the plain ``F.linear`` must run: exporters, compilers, dispatch modes (FLOP counting)."""
-    compiler = getattr(torch, "compiler", None)
-    return (torch.jit.is_scripting() or torch.jit.is_tracing()
-            or any(getattr(compiler, name, lambda: False)() for name in ("is_compiling", "is_exporting"))
-            or torch._C._len_torch_dispatch_stack() > 0)
+    """True where the plain ops must run: scripting, exporters, compilers, dispatch modes (FLOP counting)."""
+    return torch.jit.is_scripting() or tracing() or torch._C._len_torch_dispatch_stack() > 0
 
 
 def enabled() -> bool:
@@ -93,11 +98,15 @@ def enabled() -> bool:
     return os.environ.get("SERAC_CPU_OPS", "fast") != "aten"
 
 
+def active() -> bool:
+    """Whether the CPU fast paths may run here: switched on (:func:`enabled`) and not :func:`plain_only`."""
+    return enabled() and not plain_only()
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``, in oneDNN where that is faster (see the module docstring)."""
     if (x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or x.dim() < 2 or x.numel() < MIN_ROWS * x.size(-1) or _LINEAR_POINTWISE is None or not enabled()
-            or plain_only()):
+            or x.dim() < 2 or x.numel() < MIN_ROWS * x.size(-1) or not onednn_available() or not active()):
         return F.linear(x, weight, bias)
     x2 = x.reshape(-1, x.size(-1))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
@@ -132,7 +141,7 @@ class _Dropout(torch.autograd.Function):
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``F.dropout(x, p, training)``, its mask drawn by ``rand_like`` on CPU (see the module docstring)."""
     if (not training or p <= 0.0 or p >= 1.0 or x.device.type != "cpu" or not x.is_floating_point()
-            or not enabled() or plain_only()):
+            or not active()):
         return F.dropout(x, p, training)
     return _Dropout.apply(x, p)
 

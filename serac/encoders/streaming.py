@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from serac.encoders import cpu_ops
-from serac.encoders.cpu_ops import Dropout, Linear, linear, plain_only
+from serac.encoders.cpu_ops import Dropout, Linear, linear
+from serac.encoders.cpu_ops import tracing as _tracing
 
 State = Dict[str, torch.Tensor]
 
@@ -103,7 +104,7 @@ class CausalConv1d(nn.Module):
         # which the ONNX exporters can trace with a dynamic time axis
         t_full = padded.size(1) - dilation * (kernel - 1)
         if (padded.size(0) * padded.size(1) >= self.onednn_min_frames and padded.device.type == "cpu"
-                and cpu_ops.onednn_available() and cpu_ops.enabled() and not plain_only()):
+                and cpu_ops.onednn_available() and cpu_ops.active()):
             # oneDNN's depthwise convolution in its channels-last (NHWC) layout, of which (N, T, C) is a view:
             # (N, C, 1, T) without a copy, and the output comes back as (N, T', C) contiguous
             if _needs_autograd(padded, conv.weight, conv.bias):
@@ -136,14 +137,6 @@ class CausalConv1d(nn.Module):
 
 def _needs_autograd(*tensors: Optional[torch.Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def _tracing() -> bool:
-    """Under an exporter (TorchScript tracing or torch.export / dynamo): custom autograd Functions are kept out
-    of exported graphs."""
-    compiler = getattr(torch, "compiler", None)  # (older torch versions lack some of these)
-    return torch.jit.is_tracing() or any(getattr(compiler, name, lambda: False)()
-                                         for name in ("is_compiling", "is_exporting"))
 
 
 def _tap(padded: torch.Tensor, k: int, dilation: int, stride: int, t_full: int) -> torch.Tensor:
@@ -332,7 +325,7 @@ class CausalConv2d(nn.Module):
         n, t_out, f_out, taps_count = cols.shape
         weight = conv.weight.view(conv.out_channels, taps_count)
         cols = cols.reshape(-1, taps_count)
-        if fast_weight_grad and _needs_autograd(weight) and not _tracing() and cpu_ops.enabled():
+        if fast_weight_grad and _needs_autograd(weight) and cpu_ops.active():
             y = _Im2colMatmul.apply(cols, weight, conv.bias)
         else:
             y = cols.mm(weight.t()) if conv.bias is None else torch.addmm(conv.bias, cols, weight.t())
@@ -429,7 +422,7 @@ def cumsum_time(x: torch.Tensor, block: int = 16) -> torch.Tensor:
     axis of (N, T, C) runs element by element (one thread, (8, 100, 256): 0.68 ms, blocked 0.14 ms). Same sums,
     in another order (float rounding). Exporters and short spans take ``torch.cumsum``."""
     n, t, c = x.shape
-    if t < 2 * block or plain_only() or not cpu_ops.enabled():
+    if t < 2 * block or not cpu_ops.active():
         return torch.cumsum(x, dim=1)
     blocks = -(-t // block)
     pad = blocks * block - t
