@@ -71,7 +71,8 @@ results=RESULTS.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--asr-dir DIR] [--vocab-size N] [--dense-epochs N]
           [--ft-epochs N] [--nj N] [--sw-left-contexts \"L1 L2\"] [--cost-weights \"W1 W2 ...\"]
           [--kd-cost-weights \"W1 ...\"] [--joint-cost-weights \"W1 ...\"] [--max-rel-wer P]
-          [--decode-method M] [--beam N] [--avg N] [--lstm-recogs FILE] [--n-bootstrap N]"
+          [--decode-method M] [--beam N] [--avg N] [--lstm-recogs FILE] [--n-bootstrap N]
+          [--dense-threads N] [--joint-threads N] [--ft-threads N]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
