@@ -37,6 +37,9 @@ Usage:
 runs through ``torch.compile`` (``serac.train.compile.compile_for_training``, what ``train.compile: true`` does);
 its compile time (wall seconds of the warm-up steps, which compile) is printed. Decoding runs eager either way,
 so those rows have no decoding figures.
+
+The process lets glibc keep freed memory (``serac.utils.retain_freed_memory``), as training and decoding do;
+``SERAC_MALLOC=default`` measures with glibc's defaults (every step's activations page-faulted in anew).
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ from serac.encoders.cost import count_parameters, encoder_flops_per_second  # no
 from serac.train.compile import compile_for_training  # noqa: E402
 from serac.transducer.model import build_model  # noqa: E402
 from serac.transducer.search import greedy_search_batch, streaming_greedy_search  # noqa: E402
+from serac.utils import retain_freed_memory  # noqa: E402
 
 FRAMES_PER_SECOND = 100
 # (m, k, n): 800 rows = 8 x 4 s at 25 frames/s; LSTM 320 (x4 gates), conv_rnnt LSTM 384, conformer FFN/attention
@@ -189,8 +193,10 @@ def main() -> None:
     decode = not args.no_decode
 
     torch.set_num_threads(args.threads)
+    retained = retain_freed_memory()  # as the trainer and the decoders do
     print(f"torch {torch.__version__}, threads={args.threads}, batch {args.batch} x {args.seconds:g} s, "
-          f"stream {args.stream_seconds:g} s in {args.chunk_ms} ms chunks, median of {args.rounds} interleaved rounds",
+          f"stream {args.stream_seconds:g} s in {args.chunk_ms} ms chunks, median of {args.rounds} interleaved rounds, "
+          f"glibc malloc {'keeps freed memory' if retained else 'defaults (SERAC_MALLOC=default or not glibc)'}",
           flush=True)
     gemms = [Gemm(*shape) for shape in GEMM_SHAPES]
     benches = [EncoderBench(name, args) for name in args.encoders]

@@ -10,6 +10,7 @@ from serac.data.dataset import load_cuts
 from serac.data.tokenizer import Tokenizer
 from serac.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint
 from serac.transducer.model import Transducer, build_model
+from serac.utils import retain_freed_memory
 
 
 def load_model(exp_dir: Path, lang_dir: Path, epoch: int, avg: int, num_features: int
@@ -38,4 +39,6 @@ def open_cuts(cuts_path: str) -> Tuple[Any, Any]:
 
 
 def set_threads(num_threads: int) -> None:
+    """The job's compute threads; also lets glibc keep freed memory (``serac.utils.retain_freed_memory``)."""
     torch.set_num_threads(num_threads)
+    retain_freed_memory()

@@ -57,7 +57,7 @@ from serac.train.partial_init import init_modules_from_state, parameters_under
 from serac.train.transcripts import check_transcripts
 from serac.transducer.loss import backend_name, batch_segments, loss_scales, speech_onset
 from serac.transducer.model import build_model, count_parameters
-from serac.utils import atomic_write_text, environment_info, setup_logging
+from serac.utils import atomic_write_text, environment_info, retain_freed_memory, setup_logging
 
 
 class EdenLR:
@@ -339,6 +339,8 @@ class Trainer:
         self.tc = tc = cfg["train"]
         if tc.get("num_threads"):
             torch.set_num_threads(int(tc["num_threads"]))
+        if retain_freed_memory():  # no page faults for every step's activations (SERAC_MALLOC=default: off)
+            logging.info("glibc malloc keeps freed memory for reuse (serac.utils.retain_freed_memory)")
         if tc.get("compile") and self.world_size > 1:
             # not verified here (DDP's bucketing over a compiled encoder): refuse rather than train an unchecked path
             raise ValueError(f"train.compile: true is only supported in single-process training; this run has "
