@@ -145,3 +145,23 @@ def test_switch_off_gives_torch_cumsum_exactly(monkeypatch):
     monkeypatch.setenv("SERAC_CPU_OPS", "aten")
     x = torch.randn(2, 100, 5)
     assert torch.equal(cumsum_time(x), torch.cumsum(x, dim=1))
+
+
+@pytest.mark.parametrize("frames", [0, 5, 100])
+def test_running_mean_se_is_the_definition(frames):
+    """The SE takes the running sum over its squeezed channels (W commutes with the sum): same output as the
+    definition (squeeze of the mean of frames <= t, carried sum and count included), and the state carries the
+    running sum of the input itself, so streamed chunks continue it."""
+    from serac.encoders.streaming import RunningMeanSqueezeExcitation
+
+    torch.manual_seed(0)
+    se = RunningMeanSqueezeExcitation(32, reduction=4)
+    x = torch.randn(3, frames, 32)
+    state = {"sum": torch.randn(3, 32) * 5, "count": torch.tensor([[4.0], [9.0], [1.0]])}
+    out, new_state = se(x, state)
+    mean = (state["sum"].unsqueeze(1) + torch.cumsum(x, 1)) / (state["count"].unsqueeze(1)
+                                                            + torch.arange(1, frames + 1).view(1, -1, 1))
+    expected = x * torch.sigmoid(se.excite(torch.nn.functional.silu(se.squeeze(mean))))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(new_state["sum"], state["sum"] + x.sum(1))
+    assert torch.equal(new_state["count"], state["count"] + frames)
