@@ -3,7 +3,7 @@
 # living at real US zip codes, region-dependent accents and acoustics) is generated locally (no download),
 # a streaming LSTM transducer is trained on it, and WER is scored per cohort.
 #
-#   ./run.sh                                  # everything, default size (21 min on 2 idle CPU cores, measured)
+#   ./run.sh                                  # everything, default size (12-21 min on 2 idle CPU cores, measured)
 #   ./run.sh --stage 5 --stop-stage 7         # re-decode, re-score, rewrite RESULTS.md
 #   ./run.sh --num-speakers 4000 --nj 64      # a large corpus (about 100 h: see ../README.md)
 #   ./run.sh --stage 8 --stop-stage 10        # the encoder comparison (after stages 0-3): RESULTS-encoders.md
@@ -50,9 +50,9 @@ compare_config_dir=conf/compare   # <model>.yaml per model (each inherits the ma
 compare_exp_dir=exp/compare       # one <model>-seed<S>/ experiment directory per model and seed
 compare_seeds="1 2"               # each model trains once per seed (train.seed); the table pools them
 compare_converged_pct=2           # converged: validation loss moved < this % over the last 3 epochs
-compare_epochs=8                  # epochs per compared model: four models in about an hour per seed on 2 cores
-compare_avg=3                     # (two --compare-models lists side by side, --train-threads 1 each); converged
-                                  # needs more: a GPU or Slurm cluster (docs/encoders.md)
+compare_epochs=15                 # epochs per compared model: two seeds of the four models in about 2 h on 2
+compare_avg=5                     # cores (two halves side by side, --train-threads 1 each: docs/encoders.md);
+                                  # a converged budget needs more: a GPU or Slurm cluster (docs/encoders.md)
 compare_sets="dev test"           # decoded offline (greedy and beam)
 streaming_set=test                # decoded streaming
 chunk_ms=160                      # streaming chunk; a multiple of every compared encoder's chunk_multiple
