@@ -148,6 +148,34 @@ def test_seeds_are_pooled_per_speaker(tmp_path):
     assert conv_row[:2] == ["15.00", "15.00"]  # test greedy, beam: the mean of the seeds' 10.00 and 20.00
 
 
+def test_a_training_that_did_not_learn_is_named_and_the_claim_judged_without_it(tmp_path):
+    """A seed at 100% WER (a flat loss at the CTC plateau passes for converged) is named as not learned; the claim is
+    judged twice: pooled over all seeds, and with each model counted by its seeds that learned."""
+    failed = [10] * 12                                           # every word wrong: WER 100%
+    tied = [1, 4, 1, 4, 1, 4, 1, 4, 1, 4, 1, 4]
+    dirs = [fake_run(tmp_path, "lstm", 1, failed), fake_run(tmp_path, "lstm", 2, tied)]
+    dirs += [fake_run(tmp_path, "conv_rnnt", s, [4, 1, 4, 1, 4, 1, 4, 1, 4, 1, 4, 1]) for s in (1, 2)]
+    table = write_table(tmp_path, dirs)
+    assert "| `lstm` | 1 | 1.0000 / 1.0000 / 1.0000 | +0.0% | did not learn (test greedy WER 100.0% >= 90%) |" in table
+    assert "| test | modified beam search | `lstm` (seeds that learned: 2; conv_rnnt: 1 2) |" in table
+    # pooled with the failed seed ConvRNN-T looks far better; against the seed that learned it is a tie
+    assert "**holds** (every interval lies below 0)" in verdict_of(table)
+    learned = [line for line in table.splitlines()
+               if line.startswith("Counting only the trainings that learned, with modified beam search")]
+    assert len(learned) == 1 and "**undecided at this size**" in learned[0], table
+    assert "**Flagged**: trainings that did not learn to recognise speech (test greedy WER >= 90%): `lstm` seed 1" \
+        in table
+    assert "Every training that learned had converged by epoch 3" in table
+
+
+def test_a_model_none_of_whose_seeds_learned_is_left_out_of_the_second_verdict(tmp_path):
+    dirs = [fake_run(tmp_path, "lstm", 1, [10] * 12), fake_run(tmp_path, "conv_rnnt", 1, LOW)]
+    table = write_table(tmp_path, dirs)
+    assert "seeds that learned:" not in table  # no comparison row without the failed training
+    assert not [line for line in table.splitlines() if line.startswith("Counting only")]
+    assert "`lstm` seed 1 (test greedy WER 100.0%)" in table
+
+
 def test_a_seed_given_twice_is_refused(tmp_path):
     dirs = [fake_run(tmp_path / "a", "lstm", 1, LOW), fake_run(tmp_path / "b", "lstm", 1, LOW),
             fake_run(tmp_path, "conv_rnnt", 1, LOW)]

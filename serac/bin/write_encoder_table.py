@@ -30,6 +30,11 @@ speakers as the set has (serac.scoring.power). The claim holds if every interval
 model, modified beam search, every claim set) lies below 0, does not hold if one lies above 0, and is undecided
 at this size otherwise. Greedy search gets its own line.
 
+A failed training: one whose greedy WER on the first --sets entry that is not a claim set (dev) is --failed-wer
+(90) percent or more did not learn to recognise speech (its loss can be flat at the CTC all-blank plateau and pass
+for converged); it is named in the convergence table and the verdict, and the claim is judged a second time with
+each model counted by its seeds that learned.
+
 Convergence: the validation loss (the "valid loss" of each epoch line in log/train.log, stored in epoch-N.pt; the
 checkpoints are read because log/train.log restarts when a training resumes) of epochs E-2, E-1 and E; a training
 whose loss moved by less than --converged-pct percent from E-2 to E has converged, otherwise it was still improving
@@ -89,6 +94,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--converged-pct", type=float, default=2.0,
                    help="a training has converged if its validation loss moved by less than this many percent from "
                         "epoch E-2 to E")
+    p.add_argument("--failed-wer", type=float, default=90.0,
+                   help="a training whose greedy WER on the first --sets entry that is not a claim set (dev) is at "
+                        "least this many percent did not learn to recognise speech: flagged, and the claim is also "
+                        "judged on the trainings that learned")
     p.add_argument("--title", default="Encoder comparison")
     p.add_argument("--command", default="./run.sh", help="the command that reproduces the table")
     p.add_argument("--out", required=True)
@@ -152,7 +161,18 @@ def collect_run(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
     return run
 
 
-def group_models(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def judge_set(args: argparse.Namespace) -> str:
+    """The set a failed training is judged on: the first --sets entry that is not a claim set (dev), else the first."""
+    return next((s for s in args.sets if s not in args.claim_sets), args.sets[0])
+
+
+def failed_training(run: Dict[str, Any], args: argparse.Namespace) -> bool:
+    """A training that did not learn to recognise speech: greedy WER >= --failed-wer on the judge set (e.g. a CTC
+    head still at the all-blank plateau and a transducer emitting one sentence for every utterance)."""
+    return run["wer"][(judge_set(args), "greedy")] >= args.failed_wer
+
+
+def group_models(runs: List[Dict[str, Any]], args: argparse.Namespace) -> List[Dict[str, Any]]:
     """The runs of each encoder (in the order of first appearance) as one model: its seeds, mean WERs over them,
     size and compute (from the first seed's configuration; seeds differ in the random numbers only)."""
     models: Dict[str, Dict[str, Any]] = {}
@@ -164,6 +184,8 @@ def group_models(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
                              f"give each seed once")
         m["runs"].append(r)
     for m in models.values():
+        for r in m["runs"]:
+            r["failed"] = failed_training(r, args)
         first = m["runs"][0]
         m.update(encoder_params=first["encoder_params"], params=first["params"], gflops=encoder_gflops(first["cfg"]),
                  seeds=[r["seed"] for r in m["runs"]],
@@ -199,16 +221,35 @@ def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) ->
             for other in models:
                 if other is winner:
                     continue
-                try:
-                    ea, eb, names = pooled_speaker_errors([results(r, (s, key)) for r in winner["runs"]],
-                                                          [results(r, (s, key)) for r in other["runs"]], speakers)
-                    interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
-                except (KeyError, ValueError) as e:  # other cuts, other references, or no errors to divide by
-                    raise SystemExit(f"{PAPER_WINNER} vs {other['model']} on {s} ({words}, cuts {cuts}): {e.args[0]}")
-                point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
-                out.append({"set": s, "method": key, "words": words, "other": other["model"], "point": point,
-                            "interval": interval, "result": interval_result(interval), "speakers": len(names)})
+                pairs = [(winner["runs"], other["runs"], False)]
+                learned_a, learned_b = _learned(winner), _learned(other)
+                if learned_a and learned_b and (learned_a != winner["runs"] or learned_b != other["runs"]):
+                    pairs.append((learned_a, learned_b, True))  # also without the trainings that did not learn
+                for runs_a, runs_b, learned_only in pairs:
+                    try:
+                        ea, eb, names = pooled_speaker_errors([results(r, (s, key)) for r in runs_a],
+                                                              [results(r, (s, key)) for r in runs_b], speakers)
+                        interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
+                    except (KeyError, ValueError) as e:  # other cuts, other references, or no errors to divide by
+                        raise SystemExit(f"{PAPER_WINNER} vs {other['model']} on {s} ({words}, cuts {cuts}): "
+                                         f"{e.args[0]}")
+                    point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
+                    label = f"`{other['model']}`"
+                    if learned_only:
+                        label += f" (seeds that learned: {_seeds(runs_b)}; {PAPER_WINNER}: {_seeds(runs_a)})"
+                    out.append({"set": s, "method": key, "words": words, "other": other["model"], "label": label,
+                                "point": point, "interval": interval, "result": interval_result(interval),
+                                "speakers": len(names), "learned_only": learned_only,
+                                "has_failed": learned_a != winner["runs"] or learned_b != other["runs"]})
     return out
+
+
+def _learned(model: Dict[str, Any]) -> List[Dict[str, Any]]:
+    return [r for r in model["runs"] if not r["failed"]]
+
+
+def _seeds(runs: Sequence[Dict[str, Any]]) -> str:
+    return " ".join(str(r["seed"]) for r in runs)
 
 
 def claim_verdict(comparisons: Sequence[Dict[str, Any]]) -> Tuple[str, List[Dict[str, Any]]]:
@@ -224,7 +265,7 @@ def claim_verdict(comparisons: Sequence[Dict[str, Any]]) -> Tuple[str, List[Dict
 
 
 def _which(comparisons: Sequence[Dict[str, Any]]) -> str:
-    return "; ".join(f"vs `{c['other']}` on {c['set']} [{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%]"
+    return "; ".join(f"vs {c['label']} on {c['set']} [{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%]"
                      for c in comparisons)
 
 
@@ -240,21 +281,39 @@ def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]
     if len(names) == 1:
         return [f"Only `{PAPER_WINNER}` is in this run: there is nothing to compare it with."]
     out = []
-    for key, _, words in METHODS:
-        verdict, which = claim_verdict([c for c in comparisons if c["method"] == key])
-        line = (f"With {words} on {', '.join(args.claim_sets)}, the paper's claim that ConvRNN-T has the lowest WER "
-                f"**{verdict}**")
-        if verdict == "holds":
-            line += " (every interval lies below 0)."
-        elif verdict == "does not hold":
-            line += f": ConvRNN-T's WER is higher {_which(which)}."
-        else:
-            line += f": no interval lies above 0, but these include 0: {_which(which)}."
-        out.append(line)
+    failed = [(m["model"], r) for m in models for r in m["runs"] if r["failed"]]
+    subsets = [("", lambda c: not c["learned_only"])]
+    if failed:  # the claim again, each model by the seeds that learned
+        subsets.append(("Counting only the trainings that learned, w",
+                        lambda c: c["learned_only"] or not c["has_failed"]))
+    for prefix, keep in subsets:
+        for key, _, words in METHODS:
+            chosen = [c for c in comparisons if c["method"] == key and keep(c)]
+            if not chosen:
+                continue
+            verdict, which = claim_verdict(chosen)
+            line = (f"{prefix or 'W'}ith {words} on {', '.join(args.claim_sets)}, the paper's claim that ConvRNN-T has "
+                    f"the lowest WER **{verdict}**")
+            if verdict == "holds":
+                line += " (every interval lies below 0)."
+            elif verdict == "does not hold":
+                line += f": ConvRNN-T's WER is higher {_which(which)}."
+            else:
+                line += f": no interval lies above 0, but these include 0: {_which(which)}."
+            out.append(line)
+    if failed:
+        who = "; ".join(f"`{name}` seed {r['seed']} ({judge_set(args)} greedy WER "
+                        f"{r['wer'][(judge_set(args), 'greedy')]:.1f}%)" for name, r in failed)
+        out.append(f"**Flagged**: trainings that did not learn to recognise speech ({judge_set(args)} greedy WER >= "
+                   f"{fmt(args.failed_wer, 0)}%): {who}. The first verdict pools them with their models' other "
+                   f"seeds, so against such a model it compares a failed training more than the encoder; the second "
+                   f"counts each model by its seeds that learned (a model none of whose seeds learned is left out "
+                   f"of it).")
     if absent:
         out.append(f"Not in this run: {', '.join(f'`{m}`' for m in absent)} (of the paper's four); the claim is "
                    f"judged against {', '.join(f'`{m}`' for m in names if m != PAPER_WINNER)} only.")
-    unconverged = [(m["model"], r) for m in models for r in m["runs"] if not r["convergence"]["converged"]]
+    unconverged = [(m["model"], r) for m in models for r in m["runs"]
+                   if not r["convergence"]["converged"] and not r["failed"]]
     if unconverged:
         who = "; ".join(f"`{name}` seed {r['seed']}: {r['convergence']['status']}"
                         + (f", {r['convergence']['change']:+.1f}%" if r["convergence"]["change"] is not None else "")
@@ -263,7 +322,8 @@ def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]
                    f"this verdict compares models that may still have been training, not the encoders at "
                    f"convergence.")
     else:
-        out.append(f"Every training had converged by epoch {args.epoch} (validation loss within "
+        out.append(f"Every training{' that learned' if failed else ''} had converged by epoch {args.epoch} "
+                   f"(validation loss within "
                    f"{fmt(args.converged_pct, 1)}% over the last {CONVERGENCE_EPOCHS} epochs).")
     return out
 
@@ -343,7 +403,7 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                   "|---|---|---|---|---|---|"]
         for c in comparisons:
             point = "-" if np.isnan(c["point"]) else f"{c['point']:+.1f}%"
-            lines.append(f"| {c['set']} | {c['words']} | `{c['other']}` | {point} | "
+            lines.append(f"| {c['set']} | {c['words']} | {c['label']} | {point} | "
                          f"[{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%] | {c['result']} |")
         sizes = sorted({c["speakers"] for c in comparisons})
         lines += ["", "Relative difference: sum over speakers of ConvRNN-T's errors / the other model's - 1, each "
@@ -359,11 +419,17 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
         for r in m["runs"]:
             cv = r["convergence"]
             change = "-" if cv["change"] is None else f"{cv['change']:+.1f}%"
+            status = cv["status"]
+            if r["failed"]:
+                status = (f"did not learn ({judge_set(args)} greedy WER {r['wer'][(judge_set(args), 'greedy')]:.1f}% "
+                          f">= {fmt(args.failed_wer, 0)}%)")
             lines.append(f"| `{m['model']}` | {r['seed']} | {' / '.join(f'{x:.4f}' for x in cv['losses'])} | "
-                         f"{change} | {cv['status']} |")
+                         f"{change} | {status} |")
     lines += ["", f"Validation loss per frame (the `valid loss` of the epoch lines in `log/train.log`, read from the "
               f"epoch checkpoints) of the last {CONVERGENCE_EPOCHS} epochs; converged if it moved by less than "
-              f"{fmt(args.converged_pct, 1)}% from the first of them to the last (`--converged-pct`).",
+              f"{fmt(args.converged_pct, 1)}% from the first of them to the last (`--converged-pct`); a training "
+              f"whose greedy WER on {judge_set(args)} is {fmt(args.failed_wer, 0)}% or more did not learn to recognise "
+              f"speech (`--failed-wer`), however flat its loss.",
               "", "## Verdict", ""]
     lines += verdict_lines(models, comparisons, args)
     return "\n".join(lines) + "\n"
@@ -385,7 +451,7 @@ def main() -> None:
     if not exp_dirs:
         raise SystemExit("--exp-dirs is empty")
     try:
-        models = group_models([collect_run(d, args) for d in exp_dirs])
+        models = group_models([collect_run(d, args) for d in exp_dirs], args)
         comparisons = compare_to_winner(models, args)
     except FileNotFoundError as e:
         raise SystemExit(str(e))
