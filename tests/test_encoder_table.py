@@ -165,7 +165,7 @@ def test_a_training_that_did_not_learn_is_named_and_the_claim_judged_without_it(
     assert len(learned) == 1 and "**undecided at this size**" in learned[0], table
     assert "**Flagged**: trainings that did not learn to recognise speech (test greedy WER >= 90%): `lstm` seed 1" \
         in table
-    assert "Every training that learned had converged by epoch 3" in table
+    assert "Every training had converged by epoch 3" in table  # by its loss: the failed one too, flat at 1.0
 
 
 def test_a_model_none_of_whose_seeds_learned_is_left_out_of_the_second_verdict(tmp_path):

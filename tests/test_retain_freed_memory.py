@@ -1,5 +1,6 @@
 """serac.utils.retain_freed_memory: glibc keeps freed blocks, so a training step's activations are not page-faulted
-in anew every step (issue 20). Checked by minor page faults, in a subprocess each (the setting is per process)."""
+in anew every step (issue 20). Checked by the minor page faults of a small MLP's training steps (~120 MB of
+activations and gradients each), in a subprocess each (the setting is per process)."""
 import os
 import subprocess
 import sys
@@ -10,22 +11,28 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = """
-import resource, sys, torch
+import resource, torch
 from serac.utils import retain_freed_memory
 on = retain_freed_memory()
 assert retain_freed_memory() == on  # idempotent
-def faults_of_one_allocation():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    x = torch.ones(16 * 1024 * 1024)  # 64 MB: over glibc's largest dynamic mmap threshold (32 MB)
-    del x
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-faults_of_one_allocation()  # the first touch of the memory faults either way
-print(int(on), min(faults_of_one_allocation() for _ in range(3)))
+torch.manual_seed(0); torch.set_num_threads(1)
+net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 256))
+                            for _ in range(4)])
+x = torch.randn(8, 400, 256)
+def step():
+    net.zero_grad(set_to_none=True)
+    net(x).pow(2).mean().backward()
+for _ in range(2):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(6):
+    step()
+print(int(on), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 6)
 """
 
 
 def probe(env_value):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     env.pop("SERAC_MALLOC", None)
     if env_value is not None:
         env["SERAC_MALLOC"] = env_value
@@ -35,14 +42,15 @@ def probe(env_value):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_freed_memory_is_reused_without_page_faults():
+def test_training_steps_reuse_freed_memory():
     on, faults = probe(None)
     assert on
-    assert faults < 1000, faults  # 64 MB is 16384 pages: reused from the heap, not mapped anew
+    # a step allocates ~30,000 pages; with freed memory kept, 0-1,600 of them fault per step (measured), with
+    # glibc's defaults 2,600-14,000
+    assert faults < 4000, faults
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_serac_malloc_default_keeps_glibc_defaults():
-    on, faults = probe("default")
+    on, _ = probe("default")
     assert not on
-    assert faults >= 16384, faults  # every 4 KB page of the 64 MB block faulted in again

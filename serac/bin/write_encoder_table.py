@@ -312,8 +312,7 @@ def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]
     if absent:
         out.append(f"Not in this run: {', '.join(f'`{m}`' for m in absent)} (of the paper's four); the claim is "
                    f"judged against {', '.join(f'`{m}`' for m in names if m != PAPER_WINNER)} only.")
-    unconverged = [(m["model"], r) for m in models for r in m["runs"]
-                   if not r["convergence"]["converged"] and not r["failed"]]
+    unconverged = [(m["model"], r) for m in models for r in m["runs"] if not r["convergence"]["converged"]]
     if unconverged:
         who = "; ".join(f"`{name}` seed {r['seed']}: {r['convergence']['status']}"
                         + (f", {r['convergence']['change']:+.1f}%" if r["convergence"]["change"] is not None else "")
@@ -322,8 +321,7 @@ def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]
                    f"this verdict compares models that may still have been training, not the encoders at "
                    f"convergence.")
     else:
-        out.append(f"Every training{' that learned' if failed else ''} had converged by epoch {args.epoch} "
-                   f"(validation loss within "
+        out.append(f"Every training had converged by epoch {args.epoch} (validation loss within "
                    f"{fmt(args.converged_pct, 1)}% over the last {CONVERGENCE_EPOCHS} epochs).")
     return out
 
