@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from serac.encoders.streaming import CausalConv2d, CausalConv2dSubsampling
+from serac.encoders.streaming import CausalConv2d, CausalConv2dSubsampling, _Im2colWeightGrad
 
 
 @pytest.mark.parametrize("kernel,stride,freq", [((3, 3), (2, 2), 23), ((3, 3), (2, 2), 80), ((3, 3), (1, 1), 9),
@@ -89,3 +89,49 @@ def test_zero_cache_as_padding_equals_concatenated_cache(stride, t, channels_las
     torch.testing.assert_close(out_cache, ref_cache)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,t,freq", [((3, 3), (2, 2), (1, 1), 9, 11),
+                                                          ((3, 3), (1, 1), (0, 1), 6, 7),
+                                                          ((3, 2), (2, 1), (1, 0), 5, 6),
+                                                          ((3, 3), (2, 2), (1, 1), 1, 4)])
+def test_im2col_weight_grad_equals_conv2d(kernel, stride, padding, t, freq):
+    """The channels-last convolution whose weight gradient is one matrix product with the tap matrix: output and
+    all three gradients as autograd's conv2d (padding rims, strides, a single output row)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, t, freq).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(7, 5, *kernel, requires_grad=True)
+    bias = torch.randn(7, requires_grad=True)
+    ref = torch.nn.functional.conv2d(x, weight, bias, stride, padding)
+    out = _Im2colWeightGrad.apply(x, weight, bias, stride, padding)
+    grad = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, (x, weight, bias), grad)
+    grads = torch.autograd.grad(out, (x, weight, bias), grad)
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads):
+        assert g.shape == r.shape
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+    assert grads[1].is_contiguous()
+
+
+def test_second_convolution_weight_grad_path(monkeypatch):
+    """In training the channels-last second convolution takes _Im2colWeightGrad unless fast_weight_grad is off (the
+    LSTM encoder's front end: autograd's conv2d, its float rounding bit for bit) or SERAC_CPU_OPS=aten."""
+    torch.manual_seed(0)
+    conv = CausalConv2d(4, 6, (3, 3), (2, 2))
+    x = torch.randn(2, 4, 8, 9).contiguous(memory_format=torch.channels_last)
+    calls = []
+    original = _Im2colWeightGrad.apply
+    monkeypatch.setattr(_Im2colWeightGrad, "apply", lambda *a: calls.append(1) or original(*a))
+    fast, _ = conv(x)
+    assert calls == [1]
+    plain, _ = conv(x, fast_weight_grad=False)
+    ref = torch.nn.functional.conv2d(x, conv.conv.weight, conv.conv.bias, (2, 2), (1, 1))
+    assert calls == [1] and torch.equal(plain, ref)
+    assert torch.equal(torch.autograd.grad(plain.sum(), conv.conv.weight)[0],
+                       torch.autograd.grad(ref.sum(), conv.conv.weight)[0])
+    monkeypatch.setenv("SERAC_CPU_OPS", "aten")
+    conv(x)
+    with torch.no_grad():
+        conv(x)
+    assert calls == [1]

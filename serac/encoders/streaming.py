@@ -276,9 +276,12 @@ class CausalConv2d(nn.Module):
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(batch_size, self.in_channels, self.cache_frames, freq, device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, cache: Optional[torch.Tensor] = None, fast_weight_grad: bool = True
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(N, C, T, F) -> (N, C', T', F'); a channels-last input (as :meth:`forward_single_channel` returns)
-        stays channels-last, which oneDNN runs faster, forward and backward; the cache is returned contiguous."""
+        stays channels-last, which oneDNN runs faster, forward and backward; the cache is returned contiguous.
+        ``fast_weight_grad``: in training, a channels-last input's weight gradient by :class:`_Im2colWeightGrad`
+        (unless ``SERAC_CPU_OPS=aten``); False keeps oneDNN's own (other float rounding)."""
         if cache is None:
             cache = self.init_cache(x.size(0), x.size(3), x.device, x.dtype)
         if _is_channels_last(x):
@@ -288,12 +291,18 @@ class CausalConv2d(nn.Module):
             # a zero cache (a stream's start: every full-utterance forward) is the zero padding that a symmetric
             # time padding of `frames` frames supplies, and at this length the padding after the last frame
             # reaches no output: the same outputs without copying the input behind the cache
-            conv = self.conv
-            y = nn.functional.conv2d(x, conv.weight, conv.bias, conv.stride, (frames, conv.padding[1]))
+            y = self._conv2d(x, (frames, self.conv.padding[1]), fast_weight_grad)
             tail = torch.cat([cache, _keep_last(x, min(frames, x.size(2)), 2)], dim=2)
             return y, _keep_last(tail, frames, 2).contiguous()
         x = torch.cat([cache, x], dim=2)
-        return self.conv(x), _keep_last(x, frames, 2).contiguous()
+        return self._conv2d(x, self.conv.padding, fast_weight_grad), _keep_last(x, frames, 2).contiguous()
+
+    def _conv2d(self, x: torch.Tensor, padding: Tuple[int, int], fast_weight_grad: bool) -> torch.Tensor:
+        conv = self.conv
+        if (fast_weight_grad and _is_channels_last(x) and x.dtype == torch.float32 and x.device.type == "cpu"
+                and _needs_autograd(conv.weight) and cpu_ops.active() and cpu_ops.onednn_available()):
+            return _Im2colWeightGrad.apply(x, conv.weight, conv.bias, conv.stride, tuple(padding))
+        return nn.functional.conv2d(x, conv.weight, conv.bias, conv.stride, tuple(padding))
 
     def _zero_padding_is_causal(self, t: int) -> bool:
         """Whether ``t`` input frames padded by ``cache_frames`` on both sides give the causal output count."""
@@ -355,6 +364,70 @@ class _Im2colMatmul(torch.autograd.Function):
         return grad_cols, grad_weight, grad_bias
 
 
+class _Im2colWeightGrad(torch.autograd.Function):
+    """``conv2d(x, weight, bias, stride, padding)`` of a channels-last ``x``, forward and input gradient in oneDNN
+    as autograd's; the weight gradient as one oneDNN matrix product of the output gradient with the tap matrix
+    (im2col, formed in the backward from the saved input: rows = output positions, columns = (tap, channel)).
+    oneDNN's own weight gradient of the front end's second convolution runs at ~105 GFLOP/s, this one at ~170
+    with the tap matrix's copy (one thread, (8, 144, 200, 40) -> (8, 144, 100, 20), 3x3, stride 2: 35 vs 56 ms)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.args = (stride, padding, bias is not None)
+        return nn.functional.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        stride, padding, has_bias = ctx.args
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], has_bias and ctx.needs_input_grad[2]
+        grad_x = grad_b = grad_w = None
+        if need_x:
+            grad_x = torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, (1, 1), False,
+                                                         (0, 0), 1, (True, False, False))[0]
+        rows = grad.permute(0, 2, 3, 1).reshape(-1, grad.size(1))  # (positions, C'): a view of channels-last
+        if need_b:
+            grad_b = rows.sum(0)
+        if need_w:
+            cols = _im2col_nhwc(x.permute(0, 2, 3, 1), weight.shape[2:], stride, padding, grad.shape[2:])
+            out_c, in_c, kernel_t, kernel_f = weight.shape
+            grad_w = cpu_ops.matmul_t(rows.t(), cols.t())  # (C', taps x C)
+            grad_w = grad_w.view(out_c, kernel_t, kernel_f, in_c).permute(0, 3, 1, 2).contiguous()
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _im2col_nhwc(x: torch.Tensor, kernel: Tuple[int, int], stride: Tuple[int, int], padding: Tuple[int, int],
+                 out: Tuple[int, int]) -> torch.Tensor:
+    """The tap matrix of a 2-D convolution of an (N, T, F, C) input (zero padding ``padding`` on both sides):
+    (N * T' * F', kernel_t * kernel_f * C), row (n, t, f), column (i, j, c) = ``x[n, t*s_t + i - p_t, f*s_f + j -
+    p_f, c]`` (0 outside). Each tap copies the box of outputs whose input lies inside ``x``; only the padding's
+    rims are zero-filled."""
+    n, t_in, f_in, c = x.shape
+    (kernel_t, kernel_f), (stride_t, stride_f), (pad_t, pad_f), (t_out, f_out) = kernel, stride, padding, out
+    cols = x.new_empty(n, t_out, f_out, kernel_t, kernel_f, c)
+
+    def box(k: int, s: int, p: int, size_in: int, size_out: int) -> Tuple[int, int]:
+        first = max(0, -(-(p - k) // s))  # the first output whose input index o*s + k - p is >= 0
+        last = min(size_out, (size_in - 1 + p - k) // s + 1)  # one past the last inside
+        return first, max(first, last)
+
+    for i in range(kernel_t):
+        t0, t1 = box(i, stride_t, pad_t, t_in, t_out)
+        for j in range(kernel_f):
+            f0, f1 = box(j, stride_f, pad_f, f_in, f_out)
+            tap = cols[:, :, :, i, j]
+            if t1 > t0 and f1 > f0:
+                src_t, src_f = t0 * stride_t + i - pad_t, f0 * stride_f + j - pad_f
+                tap[:, t0:t1, f0:f1] = x[:, src_t:src_t + (t1 - t0 - 1) * stride_t + 1:stride_t,
+                                         src_f:src_f + (f1 - f0 - 1) * stride_f + 1:stride_f]
+            for lo, hi, dim in ((0, t0, 1), (t1, t_out, 1), (0, f0, 2), (f1, f_out, 2)):
+                if hi > lo:
+                    tap.narrow(dim, lo, hi - lo).zero_()
+    return cols.view(n * t_out * f_out, kernel_t * kernel_f * c)
+
+
 def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
@@ -396,7 +469,7 @@ class CausalConv2dSubsampling(nn.Module):
         else:
             h, conv1_cache = self.conv1.forward_single_channel(x, state["conv1"], relu=True,
                                                                fast_weight_grad=self.fast_cpu_ops)
-        h, conv2_cache = self.conv2(h, state["conv2"])
+        h, conv2_cache = self.conv2(h, state["conv2"], fast_weight_grad=self.fast_cpu_ops)
         return torch.relu(h), {"conv1": conv1_cache, "conv2": conv2_cache}
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
