@@ -393,5 +393,14 @@ def test_generate_sh_end_to_end(tmp_path):
     # re-running is a no-op
     r = subprocess.run(cmd, cwd=recipe, capture_output=True, text=True)
     assert r.returncode == 0 and "skipping" in r.stdout
+    # with options that ask for another corpus (a changed default) it is an error naming what differs, and the
+    # corpus is left as it was
+    before = {p: Path(p).read_bytes() for p in manifest_paths(str(recipe / "data" / "manifests"))["dev"]}
+    r = subprocess.run(cmd[:-2] + ["--extra-opts", "--dev-speakers 3"] + cmd[-2:], cwd=recipe, capture_output=True,
+                       text=True)
+    assert r.returncode != 0 and "skipping" not in r.stdout
+    assert "dev: 2 speakers / 2 utterances there, 3 / 3 asked for" in r.stderr, r.stderr
+    assert "--dev-speakers 20 --test-speakers 40" in r.stderr
+    assert all(Path(p).read_bytes() == b for p, b in before.items())
     sups = read_jsonl_gz(manifest_paths(str(recipe / "data" / "manifests"))["test"][1])
     assert {s["custom"]["accent"] for s in sups} == set(ENGLISH_ACCENTS)

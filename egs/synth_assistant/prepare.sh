@@ -24,6 +24,9 @@ num_speakers=300       # training speakers (empty: the generator default, 150)
 utts_per_speaker=      # utterances per training speaker (empty: generator default)
 hours=                 # alternatively: hours of training audio
 seed=1
+dev_speakers=100       # dev / test speakers drawn from the population (then topped up to every accent and region:
+test_speakers=250      # ~1200 / ~3000 utterances); a 3% relative WER difference needs ~200-230 test speakers to be
+                       # decided (README.md); until 2026-12-01 these recipes had the generator's defaults, 20 / 40
 gen_opts=              # more generator options, e.g. "--dev-speakers 8 --test-speakers 8" (see local/generate.sh)
 corpus_dir=download/synth
 prefix=synth
@@ -31,7 +34,8 @@ nj=2                   # parallel jobs (generation, features)
 vocab_size=64
 lm_order=6             # token n-gram LM on the training transcripts, for shallow fusion in beam search
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--home DIR] [--num-speakers N] [--utts-per-speaker N | --hours H]
-          [--seed S] [--gen-opts \"...\"] [--nj N] [--vocab-size N] [--lm-order N]"
+          [--dev-speakers N] [--test-speakers N] [--seed S] [--gen-opts \"...\"] [--nj N] [--vocab-size N]
+          [--lm-order N]"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -67,7 +71,8 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -n "$num_speakers" ] && opts="$opts --num-speakers $num_speakers"
   [ -n "$utts_per_speaker" ] && opts="$opts --utts-per-speaker $utts_per_speaker"
   [ -n "$hours" ] && opts="$opts --hours $hours"
-  local/generate.sh --cmd "${train_cmd:-utils/run.py}" --prefix $prefix $opts --extra-opts "$gen_opts" \
+  local/generate.sh --cmd "${train_cmd:-utils/run.py}" --prefix $prefix $opts \
+    --extra-opts "--dev-speakers $dev_speakers --test-speakers $test_speakers $gen_opts" \
     $corpus_dir data/manifests
 fi
 

@@ -50,17 +50,6 @@ fi
 out_dir=$1
 manifest_dir=$2
 
-complete=true
-for split in train dev test adapt; do
-  for type in recordings supervisions; do
-    [ -f "$manifest_dir/${prefix}_${type}_${split}.jsonl.gz" ] || complete=false
-  done
-done
-if $complete; then
-  echo "$0: manifests ${prefix}_*_{train,dev,test,adapt}.jsonl.gz exist in $manifest_dir; skipping"
-  exit 0
-fi
-
 opts=(--seed "$seed" --audio-format "$audio_format")
 if [ -n "$num_speakers" ]; then opts+=(--num-speakers "$num_speakers"); fi
 if [ -n "$utts_per_speaker" ]; then opts+=(--utts-per-speaker "$utts_per_speaker"); fi
@@ -69,6 +58,38 @@ if [ -n "$eval_utts_per_speaker" ]; then opts+=(--eval-utts-per-speaker "$eval_u
 if [ -n "$synth_config" ]; then opts+=(--config "$synth_config"); fi
 # shellcheck disable=SC2206  # word splitting of the extra options is intended
 if [ -n "$extra_opts" ]; then opts+=($extra_opts); fi
+
+complete=true
+for split in train dev test adapt; do
+  for type in recordings supervisions; do
+    [ -f "$manifest_dir/${prefix}_${type}_${split}.jsonl.gz" ] || complete=false
+  done
+done
+if $complete; then
+  # the corpus these options describe (speakers, utterances, accents, regions per split) must be the one there:
+  # a corpus made with other sizes (e.g. before a default changed) is an error, not silently reused
+  if [ -f "$out_dir/log/summary.json" ]; then
+    planned=$(python -m serac.bin.generate_synth_corpus --out-dir "$out_dir" --summary "${opts[@]}")
+    if [ "$planned" != "$(cat "$out_dir/log/summary.json")" ]; then
+      echo "$0: the corpus in $out_dir / $manifest_dir was generated with other sizes than these options ask for:" >&2
+      python - "$out_dir/log/summary.json" "$planned" >&2 <<'PY'
+import json, sys
+have, want = json.load(open(sys.argv[1])), json.loads(sys.argv[2])
+for split in sorted(set(have) | set(want)):
+    h, w = have.get(split, {}), want.get(split, {})
+    if h != w:
+        print(f"  {split}: {h.get('speakers')} speakers / {h.get('utterances')} utterances there, "
+              f"{w.get('speakers')} / {w.get('utterances')} asked for")
+PY
+      echo "$0: remove $out_dir, $manifest_dir and the features made from them to generate it anew, or give" \
+        "the options that made it (the synth_assistant recipes' defaults before 2026-12-01:" \
+        "--dev-speakers 20 --test-speakers 40)" >&2
+      exit 1
+    fi
+  fi
+  echo "$0: manifests ${prefix}_*_{train,dev,test,adapt}.jsonl.gz exist in $manifest_dir; skipping"
+  exit 0
+fi
 
 mkdir -p "$out_dir/log" "$manifest_dir"
 python -m serac.bin.generate_synth_corpus --out-dir "$out_dir" --summary "${opts[@]}" \
