@@ -104,8 +104,9 @@ def retain_freed_memory() -> bool:
     keeps them in the heap (faults per step: tens). Raising only the trim threshold is worse than neither (it
     freezes the mmap threshold at 128 KB: 250,000 faults a step), so both are set together. The arithmetic is
     unchanged (PyTorch aligns every CPU tensor to 64 bytes either way); the process's resident memory stays at
-    its peak instead of shrinking. ``SERAC_MALLOC=default`` in the environment leaves glibc's defaults; not glibc
-    (macOS, or another allocator preloaded): nothing to do."""
+    its peak instead of shrinking. ``SERAC_MALLOC=default`` in the environment leaves glibc's defaults. Without
+    glibc (macOS, musl) nothing is done and False is returned; with another allocator preloaded (jemalloc,
+    tcmalloc) glibc's ``mallopt`` still succeeds, so True is returned, but it has no effect on that allocator."""
     global _malloc_tuned
     if _malloc_tuned is None:
         _malloc_tuned = False

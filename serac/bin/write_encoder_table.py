@@ -168,8 +168,10 @@ def judge_set(args: argparse.Namespace) -> str:
 
 def failed_training(run: Dict[str, Any], args: argparse.Namespace) -> bool:
     """A training that did not learn to recognise speech: greedy WER >= --failed-wer on the judge set (e.g. a CTC
-    head still at the all-blank plateau and a transducer emitting one sentence for every utterance)."""
-    return run["wer"][(judge_set(args), "greedy")] >= args.failed_wer
+    head still at the all-blank plateau and a transducer emitting one sentence for every utterance). Stores that
+    WER in ``run["judge_wer"]`` for the tables that name it."""
+    run["judge_wer"] = run["wer"][(judge_set(args), "greedy")]
+    return run["judge_wer"] >= args.failed_wer
 
 
 def group_models(runs: List[Dict[str, Any]], args: argparse.Namespace) -> List[Dict[str, Any]]:
@@ -302,8 +304,8 @@ def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]
                 line += f": no interval lies above 0, but these include 0: {_which(which)}."
             out.append(line)
     if failed:
-        who = "; ".join(f"`{name}` seed {r['seed']} ({judge_set(args)} greedy WER "
-                        f"{r['wer'][(judge_set(args), 'greedy')]:.1f}%)" for name, r in failed)
+        who = "; ".join(f"`{name}` seed {r['seed']} ({judge_set(args)} greedy WER {r['judge_wer']:.1f}%)"
+                        for name, r in failed)
         out.append(f"**Flagged**: trainings that did not learn to recognise speech ({judge_set(args)} greedy WER >= "
                    f"{fmt(args.failed_wer, 0)}%): {who}. The first verdict pools them with their models' other "
                    f"seeds, so against such a model it compares a failed training more than the encoder; the second "
@@ -419,7 +421,7 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
             change = "-" if cv["change"] is None else f"{cv['change']:+.1f}%"
             status = cv["status"]
             if r["failed"]:
-                status = (f"did not learn ({judge_set(args)} greedy WER {r['wer'][(judge_set(args), 'greedy')]:.1f}% "
+                status = (f"did not learn ({judge_set(args)} greedy WER {r['judge_wer']:.1f}% "
                           f">= {fmt(args.failed_wer, 0)}%)")
             lines.append(f"| `{m['model']}` | {r['seed']} | {' / '.join(f'{x:.4f}' for x in cv['losses'])} | "
                          f"{change} | {status} |")
