@@ -3,7 +3,7 @@
 # living at real US zip codes, region-dependent accents and acoustics) is generated locally (no download),
 # a streaming LSTM transducer is trained on it, and WER is scored per cohort.
 #
-#   ./run.sh                                  # everything, default size (12-21 min on 2 idle CPU cores, measured)
+#   ./run.sh                                  # everything, default size (13 min on 2 idle CPU cores, 2026-12-01)
 #   ./run.sh --stage 5 --stop-stage 7         # re-decode, re-score, rewrite RESULTS.md
 #   ./run.sh --num-speakers 4000 --nj 64      # a large corpus (about 100 h: see ../README.md)
 #   ./run.sh --stage 8 --stop-stage 10        # the encoder comparison (after stages 0-3): RESULTS-encoders.md
