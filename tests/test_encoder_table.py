@@ -227,3 +227,23 @@ def test_decodes_of_other_cuts_or_without_errors_are_named(tmp_path):
     store_transcripts(recogs, [(f"u{i:02d}", REF, _hyp(e)) for i, e in enumerate(HIGH[:-1])])  # one cut fewer
     with pytest.raises(SystemExit, match="conv_rnnt vs lstm on test \\(modified beam search.*cover different cuts"):
         write_table(tmp_path, [other, conv])
+
+
+def test_seed_to_seed_differences_are_tabled_and_flag_close_verdicts(tmp_path):
+    """A model's second seed against its first, with the same paired interval; a decided comparison that is no
+    more than twice the largest seed-to-seed difference is named under the verdict."""
+    lstm = [[3] * 12, [4] * 12]  # seed 2 vs 1: +33.3%, decided (every speaker worse)
+    conv = [[2] * 12, [2] * 12]  # vs the LSTM's pooled 3.5 per speaker: -42.9%, within 2 x 33.3%
+    dirs = [fake_run(tmp_path, "lstm", s + 1, e) for s, e in enumerate(lstm)]
+    dirs += [fake_run(tmp_path, "conv_rnnt", s + 1, e) for s, e in enumerate(conv)]
+    table = write_table(tmp_path, dirs)
+    assert "## Seed to seed: the same recipe, another training" in table
+    assert "| test | modified beam search | `lstm` | 2 vs 1 | +33.3% | [+33.3%, +33.3%] | yes |" in table
+    assert "| test | greedy search | `conv_rnnt` | 2 vs 1 | +0.0% | [+0.0%, +0.0%] | no |" in table
+    assert "(here up to 33.3%)" in table
+    assert "**Seeds**: these decided differences are no more than twice the largest difference between two seeds of " \
+           "one model (33.3%, above): vs `lstm` on test (modified beam search) -42.9%" in table
+    # one seed per model: no such section, no such flag
+    single = write_table(tmp_path / "one", [fake_run(tmp_path / "one", "lstm", 1, [3] * 12),
+                                            fake_run(tmp_path / "one", "conv_rnnt", 1, [2] * 12)])
+    assert "## Seed to seed" not in single and "**Seeds**" not in single

@@ -208,14 +208,7 @@ def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) ->
     if winner is None:
         return []
     out = []
-    transcripts: Dict[Path, List[Result]] = {}
-
-    def results(run: Dict[str, Any], key: Tuple[str, str]) -> List[Result]:
-        path = run["recogs"][key]
-        if path not in transcripts:
-            transcripts[path] = load_transcripts(path)
-        return transcripts[path]
-
+    results = _recogs_reader()
     for s in args.claim_sets:
         cuts = _require(Path(args.cuts_pattern.format(set=s)), f"the cuts of {s} (--cuts-pattern)")
         speakers = cut_speakers(cuts)
@@ -243,6 +236,45 @@ def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) ->
                                 "point": point, "interval": interval, "result": interval_result(interval),
                                 "speakers": len(names), "learned_only": learned_only,
                                 "has_failed": learned_a != winner["runs"] or learned_b != other["runs"]})
+    return out
+
+
+def _recogs_reader():
+    """``results(run, (set, method))``: the run's recogs of that decode, each file read once."""
+    transcripts: Dict[Path, List[Result]] = {}
+
+    def results(run: Dict[str, Any], key: Tuple[str, str]) -> List[Result]:
+        path = run["recogs"][key]
+        if path not in transcripts:
+            transcripts[path] = load_transcripts(path)
+        return transcripts[path]
+
+    return results
+
+
+def seed_spread(models: List[Dict[str, Any]], args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """Each further seed of a model against its first seed (the same recipe, other random numbers), per claim set and
+    decoding method: the relative WER difference and its paired speaker-bootstrap interval. The intervals of the
+    comparisons resample speakers, not trainings; these rows show how far two trainings of one recipe differ."""
+    out = []
+    results = _recogs_reader()
+    for s in args.claim_sets:
+        speakers = cut_speakers(_require(Path(args.cuts_pattern.format(set=s)), f"the cuts of {s} (--cuts-pattern)"))
+        for key, _, words in METHODS:
+            for m in models:
+                first = m["runs"][0]
+                for other in m["runs"][1:]:
+                    try:
+                        ea, eb, names = pooled_speaker_errors([results(other, (s, key))], [results(first, (s, key))],
+                                                              speakers)
+                        interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
+                    except (KeyError, ValueError) as e:
+                        raise SystemExit(f"{m['model']} seed {other['seed']} vs seed {first['seed']} on {s} "
+                                         f"({words}): {e.args[0]}")
+                    point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
+                    out.append({"set": s, "method": key, "words": words, "model": m["model"], "seed": other["seed"],
+                                "first": first["seed"], "point": point, "interval": interval,
+                                "result": interval_result(interval)})
     return out
 
 
@@ -411,6 +443,21 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                   f"(`serac.scoring.power`), {args.n_bootstrap} draws of {' / '.join(map(str, sizes))} speakers (the "
                   "set's) with replacement, both models on the same draw; 2.5-97.5 percentiles. `lower`: the interval "
                   "lies below 0; `higher`: above 0; `undecided`: it includes 0."]
+    spread = seed_spread(models, args)
+    if spread:
+        lines += ["", "## Seed to seed: the same recipe, another training", "",
+                  "| set | decoding | model | seed vs seed | relative difference | 95% interval | decided |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in spread:
+            point = "-" if np.isnan(c["point"]) else f"{c['point']:+.1f}%"
+            lines.append(f"| {c['set']} | {c['words']} | `{c['model']}` | {c['seed']} vs {c['first']} | {point} | "
+                         f"[{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%] | "
+                         f"{'no' if c['result'] == 'undecided' else 'yes'} |")
+        largest = max((abs(c["point"]) for c in spread if not np.isnan(c["point"])), default=float("nan"))
+        lines += ["", "The same relative difference and interval between two seeds of one model (paired speaker "
+                  "bootstrap as above). The intervals of the comparisons resample test speakers, not trainings: a "
+                  "difference between two models that is not much larger than the differences between two trainings "
+                  f"of one model (here up to {largest:.1f}%) says as much about the seeds as about the encoders."]
     first_epoch = max(1, args.epoch - CONVERGENCE_EPOCHS + 1)
     epochs_read = f"epoch {args.epoch}" if first_epoch == args.epoch else f"epochs {first_epoch}-{args.epoch}"
     lines += ["", "## Convergence", "",
@@ -432,6 +479,13 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
               f"speech (`--failed-wer`), however flat its loss.",
               "", "## Verdict", ""]
     lines += verdict_lines(models, comparisons, args)
+    close = [c for c in comparisons if spread and c["result"] != "undecided" and not c["learned_only"]
+             and abs(c["point"]) <= 2 * largest]
+    if close:
+        which = "; ".join(f"vs `{c['other']}` on {c['set']} ({c['words']}) {c['point']:+.1f}%" for c in close)
+        lines.append(f"**Seeds**: these decided differences are no more than twice the largest difference between two "
+                     f"seeds of one model ({largest:.1f}%, above): {which}. More seeds per model, not more test "
+                     f"speakers, would make them firm.")
     return "\n".join(lines) + "\n"
 
 
