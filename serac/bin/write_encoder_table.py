@@ -369,7 +369,14 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     return float(np.mean(present)) if present else None
 
 
-def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args: argparse.Namespace) -> str:
+def _difference_cells(c: Dict[str, Any]) -> str:
+    """The 'relative difference | 95% interval' cells of a comparison row."""
+    point = "-" if np.isnan(c["point"]) else f"{c['point']:+.1f}%"
+    return f"{point} | [{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%]"
+
+
+def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args: argparse.Namespace,
+           seed_rows: Sequence[Dict[str, Any]] = ()) -> str:
     date = time.strftime("%Y-%m-%d")
     runs = [r for m in models for r in m["runs"]]
     epochs = sorted({r["num_epochs"] for r in runs})
@@ -434,26 +441,21 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                   "| set | decoding | against | relative difference | 95% interval | ConvRNN-T's WER is |",
                   "|---|---|---|---|---|---|"]
         for c in comparisons:
-            point = "-" if np.isnan(c["point"]) else f"{c['point']:+.1f}%"
-            lines.append(f"| {c['set']} | {c['words']} | {c['label']} | {point} | "
-                         f"[{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%] | {c['result']} |")
+            lines.append(f"| {c['set']} | {c['words']} | {c['label']} | {_difference_cells(c)} | {c['result']} |")
         sizes = sorted({c["speakers"] for c in comparisons})
         lines += ["", "Relative difference: sum over speakers of ConvRNN-T's errors / the other model's - 1, each "
                   "speaker's errors averaged over a model's seeds. Interval: paired speaker bootstrap "
                   f"(`serac.scoring.power`), {args.n_bootstrap} draws of {' / '.join(map(str, sizes))} speakers (the "
                   "set's) with replacement, both models on the same draw; 2.5-97.5 percentiles. `lower`: the interval "
                   "lies below 0; `higher`: above 0; `undecided`: it includes 0."]
-    spread = seed_spread(models, args)
-    if spread:
+    if seed_rows:
         lines += ["", "## Seed to seed: the same recipe, another training", "",
                   "| set | decoding | model | seed vs seed | relative difference | 95% interval | decided |",
                   "|---|---|---|---|---|---|---|"]
-        for c in spread:
-            point = "-" if np.isnan(c["point"]) else f"{c['point']:+.1f}%"
-            lines.append(f"| {c['set']} | {c['words']} | `{c['model']}` | {c['seed']} vs {c['first']} | {point} | "
-                         f"[{c['interval'][0]:+.1f}%, {c['interval'][1]:+.1f}%] | "
-                         f"{'no' if c['result'] == 'undecided' else 'yes'} |")
-        largest = max((abs(c["point"]) for c in spread if not np.isnan(c["point"])), default=float("nan"))
+        for c in seed_rows:
+            lines.append(f"| {c['set']} | {c['words']} | `{c['model']}` | {c['seed']} vs {c['first']} | "
+                         f"{_difference_cells(c)} | {'no' if c['result'] == 'undecided' else 'yes'} |")
+        largest = max((abs(c["point"]) for c in seed_rows if not np.isnan(c["point"])), default=float("nan"))
         lines += ["", "The same relative difference and interval between two seeds of one model (paired speaker "
                   "bootstrap as above). The intervals of the comparisons resample test speakers, not trainings: a "
                   "difference between two models that is not much larger than the differences between two trainings "
@@ -479,7 +481,7 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
               f"speech (`--failed-wer`), however flat its loss.",
               "", "## Verdict", ""]
     lines += verdict_lines(models, comparisons, args)
-    close = [c for c in comparisons if spread and c["result"] != "undecided" and not c["learned_only"]
+    close = [c for c in comparisons if seed_rows and c["result"] != "undecided" and not c["learned_only"]
              and abs(c["point"]) <= 2 * largest]
     if close:
         which = "; ".join(f"vs `{c['other']}` on {c['set']} ({c['words']}) {c['point']:+.1f}%" for c in close)
@@ -507,9 +509,10 @@ def main() -> None:
     try:
         models = group_models([collect_run(d, args) for d in exp_dirs], args)
         comparisons = compare_to_winner(models, args)
+        seed_rows = seed_spread(models, args)
     except FileNotFoundError as e:
         raise SystemExit(str(e))
-    atomic_write_text(args.out, render(models, comparisons, args))
+    atomic_write_text(args.out, render(models, comparisons, args, seed_rows))
     print(f"wrote {args.out}")
 
 
