@@ -201,17 +201,49 @@ def interval_result(interval: Tuple[float, float]) -> str:
     return "lower" if side == "below" else "higher" if side == "above" else "undecided"
 
 
-def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) -> List[Dict[str, Any]]:
+class ClaimDecodes:
+    """The claim sets' decodes, each file read once, when first needed: the speakers of a set's cuts and every run's
+    recogs."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.n_bootstrap, self.cuts_pattern = args.n_bootstrap, args.cuts_pattern
+        self._speakers: Dict[str, Dict[str, Any]] = {}
+        self.transcripts: Dict[Path, List[Result]] = {}
+
+    def cuts(self, set_name: str) -> Path:
+        return _require(Path(self.cuts_pattern.format(set=set_name)), f"the cuts of {set_name} (--cuts-pattern)")
+
+    def speakers(self, set_name: str) -> Dict[str, Any]:
+        if set_name not in self._speakers:
+            self._speakers[set_name] = cut_speakers(self.cuts(set_name))
+        return self._speakers[set_name]
+
+    def results(self, run: Dict[str, Any], key: Tuple[str, str]) -> List[Result]:
+        path = run["recogs"][key]
+        if path not in self.transcripts:
+            self.transcripts[path] = load_transcripts(path)
+        return self.transcripts[path]
+
+    def difference(self, runs_a: Sequence[Dict[str, Any]], runs_b: Sequence[Dict[str, Any]], key: Tuple[str, str]
+                   ) -> Dict[str, Any]:
+        """A's relative WER difference to B on ``key`` (set, method), each speaker's errors averaged over a side's
+        runs, with its paired speaker-bootstrap interval; KeyError / ValueError on decodes that do not pair."""
+        ea, eb, names = pooled_speaker_errors([self.results(r, key) for r in runs_a],
+                                              [self.results(r, key) for r in runs_b], self.speakers(key[0]))
+        interval = relative_difference_interval(ea, eb, len(names), self.n_bootstrap)
+        point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
+        return {"point": point, "interval": interval, "result": interval_result(interval), "speakers": len(names)}
+
+
+def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace, decodes: ClaimDecodes
+                      ) -> List[Dict[str, Any]]:
     """The interval of ConvRNN-T against every other model, per claim set and decoding method (none without
     ConvRNN-T)."""
     winner = next((m for m in models if m["model"] == PAPER_WINNER), None)
     if winner is None:
         return []
     out = []
-    results = _recogs_reader()
     for s in args.claim_sets:
-        cuts = _require(Path(args.cuts_pattern.format(set=s)), f"the cuts of {s} (--cuts-pattern)")
-        speakers = cut_speakers(cuts)
         for key, _, words in METHODS:
             for other in models:
                 if other is winner:
@@ -222,59 +254,37 @@ def compare_to_winner(models: List[Dict[str, Any]], args: argparse.Namespace) ->
                     pairs.append((learned_a, learned_b, True))  # also without the trainings that did not learn
                 for runs_a, runs_b, learned_only in pairs:
                     try:
-                        ea, eb, names = pooled_speaker_errors([results(r, (s, key)) for r in runs_a],
-                                                              [results(r, (s, key)) for r in runs_b], speakers)
-                        interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
+                        diff = decodes.difference(runs_a, runs_b, (s, key))
                     except (KeyError, ValueError) as e:  # other cuts, other references, or no errors to divide by
-                        raise SystemExit(f"{PAPER_WINNER} vs {other['model']} on {s} ({words}, cuts {cuts}): "
-                                         f"{e.args[0]}")
-                    point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
+                        raise SystemExit(f"{PAPER_WINNER} vs {other['model']} on {s} ({words}, cuts "
+                                         f"{decodes.cuts(s)}): {e.args[0]}")
                     label = f"`{other['model']}`"
                     if learned_only:
                         label += f" (seeds that learned: {_seeds(runs_b)}; {PAPER_WINNER}: {_seeds(runs_a)})"
                     out.append({"set": s, "method": key, "words": words, "other": other["model"], "label": label,
-                                "point": point, "interval": interval, "result": interval_result(interval),
-                                "speakers": len(names), "learned_only": learned_only,
-                                "has_failed": learned_a != winner["runs"] or learned_b != other["runs"]})
+                                "learned_only": learned_only,
+                                "has_failed": learned_a != winner["runs"] or learned_b != other["runs"], **diff})
     return out
 
 
-def _recogs_reader():
-    """``results(run, (set, method))``: the run's recogs of that decode, each file read once."""
-    transcripts: Dict[Path, List[Result]] = {}
-
-    def results(run: Dict[str, Any], key: Tuple[str, str]) -> List[Result]:
-        path = run["recogs"][key]
-        if path not in transcripts:
-            transcripts[path] = load_transcripts(path)
-        return transcripts[path]
-
-    return results
-
-
-def seed_spread(models: List[Dict[str, Any]], args: argparse.Namespace) -> List[Dict[str, Any]]:
+def seed_spread(models: List[Dict[str, Any]], args: argparse.Namespace, decodes: ClaimDecodes
+                ) -> List[Dict[str, Any]]:
     """Each further seed of a model against its first seed (the same recipe, other random numbers), per claim set and
     decoding method: the relative WER difference and its paired speaker-bootstrap interval. The intervals of the
     comparisons resample speakers, not trainings; these rows show how far two trainings of one recipe differ."""
     out = []
-    results = _recogs_reader()
     for s in args.claim_sets:
-        speakers = cut_speakers(_require(Path(args.cuts_pattern.format(set=s)), f"the cuts of {s} (--cuts-pattern)"))
         for key, _, words in METHODS:
             for m in models:
                 first = m["runs"][0]
                 for other in m["runs"][1:]:
                     try:
-                        ea, eb, names = pooled_speaker_errors([results(other, (s, key))], [results(first, (s, key))],
-                                                              speakers)
-                        interval = relative_difference_interval(ea, eb, len(names), args.n_bootstrap)
+                        diff = decodes.difference([other], [first], (s, key))
                     except (KeyError, ValueError) as e:
                         raise SystemExit(f"{m['model']} seed {other['seed']} vs seed {first['seed']} on {s} "
                                          f"({words}): {e.args[0]}")
-                    point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
                     out.append({"set": s, "method": key, "words": words, "model": m["model"], "seed": other["seed"],
-                                "first": first["seed"], "point": point, "interval": interval,
-                                "result": interval_result(interval)})
+                                "first": first["seed"], **diff})
     return out
 
 
@@ -448,6 +458,8 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                   f"(`serac.scoring.power`), {args.n_bootstrap} draws of {' / '.join(map(str, sizes))} speakers (the "
                   "set's) with replacement, both models on the same draw; 2.5-97.5 percentiles. `lower`: the interval "
                   "lies below 0; `higher`: above 0; `undecided`: it includes 0."]
+    # the largest seed-to-seed difference (NaN without seed rows: then no comparison is flagged against it)
+    largest = max((abs(c["point"]) for c in seed_rows if not np.isnan(c["point"])), default=float("nan"))
     if seed_rows:
         lines += ["", "## Seed to seed: the same recipe, another training", "",
                   "| set | decoding | model | seed vs seed | relative difference | 95% interval | decided |",
@@ -455,7 +467,6 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
         for c in seed_rows:
             lines.append(f"| {c['set']} | {c['words']} | `{c['model']}` | {c['seed']} vs {c['first']} | "
                          f"{_difference_cells(c)} | {'no' if c['result'] == 'undecided' else 'yes'} |")
-        largest = max((abs(c["point"]) for c in seed_rows if not np.isnan(c["point"])), default=float("nan"))
         lines += ["", "The same relative difference and interval between two seeds of one model (paired speaker "
                   "bootstrap as above). The intervals of the comparisons resample test speakers, not trainings: a "
                   "difference between two models that is not much larger than the differences between two trainings "
@@ -481,8 +492,8 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
               f"speech (`--failed-wer`), however flat its loss.",
               "", "## Verdict", ""]
     lines += verdict_lines(models, comparisons, args)
-    close = [c for c in comparisons if seed_rows and c["result"] != "undecided" and not c["learned_only"]
-             and abs(c["point"]) <= 2 * largest]
+    close = [c for c in comparisons
+             if c["result"] != "undecided" and not c["learned_only"] and abs(c["point"]) <= 2 * largest]
     if close:
         which = "; ".join(f"vs `{c['other']}` on {c['set']} ({c['words']}) {c['point']:+.1f}%" for c in close)
         lines.append(f"**Seeds**: these decided differences are no more than twice the largest difference between two "
@@ -508,8 +519,9 @@ def main() -> None:
         raise SystemExit("--exp-dirs is empty")
     try:
         models = group_models([collect_run(d, args) for d in exp_dirs], args)
-        comparisons = compare_to_winner(models, args)
-        seed_rows = seed_spread(models, args)
+        decodes = ClaimDecodes(args)
+        comparisons = compare_to_winner(models, args, decodes)
+        seed_rows = seed_spread(models, args, decodes)
     except FileNotFoundError as e:
         raise SystemExit(str(e))
     atomic_write_text(args.out, render(models, comparisons, args, seed_rows))
