@@ -325,15 +325,10 @@ class CausalConv2d(nn.Module):
             cache = self.init_cache(x.size(0), x.size(2), x.device, x.dtype)
         x = torch.cat([cache[:, 0], x], dim=1)  # (N, cache + T, F)
         (kernel_t, kernel_f), (stride_t, stride_f), pad_f = conv.kernel_size, conv.stride, conv.padding[1]
-        padded = nn.functional.pad(x, (pad_f, pad_f))
-        # taps at stride 1, then every stride-th position (as forward_time_major: simple slice bounds)
-        t_full, f_full = padded.size(1) - kernel_t + 1, padded.size(2) - kernel_f + 1
-        taps = [padded.narrow(1, i, t_full).narrow(2, j, f_full)[:, ::stride_t, ::stride_f]
-                for i in range(kernel_t) for j in range(kernel_f)]
-        cols = torch.stack(taps, dim=-1)  # (N, T', F', kernel_t * kernel_f), taps in the weight's order
-        n, t_out, f_out, taps_count = cols.shape
-        weight = conv.weight.view(conv.out_channels, taps_count)
-        cols = cols.reshape(-1, taps_count)
+        n, t_out, f_out = x.size(0), (x.size(1) - kernel_t) // stride_t + 1, self.output_freq(x.size(2))
+        # (N * T' * F', kernel_t * kernel_f): taps in the weight's order
+        cols = _im2col_nhwc(x.unsqueeze(-1), (kernel_t, kernel_f), (stride_t, stride_f), (0, pad_f), (t_out, f_out))
+        weight = conv.weight.view(conv.out_channels, kernel_t * kernel_f)
         if fast_weight_grad and _needs_autograd(weight) and cpu_ops.active():
             y = _Im2colMatmul.apply(cols, weight, conv.bias)
         else:
