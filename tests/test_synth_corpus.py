@@ -165,6 +165,11 @@ def test_split_draws_are_independent():
     held = lambda c: [s for s in c.speakers if s.split != "train"]  # noqa: E731
     assert held(small) == held(big)
     assert Corpus(load_config(), seed=4).speakers != small.speakers
+    # more adapt speakers (the recipes' --adapt-speakers) leave train/dev/test speakers unchanged
+    more_adapt = Corpus(load_config(overrides={"splits": {"adapt": {"speakers_per_region": 5}}}), seed=3)
+    kept = lambda c: [s for s in c.speakers if s.split != "adapt"]  # noqa: E731
+    assert kept(more_adapt) == kept(small)
+    assert sum(s.split == "adapt" for s in more_adapt.speakers) == 5 * len(DEFAULT_CONFIG["regions"])
 
 
 def test_region_priors_shape_accent_and_conditions():
@@ -400,7 +405,7 @@ def test_generate_sh_end_to_end(tmp_path):
                        text=True)
     assert r.returncode != 0 and "skipping" not in r.stdout
     assert "dev: 2 speakers / 2 utterances there, 3 / 3 asked for" in r.stderr, r.stderr
-    assert "--dev-speakers 20 --test-speakers 40" in r.stderr
+    assert "--dev-speakers 20 --test-speakers 40 --adapt-speakers 3" in r.stderr
     assert all(Path(p).read_bytes() == b for p, b in before.items())
     sups = read_jsonl_gz(manifest_paths(str(recipe / "data" / "manifests"))["test"][1])
     assert {s["custom"]["accent"] for s in sups} == set(ENGLISH_ACCENTS)

@@ -27,6 +27,8 @@ seed=1
 dev_speakers=100       # dev / test speakers drawn from the population (then topped up to every accent and region:
 test_speakers=250      # ~1200 / ~3000 utterances); a 3% relative WER difference needs ~200-230 test speakers to be
                        # decided (README.md); until 2026-12-01 these recipes had the generator's defaults, 20 / 40
+adapt_speakers=10      # held-out adapt speakers per region (the fairness recipe's fine-tuning pool: 20 speakers,
+                       # ~17 min for its two targeted regions); the generator's default, 3, until 2026-12-01
 gen_opts=              # more generator options, e.g. "--dev-speakers 8 --test-speakers 8" (see local/generate.sh)
 corpus_dir=download/synth
 prefix=synth
@@ -34,7 +36,7 @@ nj=2                   # parallel jobs (generation, features)
 vocab_size=64
 lm_order=6             # token n-gram LM on the training transcripts, for shallow fusion in beam search
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--home DIR] [--num-speakers N] [--utts-per-speaker N | --hours H]
-          [--dev-speakers N] [--test-speakers N] [--seed S] [--gen-opts \"...\"] [--nj N] [--vocab-size N]
+          [--dev-speakers N] [--test-speakers N] [--adapt-speakers N] [--seed S] [--gen-opts \"...\"] [--nj N] [--vocab-size N]
           [--lm-order N]"
 
 cd "$(dirname "$0")"
@@ -72,7 +74,7 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -n "$utts_per_speaker" ] && opts="$opts --utts-per-speaker $utts_per_speaker"
   [ -n "$hours" ] && opts="$opts --hours $hours"
   local/generate.sh --cmd "${train_cmd:-utils/run.py}" --prefix $prefix $opts \
-    --extra-opts "--dev-speakers $dev_speakers --test-speakers $test_speakers $gen_opts" \
+    --extra-opts "--dev-speakers $dev_speakers --test-speakers $test_speakers --adapt-speakers-per-region $adapt_speakers $gen_opts" \
     $corpus_dir data/manifests
 fi
 

@@ -28,6 +28,7 @@ hours=                 # alternatively: hours of training audio
 seed=                  # corpus seed (prepare.sh: 1)
 dev_speakers=          # dev / test speakers before top-ups (prepare.sh: 100 / 250, ~1200 / ~3000 utterances)
 test_speakers=
+adapt_speakers=        # held-out adapt speakers per region (prepare.sh: 10; the fairness recipe fine-tunes on them)
 gen_opts=              # more generator options, e.g. "--dev-speakers 8 --test-speakers 8" (see local/generate.sh)
 corpus_dir=            # where the audio goes (prepare.sh: download/synth)
 nj=2                   # parallel jobs: corpus generation, features, decoding
@@ -61,7 +62,7 @@ chunk_ms=160                      # streaming chunk; a multiple of every compare
 compare_cohort_key=accent         # the worst cohort of this attribute goes in the table
 compare_results=RESULTS-encoders.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-per-speaker N | --hours H]
-          [--seed S] [--dev-speakers N] [--test-speakers N] [--nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]
+          [--seed S] [--dev-speakers N] [--test-speakers N] [--adapt-speakers N] [--nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]
           [--compare-models \"lstm conv_rnnt conformer contextnet\"] [--compare-seeds \"1 2\"] [--compare-epochs N]
           [--compare-avg N] [--compare-converged-pct P] [--compare-config-dir DIR] [--chunk-ms MS]"
 
@@ -82,7 +83,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 0 ]; then
   # stages 0-3, the corpus preparation every synth_assistant task shares: 0 generate, 1 check manifests,
   # 2 fbank, 3 BPE + token n-gram LM on the training transcripts
   prepare_opts=()
-  for v in num_speakers utts_per_speaker hours seed dev_speakers test_speakers gen_opts corpus_dir; do
+  for v in num_speakers utts_per_speaker hours seed dev_speakers test_speakers adapt_speakers gen_opts corpus_dir; do
     if [ -n "${!v}" ]; then prepare_opts+=(--${v//_/-} "${!v}"); fi
   done
   ./prepare.sh --stage $stage --stop-stage $((stop_stage < 3 ? stop_stage : 3)) ${prepare_opts[@]+"${prepare_opts[@]}"} \

@@ -82,8 +82,9 @@ for split in sorted(set(have) | set(want)):
               f"{w.get('speakers')} / {w.get('utterances')} asked for")
 PY
       echo "$0: remove $out_dir, $manifest_dir and the features made from them to generate it anew, or give" \
-        "the options that made it (the synth_assistant recipes' defaults before 2026-12-01:" \
-        "--dev-speakers 20 --test-speakers 40)" >&2
+        "the options that made it (the synth_assistant recipes' prepare.sh before 2026-12-01:" \
+        "--dev-speakers 20 --test-speakers 40 --adapt-speakers 3; on 2026-12-01 before the adapt split grew:" \
+        "--adapt-speakers 3)" >&2
       exit 1
     fi
   fi
