@@ -11,12 +11,13 @@
 #   ./run.sh --ewc-lambdas "100 1000 10000" --stage 5    # another lambda sweep (then stages 6-9)
 #   ./run.sh --stage 7 --arw-config conf/my-arw.yaml --arw-exp exp/arw-mine   # another ARW setting (then 8, 9)
 #   ./run.sh --embedding fbank-stats --stage 1  # automatic cohorts from another speaker embedding
-#   ./run.sh --target-key geo_region --ewc-lambdas "1000000 10000000"   # adapt on the geographic tree's worst
-#                                             # leaves instead (its own sets, fine-tunings and RESULTS-geo_region.md)
-#   ./run.sh --target-key auto_cohort --variants oversample   # mitigate for the discovered bottom cohort (Dheram
-#                                             # et al.): the automatic cohort worst on dev (auto_cohort) or the
-#                                             # geodemographic one (geodemo); RESULTS-<key>.md has every discovery's
-#                                             # bottom/top gap on test before and after, beside the paper's
+#   ./run.sh --target-key geo_region --stage 3   # adapt on the geographic tree's worst leaves instead (its own
+#                                             # sets, fine-tunings and RESULTS-geo_region.md; stages 0-2 are shared)
+#   ./run.sh --target-key auto_cohort --variants "oversample cohortemb" --stage 3   # mitigate for the discovered
+#                                             # bottom cohort (Dheram et al.): the automatic cohort worst on dev
+#                                             # (auto_cohort) or the geodemographic one (geodemo); RESULTS-<key>.md
+#                                             # has every discovery's bottom/top gap on test before and after,
+#                                             # beside the paper's
 #
 # Finished outputs are skipped on a re-run; after retraining the baseline start afresh: rm -rf exp data
 #
