@@ -57,13 +57,33 @@ def setup_logging(log_file: PathLike | None = None, rank: int = 0, level: int = 
     logging.basicConfig(level=level, format=fmt, handlers=handlers, force=True)
 
 
-def git_revision() -> str:
-    root = Path(__file__).resolve().parent.parent
+def is_recipe_output(path: str) -> bool:
+    """True for the tracked files a recipe run itself rewrites: ``egs/**/RESULTS*.md`` and ``egs/**/results/**``
+    (its tables and figures)."""
+    parts = Path(path).parts
+    if not parts or parts[0] != "egs":
+        return False
+    return "results" in parts[:-1] or (parts[-1].startswith("RESULTS") and parts[-1].endswith(".md"))
+
+
+def _porcelain_path(line: str) -> str:
+    """The path of a ``git status --porcelain`` line (the new path of a rename), unquoted."""
+    path = line[3:].split(" -> ")[-1]
+    return path[1:-1] if path.startswith('"') and path.endswith('"') else path
+
+
+def git_revision(root: PathLike | None = None) -> str:
+    """The short revision of serac's checkout (or of ``root``), with ``-dirty`` when tracked files differ from it. Changes to recipe outputs
+    (:func:`is_recipe_output`: RESULTS*.md and results/ under egs/) do not count: a recipe writes them into the
+    tree, so a recipe's second configuration run after its first (the fairness recipe's target keys, a stage-10
+    rerun) would otherwise be recorded as trained on a modified tree."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10).stdout
+        dirty = [line for line in status.splitlines() if line.strip() and not is_recipe_output(_porcelain_path(line))]
         return (rev or "unknown") + ("-dirty" if dirty else "")
     except Exception:  # git missing or not a checkout: not fatal, just unknown
         return "unknown"
