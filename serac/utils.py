@@ -73,10 +73,10 @@ def _porcelain_path(line: str) -> str:
 
 
 def git_revision(root: PathLike | None = None) -> str:
-    """The short revision of serac's checkout (or of ``root``), with ``-dirty`` when tracked files differ from it. Changes to recipe outputs
-    (:func:`is_recipe_output`: RESULTS*.md and results/ under egs/) do not count: a recipe writes them into the
-    tree, so a recipe's second configuration run after its first (the fairness recipe's target keys, a stage-10
-    rerun) would otherwise be recorded as trained on a modified tree."""
+    """The short revision of serac's checkout (or of ``root``), with ``-dirty`` when tracked files differ from it.
+    Changes to recipe outputs (:func:`is_recipe_output`: RESULTS*.md and results/ under egs/) do not count: a
+    recipe writes them into the tree, so a recipe's second configuration run after its first (the fairness
+    recipe's target keys, a stage-10 rerun) would otherwise be recorded as trained on a modified tree."""
     root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
