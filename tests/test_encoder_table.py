@@ -247,3 +247,53 @@ def test_seed_to_seed_differences_are_tabled_and_flag_close_verdicts(tmp_path):
     single = write_table(tmp_path / "one", [fake_run(tmp_path / "one", "lstm", 1, [3] * 12),
                                             fake_run(tmp_path / "one", "conv_rnnt", 1, [2] * 12)])
     assert "## Seed to seed" not in single and "**Seeds**" not in single
+
+
+def write_earlier_decode(exp: Path, epoch: int, errors: Sequence[int]) -> None:
+    """The greedy decode of test at an earlier ``epoch`` (the convergence check on WER), ``errors`` per speaker."""
+    suffix = decode_suffix("greedy_search", epoch, 1, 4)
+    dec = exp / "decode" / "test"
+    wer = 100.0 * sum(errors) / (len(REF) * len(SPEAKERS))
+    (dec / f"wer-summary-test-{suffix}.txt").write_text(f"settings\tWER\n{suffix}\t{wer:.2f}\n")
+    store_transcripts(dec / f"recogs-test-{suffix}.txt", [(f"u{i:02d}", REF, _hyp(e)) for i, e in enumerate(errors)])
+
+
+def test_convergence_on_dev_wer_flags_a_model_still_improving(tmp_path):
+    """--converge-epoch: a model whose WER fell decidably from the earlier epoch is `still improving` and flags the
+    verdict, one with the same WER has `no decidable change`, one that got worse is `worse`; the noisy validation
+    losses are then only a trend (no flag from them)."""
+    lstm = [fake_run(tmp_path, "lstm", s, LOW, losses=(1.0, 0.8, 1.2)) for s in (1, 2)]
+    conv = [fake_run(tmp_path, "conv_rnnt", s, LOW) for s in (1, 2)]
+    for d in lstm:
+        write_earlier_decode(d, 2, HIGH)   # 46 -> 8 errors: still improving
+    for d in conv:
+        write_earlier_decode(d, 2, LOW)    # unchanged
+    table = write_table(tmp_path, lstm + conv, "--converge-epoch", "2")
+    assert "| `lstm` | 1 2 | 38.33 | 6.67 | -82.6% |" in table and "| still improving |" in table
+    assert "| `conv_rnnt` | 1 2 | 6.67 | 6.67 | +0.0% | [+0.0%, +0.0%] | no decidable change |" in table
+    assert "**Flagged**: still improving on test from epoch 2 to 3 (greedy WER, the interval lies below 0): `lstm` " \
+           "-82.6%" in table
+    assert "not every training is known to have converged" not in table  # the valid-loss rule is not the judge
+    assert "| change, first to last | trend |" in table
+    for d in lstm:
+        write_earlier_decode(d, 2, LOW)
+    for d in conv:
+        write_earlier_decode(d, 2, [0] * len(SPEAKERS))  # 0 -> 8 errors: worse (and no division by 0 errors)
+    with pytest.raises(SystemExit, match="conv_rnnt: epoch 3 vs 2 on test"):
+        write_table(tmp_path, lstm + conv, "--converge-epoch", "2")
+    for d in conv:
+        write_earlier_decode(d, 2, [0, 0, 1] * 4)  # 4 -> 8 errors, no speaker better: worse, which is no flag
+    table = write_table(tmp_path, lstm + conv, "--converge-epoch", "2")
+    assert "| `conv_rnnt` | 1 2 | 3.33 | 6.67 | +100.0% |" in table and "| worse |" in table
+    assert "**Flagged**" not in table
+    for d in conv:
+        write_earlier_decode(d, 2, [0] + [1] * (len(SPEAKERS) - 1))  # 11 -> 8: better, but not decidably
+    table = write_table(tmp_path, lstm + conv, "--converge-epoch", "2")
+    assert "no decidable change" in table and "**Flagged**" not in table
+    assert "Every model had stopped improving by epoch 3" in table
+    for d in conv:
+        (d / "decode/test" / f"recogs-test-{decode_suffix('greedy_search', 2, 1, 4)}.txt").unlink()
+    with pytest.raises(SystemExit, match="greedy decode of test at epoch 2"):
+        write_table(tmp_path, lstm + conv, "--converge-epoch", "2")
+    with pytest.raises(SystemExit, match="--converge-epoch 3 must lie between 0 and --epoch 3"):
+        write_table(tmp_path, lstm + conv, "--converge-epoch", "3")

@@ -40,6 +40,15 @@ checkpoints are read because log/train.log restarts when a training resumes) of 
 whose loss moved by less than --converged-pct percent from E-2 to E has converged, otherwise it was still improving
 (or rising). A verdict about a model with an unconverged seed says so.
 
+With --converge-epoch E0 (run.sh: E - --compare-converge-gap), convergence is judged on dev WER instead, where it
+matters: per model, the relative difference of its greedy WER on the judge set (dev) at epoch E against epoch E0
+(both averaged over --avg checkpoints; each speaker's errors averaged over the model's seeds) with its paired
+speaker-bootstrap interval. A model whose interval lies below 0 was still improving (flagged in the verdict), one
+whose interval lies above 0 got worse, one whose interval includes 0 showed no decidable change over the last E - E0
+epochs and counts as converged. The validation losses are then tabled as a trend only (the per-epoch validation
+loss of these small models moves by 5-20% from one epoch to the next, more than any threshold that would mean
+"converged"). Reads decode/<dev>/recogs-<dev>-greedy_search-epoch-E(0)-avg-N.txt (and wer-summary) of every run.
+
 Usage:
   python -m serac.bin.write_encoder_table \
       --exp-dirs exp/compare/lstm-seed1,exp/compare/lstm-seed2,exp/compare/conv_rnnt-seed1,exp/compare/conv_rnnt-seed2 \
@@ -94,6 +103,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--converged-pct", type=float, default=2.0,
                    help="a training has converged if its validation loss moved by less than this many percent from "
                         "epoch E-2 to E")
+    p.add_argument("--converge-epoch", type=int, default=0,
+                   help="judge convergence on dev WER: each model's greedy WER on the judge set (dev) at --epoch "
+                        "against this earlier epoch (same --avg), paired speaker bootstrap; 0: by validation loss")
     p.add_argument("--failed-wer", type=float, default=90.0,
                    help="a training whose greedy WER on the first --sets entry that is not a claim set (dev) is at "
                         "least this many percent did not learn to recognise speech: flagged, and the claim is also "
@@ -152,6 +164,15 @@ def collect_run(exp_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
     for s in args.streaming_sets:
         stats_path = exp_dir / "decode" / s / f"stats-{s}-{stream}.json"
         run["streaming"][s] = json.loads(_require(stats_path, f"streaming decode of {s}").read_text())
+    if args.converge_epoch:
+        cset = judge_set(args)
+        for e in (args.epoch, args.converge_epoch):
+            suffix = decode_suffix("greedy_search", e, args.avg, args.beam)
+            what = f"greedy decode of {cset} at epoch {e} (convergence, --converge-epoch)"
+            run["recogs"][(cset, f"greedy@{e}")] = _require(exp_dir / "decode" / cset / f"recogs-{cset}-{suffix}.txt",
+                                                             what)
+            run["wer"][(cset, f"greedy@{e}")] = read_summary_wer(
+                _require(exp_dir / "decode" / cset / f"wer-summary-{cset}-{suffix}.txt", what))
     if args.cohort_key:
         greedy = decode_suffix("greedy_search", args.epoch, args.avg, args.beam)
         summary_path = (exp_dir / "decode" / args.cohort_set / f"cohorts-{greedy}" /
@@ -224,12 +245,14 @@ class ClaimDecodes:
             self.transcripts[path] = load_transcripts(path)
         return self.transcripts[path]
 
-    def difference(self, runs_a: Sequence[Dict[str, Any]], runs_b: Sequence[Dict[str, Any]], key: Tuple[str, str]
-                   ) -> Dict[str, Any]:
-        """A's relative WER difference to B on ``key`` (set, method), each speaker's errors averaged over a side's
-        runs, with its paired speaker-bootstrap interval; KeyError / ValueError on decodes that do not pair."""
+    def difference(self, runs_a: Sequence[Dict[str, Any]], runs_b: Sequence[Dict[str, Any]], key: Tuple[str, str],
+                   key_b: Optional[Tuple[str, str]] = None) -> Dict[str, Any]:
+        """A's relative WER difference to B on ``key`` (set, method; B's decode ``key_b`` if given, e.g. another
+        epoch of the same set), each speaker's errors averaged over a side's runs, with its paired speaker-bootstrap
+        interval; KeyError / ValueError on decodes that do not pair."""
+        key_b = key_b or key
         ea, eb, names = pooled_speaker_errors([self.results(r, key) for r in runs_a],
-                                              [self.results(r, key) for r in runs_b], self.speakers(key[0]))
+                                              [self.results(r, key_b) for r in runs_b], self.speakers(key[0]))
         interval = relative_difference_interval(ea, eb, len(names), self.n_bootstrap)
         point = 100.0 * (ea.sum() / eb.sum() - 1.0) if eb.sum() > 0 else float("nan")
         return {"point": point, "interval": interval, "result": interval_result(interval), "speakers": len(names)}
@@ -286,6 +309,27 @@ def seed_spread(models: List[Dict[str, Any]], args: argparse.Namespace, decodes:
                     out.append({"set": s, "method": key, "words": words, "model": m["model"], "seed": other["seed"],
                                 "first": first["seed"], **diff})
     return out
+
+
+def dev_convergence(models: List[Dict[str, Any]], args: argparse.Namespace, decodes: ClaimDecodes) -> None:
+    """With --converge-epoch: each model's greedy WER on the judge set (dev) at --epoch against --converge-epoch,
+    seeds pooled per speaker, paired speaker bootstrap; stored as ``model["dev_convergence"]`` with its status
+    ('still improving' if the interval lies below 0, 'worse' above 0, otherwise 'no decidable change', which counts
+    as converged)."""
+    if not args.converge_epoch:
+        return
+    cset = judge_set(args)
+    now, before = (cset, f"greedy@{args.epoch}"), (cset, f"greedy@{args.converge_epoch}")
+    for m in models:
+        try:
+            diff = decodes.difference(m["runs"], m["runs"], now, before)
+        except (KeyError, ValueError) as e:
+            raise SystemExit(f"{m['model']}: epoch {args.epoch} vs {args.converge_epoch} on {cset} (greedy, cuts "
+                             f"{decodes.cuts(cset)}): {e.args[0]}")
+        status = {"lower": "still improving", "higher": "worse"}.get(diff["result"], "no decidable change")
+        m["dev_convergence"] = {**diff, "status": status, "converged": status != "still improving",
+                                "wer": {e: float(np.mean([r["wer"][(cset, f"greedy@{e}")] for r in m["runs"]]))
+                                        for e in (args.converge_epoch, args.epoch)}}
 
 
 def _learned(model: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -356,6 +400,20 @@ def verdict_lines(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]
     if absent:
         out.append(f"Not in this run: {', '.join(f'`{m}`' for m in absent)} (of the paper's four); the claim is "
                    f"judged against {', '.join(f'`{m}`' for m in names if m != PAPER_WINNER)} only.")
+    if args.converge_epoch:
+        cset = judge_set(args)
+        improving = [m for m in models if not m["dev_convergence"]["converged"]]
+        if improving:
+            who = "; ".join(f"`{m['model']}` {_difference_cells(m['dev_convergence']).replace(' | ', ' ')}"
+                            for m in improving)
+            out.append(f"**Flagged**: still improving on {cset} from epoch {args.converge_epoch} to {args.epoch} "
+                       f"(greedy WER, the interval lies below 0): {who}; this verdict compares models that were "
+                       f"still training, not the encoders at convergence.")
+        else:
+            out.append(f"Every model had stopped improving by epoch {args.epoch}: no {cset} greedy WER fell decidably "
+                       f"from epoch {args.converge_epoch} to {args.epoch} (every interval includes 0 or lies above "
+                       f"it; Convergence, above).")
+        return out
     unconverged = [(m["model"], r) for m in models for r in m["runs"] if not r["convergence"]["converged"]]
     if unconverged:
         who = "; ".join(f"`{name}` seed {r['seed']}: {r['convergence']['status']}"
@@ -473,8 +531,23 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                   f"of one model (here up to {largest:.1f}%) says as much about the seeds as about the encoders."]
     first_epoch = max(1, args.epoch - CONVERGENCE_EPOCHS + 1)
     epochs_read = f"epoch {args.epoch}" if first_epoch == args.epoch else f"epochs {first_epoch}-{args.epoch}"
-    lines += ["", "## Convergence", "",
-              f"| model | seed | valid loss, {epochs_read} | change, first to last | judged |", "|---|---|---|---|---|"]
+    lines += ["", "## Convergence", ""]
+    if args.converge_epoch:
+        cset, e0 = judge_set(args), args.converge_epoch
+        lines += [f"| model | seeds | {cset} greedy, epoch {e0} | epoch {args.epoch} | relative change | 95% interval "
+                  f"| judged |", "|---|---|---|---|---|---|---|"]
+        for m in models:
+            dc = m["dev_convergence"]
+            lines.append(f"| `{m['model']}` | {' '.join(map(str, m['seeds']))} | {dc['wer'][e0]:.2f} | "
+                         f"{dc['wer'][args.epoch]:.2f} | {_difference_cells(dc)} | {dc['status']} |")
+        lines += ["", f"{cset} greedy WER of the model averaged over {args.avg} checkpoints at epoch {e0} and at epoch "
+                  f"{args.epoch} (mean of the seeds); relative change: sum over speakers of the errors at epoch "
+                  f"{args.epoch} / at epoch {e0} - 1, each speaker's errors averaged over the seeds; interval: paired "
+                  f"speaker bootstrap as above ({args.n_bootstrap} draws). `still improving`: the interval lies below "
+                  f"0; `no decidable change` (converged at this budget): it includes 0; `worse`: above 0 "
+                  f"(`--converge-epoch`). The validation losses below are a trend only.", ""]
+    lines += [f"| model | seed | valid loss, {epochs_read} | change, first to last | "
+              f"{'trend' if args.converge_epoch else 'judged'} |", "|---|---|---|---|---|"]
     for m in models:
         for r in m["runs"]:
             cv = r["convergence"]
@@ -485,11 +558,14 @@ def render(models: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], args
                           f">= {fmt(args.failed_wer, 0)}%)")
             lines.append(f"| `{m['model']}` | {r['seed']} | {' / '.join(f'{x:.4f}' for x in cv['losses'])} | "
                          f"{change} | {status} |")
+    rule = (f"converged if it moved by less than {fmt(args.converged_pct, 1)}% from the first of them to the last "
+            f"(`--converged-pct`)")
+    if args.converge_epoch:  # judged on dev WER above; the losses are a trend
+        rule = f"a trend only, `converged` meaning that it moved by less than {fmt(args.converged_pct, 1)}%"
     lines += ["", f"Validation loss per frame (the `valid loss` of the epoch lines in `log/train.log`, read from the "
-              f"epoch checkpoints) of the last {CONVERGENCE_EPOCHS} epochs; converged if it moved by less than "
-              f"{fmt(args.converged_pct, 1)}% from the first of them to the last (`--converged-pct`); a training "
-              f"whose greedy WER on {judge_set(args)} is {fmt(args.failed_wer, 0)}% or more did not learn to recognise "
-              f"speech (`--failed-wer`), however flat its loss.",
+              f"epoch checkpoints) of the last {CONVERGENCE_EPOCHS} epochs; {rule}; a training whose greedy WER on "
+              f"{judge_set(args)} is {fmt(args.failed_wer, 0)}% or more did not learn to recognise speech "
+              f"(`--failed-wer`), however flat its loss.",
               "", "## Verdict", ""]
     lines += verdict_lines(models, comparisons, args)
     close = [c for c in comparisons
@@ -512,6 +588,8 @@ def main() -> None:
     unknown = [s for s in args.claim_sets if s not in args.sets]
     if unknown:
         raise SystemExit(f"--claim-sets {unknown} are not among --sets {args.sets}")
+    if args.converge_epoch and not 0 < args.converge_epoch < args.epoch:
+        raise SystemExit(f"--converge-epoch {args.converge_epoch} must lie between 0 and --epoch {args.epoch}")
     if "{set}" not in args.cuts_pattern:
         raise SystemExit(f"--cuts-pattern {args.cuts_pattern!r} has no {{set}}")
     exp_dirs = [Path(d) for d in args.exp_dirs.split(",") if d]
@@ -522,6 +600,7 @@ def main() -> None:
         decodes = ClaimDecodes(args)
         comparisons = compare_to_winner(models, args, decodes)
         seed_rows = seed_spread(models, args, decodes)
+        dev_convergence(models, args, decodes)
     except FileNotFoundError as e:
         raise SystemExit(str(e))
     atomic_write_text(args.out, render(models, comparisons, args, seed_rows))

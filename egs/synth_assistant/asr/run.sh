@@ -52,7 +52,9 @@ compare_models="lstm conv_rnnt conformer contextnet"
 compare_config_dir=conf/compare   # <model>.yaml per model (each inherits the main config with `base:`)
 compare_exp_dir=exp/compare       # one <model>-seed<S>/ experiment directory per model and seed
 compare_seeds="1 2"               # each model trains once per seed (train.seed); the table pools them
-compare_converged_pct=2           # converged: validation loss moved < this % over the last 3 epochs
+compare_converge_gap=5            # convergence: each model's dev greedy WER at epoch E vs E-5 (paired speaker
+                                  # bootstrap; still improving if it fell decidably); 0: validation loss instead
+compare_converged_pct=2           # (trend) validation loss moved < this % over the last 3 epochs
 compare_epochs=15                 # epochs per compared model: two seeds of the four models in about 2 h on 2
 compare_avg=5                     # cores (two halves side by side, --train-threads 1 each: docs/encoders.md);
                                   # a converged budget needs more: a GPU or Slurm cluster (docs/encoders.md)
@@ -64,14 +66,15 @@ compare_results=RESULTS-encoders.md
 help_message="Usage: $0 [--stage N] [--stop-stage M] [--num-speakers N] [--utts-per-speaker N | --hours H]
           [--seed S] [--dev-speakers N] [--test-speakers N] [--adapt-speakers N] [--nj N] [--train-config YAML] [--exp-dir DIR] [--num-epochs N] [--avg N] [--vocab-size N]
           [--compare-models \"lstm conv_rnnt conformer contextnet\"] [--compare-seeds \"1 2\"] [--compare-epochs N]
-          [--compare-avg N] [--compare-converged-pct P] [--compare-config-dir DIR] [--chunk-ms MS]"
+          [--compare-avg N] [--compare-converge-gap N] [--compare-converged-pct P] [--compare-config-dir DIR]
+          [--chunk-ms MS]"
 
 cd "$(dirname "$(readlink -f "$0")")"
 . ./path.sh
 . ./cmd.sh
 compare_opts="compare_models compare_seeds compare_config_dir compare_exp_dir compare_epochs compare_avg
-  compare_converged_pct compare_sets streaming_set chunk_ms compare_cohort_key compare_results vocab_size beam
-  n_bootstrap"   # stage 10 writes those that differ from these defaults into the table's command
+  compare_converge_gap compare_converged_pct compare_sets streaming_set chunk_ms compare_cohort_key compare_results
+  vocab_size beam n_bootstrap"   # stage 10 writes those that differ from these defaults into the table's command
 declare -A compare_default
 for v in $compare_opts; do compare_default[$v]=${!v}; done
 . utils/parse_options.sh
@@ -154,6 +157,14 @@ fi
 
 compare_suffix=$(python -m serac.bin.decode --print-suffix --method greedy_search --epoch $compare_epochs \
   --avg $compare_avg)
+converge_set=$(for set in $compare_sets; do [ $set = test ] || { echo $set; break; }; done)  # dev
+converge_epoch=$((compare_converge_gap > 0 ? compare_epochs - compare_converge_gap : 0))
+if [ $stage -le 10 ] && [ $stop_stage -ge 9 ] && [ $compare_converge_gap -gt 0 ] \
+    && { [ $converge_epoch -lt $compare_avg ] || [ -z "$converge_set" ]; }; then
+  echo "$0: --compare-converge-gap $compare_converge_gap needs --compare-epochs >= the gap + --compare-avg" \
+    "($compare_epochs < $compare_converge_gap + $compare_avg) and a set other than test in --compare-sets" >&2
+  exit 1
+fi
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   echo "Stage 8: train the encoder comparison models ($compare_models), seeds $compare_seeds"
   for m in $compare_models; do
@@ -179,6 +190,10 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
             --beam $beam $dir $lang data/fbank/synth_cuts_$set.jsonl.gz $set
         done
       done
+      if [ $converge_epoch -gt 0 ]; then  # the convergence check: dev greedy, $compare_converge_gap epochs earlier
+        steps/decode.sh --cmd "$decode_cmd" --nj $nj --epoch $converge_epoch --avg $compare_avg \
+          --method greedy_search $dir $lang data/fbank/synth_cuts_$converge_set.jsonl.gz $converge_set
+      fi
       steps/decode_streaming.sh --cmd "$decode_cmd" --nj $nj --epoch $compare_epochs --avg $compare_avg \
         --chunk-ms $chunk_ms $dir $lang data/fbank/synth_cuts_$streaming_set.jsonl.gz $streaming_set
       steps/score_cohorts.sh --cmd "$decode_cmd" --keys $compare_cohort_key --n-bootstrap $n_bootstrap \
@@ -200,7 +215,8 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     --epoch $compare_epochs --avg $compare_avg --beam $beam --chunk-ms $chunk_ms --streaming-sets $streaming_set \
     --cohort-set test --cohort-key $compare_cohort_key --claim-sets test \
     --cuts-pattern "data/fbank/synth_cuts_{set}.jsonl.gz" --n-bootstrap $n_bootstrap \
-    --converged-pct $compare_converged_pct --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
+    --converged-pct $compare_converged_pct --converge-epoch $converge_epoch \
+    --title "synth_assistant / asr: encoder comparison (ConvRNN-T paper)" \
     --command "$repro" --out $compare_results
 fi
 # sherpa-onnx (not run by default: --stage 11 --stop-stage 11): the final model exported to ONNX, decoded by
