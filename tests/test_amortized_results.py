@@ -380,3 +380,20 @@ def test_claim_verdicts_from_the_interval():
     assert wr.gating_verdict((0.5, 9.0)) == "holds"
     assert wr.gating_verdict((-0.5, 9.0)) == "undecided"
     assert wr.gating_verdict((-5.0, 0.0)) == "does not hold"
+
+
+def test_last_epoch_line_survives_a_rerun_with_nothing_to_do(tmp_path):
+    """A rerun of a finished training rewrites log/train.log with "nothing to do": the Training table's last epoch
+    comes from the newest earlier log that has one (it read '-' before)."""
+    wr = _load("write_results")
+    log = tmp_path / "exp/dense-ft/log"
+    log.mkdir(parents=True)
+    assert wr.last_epoch_line(tmp_path / "exp/dense-ft") == "-"
+    epoch = "INFO [trainer.py:639] epoch {}: train loss 0.1, valid loss 0.3, 70s"
+    (log / "train-2026-12-01-04-00-00.log").write_text(epoch.format(5) + "\n" + epoch.format(6) + "\n")
+    (log / "train-2026-11-30-04-00-00.log").write_text(epoch.format(3) + "\n")
+    (log / "train-2026-12-01-07-00-00.log").write_text("nothing to do: epoch-6.pt exists\n")
+    (log / "train.log").write_text("nothing to do: epoch-6.pt exists\n")
+    assert wr.last_epoch_line(tmp_path / "exp/dense-ft") == "epoch 6: train loss 0.1, valid loss 0.3, 70s"
+    (log / "train.log").write_text(epoch.format(7) + "\n")
+    assert wr.last_epoch_line(tmp_path / "exp/dense-ft").startswith("epoch 7:")

@@ -50,10 +50,15 @@ TARGET_SAVING, TARGET_REL_WER, TARGET_SPEEDUP = 50.0, 5.0, 1.6
 
 
 def last_epoch_line(exp_dir: Path) -> str:
-    """The trainer's summary of the last epoch in log/train.log (losses, time, audio/s)."""
-    log = exp_dir / "log" / "train.log"
-    found = re.findall(r"(epoch \d+: train loss[^\n]*)", log.read_text()) if log.is_file() else []
-    return found[-1] if found else "-"
+    """The trainer's summary of the last epoch (losses, time, audio/s): from log/train.log, or, when the newest run
+    had nothing left to train (a rerun of a finished stage rewrites train.log with "nothing to do"), from the newest
+    of the earlier runs' log/train-<time>.log that has one."""
+    logs = [exp_dir / "log" / "train.log"] + sorted((exp_dir / "log").glob("train-*.log"), reverse=True)
+    for log in logs:
+        found = re.findall(r"(epoch \d+: train loss[^\n]*)", log.read_text()) if log.is_file() else []
+        if found:
+            return found[-1]
+    return "-"
 
 
 def model_kind(name: str, encoder_cfg: Dict[str, Any]) -> str:
