@@ -5,8 +5,10 @@ MKL. PyTorch's CPU ``F.linear`` / ``torch.mm`` call MKL's sgemm, and on AMD proc
 AVX-512 kernels. On the 2-core AMD EPYC dev box (2026-11-30, one thread, torch 2.13.0+cpu) ``torch.mm`` ran
 110 GFLOP/s on every shape the encoders use (800 x 144 x 576 ... 1024^3), oneDNN's matmul on the same shapes
 240 GFLOP/s, and the LSTM, which PyTorch already runs in oneDNN (``mkldnn_rnn_layer``), trained at 168 GFLOP/s,
-i.e. faster than MKL's "peak" (``bench/bench_encoders.py`` prints both). On Intel processors the two libraries
-are about equally fast, so routing through oneDNN costs nothing there. The maths are the same (fp32 products,
+i.e. faster than MKL's "peak" (``bench/bench_encoders.py`` prints both). On a 2-core Intel Xeon (2026-12-01, same
+bench) oneDNN's GEMM peak was 0.91x MKL's (135 vs 149 GFLOP/s), and the encoders trained at the same rate with
+their linear layers in either library (A/B, docs/encoders.md, seventh pass), so routing through oneDNN costs
+nothing measurable there. The maths are the same (fp32 products,
 fp32 accumulation; results differ from MKL's by float rounding, as two BLAS libraries do); parameters and
 state-dict keys are ``nn.Linear``'s. The oneDNN path is taken only where it pays and is safe: CPU float32
 tensors with at least ``MIN_ROWS`` rows (below that oneDNN's per-call overhead, ~10 us, exceeds the gain: a
