@@ -49,7 +49,7 @@ pip="$py -m pip --disable-pip-version-check"
 # --no-compile: pip byte-compiles every file of every package (torch, scipy, onnx, ...) one after another, ~65 s of
 # one core; we run compileall on all cores while the source builds go on instead (below). It must run: a Python
 # with PYTHONDONTWRITEBYTECODE=1 in its environment (some CI images set it) never writes the .pyc files itself and
-# compiles torch anew in every process (measured: `import torch` 8 s instead of ~1.5 s, a test suite 1.5x slower).
+# compiles torch anew in every process (measured: `import torch` 8 s instead of ~1.5 s, the test suite ~1.4x slower).
 no_compile=--no-compile
 
 if $py -c "import torch" 2>/dev/null; then
@@ -148,7 +148,7 @@ fi
 
 if ! kaldifeat_ok; then
   # The extension's RUNPATH lacks kaldifeat/lib where libkaldifeat_core.so is installed.
-  site=$($py -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  site=$site_dir
   for so in "$site"/_kaldifeat*.so; do
     [ -f "$so" ] || continue
     echo "[install] fixing RUNPATH of $(basename "$so")"
