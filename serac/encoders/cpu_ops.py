@@ -107,8 +107,10 @@ def active() -> bool:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``, in oneDNN where that is faster (see the module docstring)."""
-    if (x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or x.dim() < 2 or x.numel() < MIN_ROWS * x.size(-1) or not onednn_available() or not active()):
+    # active() first: under torch.compile it is False, and the size test after it would put a guard on the batch
+    # size into the compiled graph (one recompilation, minutes on CPU, where a batch crosses MIN_ROWS)
+    if (not active() or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
+            or x.dim() < 2 or x.numel() < MIN_ROWS * x.size(-1) or not onednn_available()):
         return F.linear(x, weight, bias)
     x2 = x.reshape(-1, x.size(-1))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
