@@ -67,3 +67,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def yesno_recipe_run(tmp_path_factory):
+    """egs/yesno/asr/run.sh on the real yesno corpus with its defaults (every stage to 6: training 100 epochs,
+    decoding), once per session: (recipe dir, the CompletedProcess). tests/test_recipe_yesno.py checks the run and
+    its re-run; tests/test_export_sherpa.py exports and decodes its model (stage 7), so the recipe trains once."""
+    from recipe_utils import SHARED_DATA, recipe_copy, run_recipe
+
+    corpus = SHARED_DATA / "yesno" / "waves_yesno"
+    if not corpus.is_dir():
+        pytest.skip(f"{corpus} not present")
+    recipe = recipe_copy("yesno/asr", tmp_path_factory.mktemp("yesno") / "yesno")
+    return recipe, run_recipe(recipe, "--corpus-dir", str(corpus))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from recipe_utils import ROOT, SHARED_DATA, recipe_copy, recipe_env, run_recipe
+from recipe_utils import ROOT, SHARED_DATA, recipe_env, run_recipe
 from serac.data.tokenizer import Tokenizer, prepare_word_lang
 from serac.export.onnx_export import (OnnxDecoder, export_offline, export_streaming, load_averaged_model,
                                       read_metadata)
@@ -201,15 +201,12 @@ def test_small_encoder_sherpa_matches_serac_on_sherpa_features(name, model_type,
 # -------------------------------------------------------------------------- trained yesno models, end to end
 
 @pytest.fixture(scope="module")
-def yesno_recipe(tmp_path_factory):
-    """The yesno recipe through training: the recipe's own model (100 epochs, the last 10 averaged), the one its
-    sherpa stage exports. A half-trained one (30 epochs, 5 averaged) has words its greedy search decides by a hair
-    (two of them flipped between serac's fbank and sherpa-onnx's own, about 6e-4 apart: docs/export.md)."""
-    if not YESNO.is_dir():
-        pytest.skip(f"{YESNO} not present")
-    recipe = recipe_copy("yesno/asr", tmp_path_factory.mktemp("sherpa") / "yesno")
-    run_recipe(recipe, "--corpus-dir", str(YESNO), "--stop-stage", "4")
-    return recipe
+def yesno_recipe(yesno_recipe_run):
+    """The yesno recipe's default run (tests/conftest.py, shared with tests/test_recipe_yesno.py): the recipe's own
+    model (100 epochs, the last 10 averaged), the one its sherpa stage exports. A half-trained one (30 epochs, 5
+    averaged) has words its greedy search decides by a hair (two of them flipped between serac's fbank and
+    sherpa-onnx's own, about 6e-4 apart: docs/export.md)."""
+    return yesno_recipe_run[0]
 
 
 def _hyps(results) -> Dict[str, List[str]]:

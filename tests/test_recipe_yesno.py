@@ -8,10 +8,8 @@ from recipe_utils import SHARED_DATA, recipe_copy, run_recipe, summary_wer
 YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 
 
-@pytest.mark.skipif(not YESNO.is_dir(), reason=f"{YESNO} not present")
-def test_yesno_recipe_end_to_end(tmp_path):
-    recipe = recipe_copy("yesno/asr", tmp_path / "yesno")
-    proc = run_recipe(recipe, "--corpus-dir", str(YESNO))
+def test_yesno_recipe_end_to_end(yesno_recipe_run):
+    recipe, proc = yesno_recipe_run  # tests/conftest.py: the default run, shared with tests/test_export_sherpa.py
     for n in range(7):
         assert f"Stage {n}:" in proc.stdout
     dec = recipe / "exp/lstm/decode/test"
