@@ -81,3 +81,14 @@ def yesno_recipe_run(tmp_path_factory):
         pytest.skip(f"{corpus} not present")
     recipe = recipe_copy("yesno/asr", tmp_path_factory.mktemp("yesno") / "yesno")
     return recipe, run_recipe(recipe, "--corpus-dir", str(corpus))
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_corpus(tmp_path_factory):
+    """egs/synth_assistant/asr stages 0-3 on the tiny corpus (recipe_utils.CORPUS_ARGS), once per session: the
+    recipe dir. The synth_assistant recipe tests copy its corpus (recipe_utils.copy_corpus) and never write here."""
+    from recipe_utils import CORPUS_ARGS, CORPUS_LM_ORDER, recipe_copy, run_recipe
+
+    recipe = recipe_copy("synth_assistant/asr", tmp_path_factory.mktemp("synth_corpus") / "asr")
+    run_recipe(recipe, "--stage", "0", "--stop-stage", "3", *CORPUS_ARGS, "--lm-order", CORPUS_LM_ORDER)
+    return recipe

@@ -9,6 +9,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# the tiny synthetic corpus of the synth_assistant recipe tests (egs/synth_assistant/asr stages 0-3: 10 training
+# speakers x 4 utterances, 4 dev and 6 test speakers x 3, BPE 80, a 3-gram token LM); tests/conftest.py prepares
+# it once per session (tiny_synth_corpus) and each test copies it with copy_corpus
+GEN_OPTS = ("--dev-speakers 4 --test-speakers 6 --min-test-speakers-per-accent 0 --adapt-speakers-per-region 1 "
+            "--eval-utts-per-speaker 3")
+CORPUS_ARGS = ["--num-speakers", "10", "--utts-per-speaker", "4", "--gen-opts", GEN_OPTS, "--vocab-size", "80"]
+CORPUS_LM_ORDER = "3"
+
 
 def recipe_copy(recipe: str, dest: Path) -> Path:
     """Copy egs/<recipe> (scripts, conf, local) into dest, with path.sh/steps/utils linked to the tree."""
@@ -45,3 +53,10 @@ def summary_wer(path: Path) -> float:
     lines = path.read_text().splitlines()
     assert lines[0].split("\t") == ["settings", "WER"], f"{path}: unexpected header {lines[0]!r}"
     return float(lines[1].split("\t")[1])
+
+
+def copy_corpus(prepared: Path, recipe_dir: Path) -> None:
+    """Copy a synth_assistant corpus prepared in ``prepared`` (its download/ and data/: audio, manifests, features
+    and BPE, which name each other by relative paths) into ``recipe_dir``, whose stages 0-3 then find it and skip."""
+    for name in ("download", "data"):
+        shutil.copytree(prepared / name, recipe_dir / name, symlinks=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from recipe_utils import recipe_copy, run_recipe
-from test_recipe_synth import GEN_OPTS
+from recipe_utils import copy_corpus, recipe_copy, run_recipe
 
 # replaces the recipe's conf/dense.yaml in the private copy: every fine-tune config inherits it
 TINY_DENSE = """\
@@ -22,11 +21,10 @@ train: {num_epochs: 1, log_interval: 5, progress_bar: false, tensorboard: false}
 """
 
 
-def test_amortized_recipe_tiny_end_to_end(tmp_path):
+def test_amortized_recipe_tiny_end_to_end(tmp_path, tiny_synth_corpus):
     root = tmp_path / "synth_assistant"
     asr = recipe_copy("synth_assistant/asr", root / "asr")
-    run_recipe(asr, "--stage", "0", "--stop-stage", "3", "--num-speakers", "10", "--utts-per-speaker", "4",
-               "--gen-opts", GEN_OPTS, "--vocab-size", "80")
+    copy_corpus(tiny_synth_corpus, asr)  # the asr recipe's stages 0-3, run once per session (tests/conftest.py)
     recipe = recipe_copy("synth_assistant/amortized", root / "amortized")
     (recipe / "conf" / "dense.yaml").write_text(TINY_DENSE)
     args = ["--vocab-size", "80", "--dense-epochs", "1", "--ft-epochs", "1", "--sw-left-contexts", "0",

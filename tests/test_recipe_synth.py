@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recipe_utils import recipe_copy, recipe_env, run_recipe, summary_wer
+from recipe_utils import CORPUS_ARGS, CORPUS_LM_ORDER, copy_corpus, recipe_copy, recipe_env, run_recipe, summary_wer
 
 TINY_CONFIG = """\
 model:
@@ -27,20 +27,17 @@ data: {max_duration: 60.0, num_buckets: 2}
 train: {num_epochs: 1, log_interval: 5}
 """
 
-GEN_OPTS = ("--dev-speakers 4 --test-speakers 6 --min-test-speakers-per-accent 0 --adapt-speakers-per-region 1 "
-            "--eval-utts-per-speaker 3")
-
-
-CORPUS_ARGS = ["--num-speakers", "10", "--utts-per-speaker", "4", "--gen-opts", GEN_OPTS, "--vocab-size", "80"]
 ARGS = CORPUS_ARGS + ["--train-config", "conf/tiny.yaml", "--num-epochs", "1", "--avg", "1", "--n-bootstrap", "50",
-                      "--nj", "2", "--lm-order", "3", "--lm-beam", "4", "--lm-scales", "0.5 1",
+                      "--nj", "2", "--lm-order", CORPUS_LM_ORDER, "--lm-beam", "4", "--lm-scales", "0.5 1",
                       "--blank-penalties", "1"]
 
 
 @pytest.fixture(scope="module")
-def tiny_synth_run(tmp_path_factory):
-    """The whole main recipe on the tiny corpus, once per module: (recipe dir, stdout of run.sh)."""
+def tiny_synth_run(tmp_path_factory, tiny_synth_corpus):
+    """The whole main recipe on the tiny corpus, once per module: (recipe dir, stdout of run.sh). Stages 0-3 find
+    the session's corpus (tests/conftest.py) copied in and skip; tests/test_synth_corpus.py generates its own."""
     recipe = recipe_copy("synth_assistant/asr", tmp_path_factory.mktemp("synth") / "synth")
+    copy_corpus(tiny_synth_corpus, recipe)
     (recipe / "conf" / "tiny.yaml").write_text(TINY_CONFIG)
     return recipe, run_recipe(recipe, *ARGS)
 
