@@ -23,8 +23,6 @@ TINY = {
                   "subsampling_channels": 8, "chunk_size": 2, "left_context": 4, "dropout": 0.0},
 }
 
-RECOMPILES_PER_LENGTH = {"conformer"}
-
 
 def _step(model, x, x_lens, y):
     model.zero_grad(set_to_none=True)
@@ -54,10 +52,9 @@ def test_compiled_training_step_matches_eager(name):
     for n, g in grads.items():
         torch.testing.assert_close(g, eager_grads[n], rtol=1e-3, atol=1e-5, msg=lambda m: f"{n}: {m}")
     torch.testing.assert_close(model.encoder(x, x_lens)[0].detach(), eager_out, rtol=1e-4, atol=1e-5)
-    # another batch size and length (dynamic shapes), given as a non-contiguous slice, runs the compiled graph
-    # without compiling it again (a recompilation costs minutes) and still matches; the Conformer's graph holds a
-    # guard on the length that inductor adds itself (a convolution's memory-format test: docs/encoders.md)
-    with torch._dynamo.config.patch(error_on_recompile=name not in RECOMPILES_PER_LENGTH):
+    # another batch size and length (dynamic shapes), given as a non-contiguous slice, runs the compiled graphs
+    # without compiling them again (a recompilation costs minutes) and still matches
+    with torch._dynamo.config.patch(error_on_recompile=True):
         short = model.encoder(x[:2, :40], torch.tensor([40, 36]))[0]
     model.eval()
     with torch.no_grad():

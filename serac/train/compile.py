@@ -32,6 +32,18 @@ def cxx_compiler() -> str:
     return ""
 
 
+def _dynamic_outputs(forward):
+    """``forward`` whose output's batch and time sizes are marked dynamic: the compiled graph that resumes after an
+    eager module would otherwise be specialised on the first batch's sizes."""
+    def wrapped(*args, **kwargs):
+        y, state = forward(*args, **kwargs)
+        torch._dynamo.maybe_mark_dynamic(y, 0)
+        torch._dynamo.maybe_mark_dynamic(y, 1)
+        return y, state
+
+    return wrapped
+
+
 def compile_for_training(encoder: nn.Module, dynamic: bool = True) -> nn.Module:
     """Make ``encoder.forward`` run a ``torch.compile``-d copy of itself while the module is in training mode with
     gradients enabled (eager otherwise). ``dynamic=True`` compiles with symbolic batch and time sizes, so the
@@ -46,6 +58,14 @@ def compile_for_training(encoder: nn.Module, dynamic: bool = True) -> nn.Module:
         raise RuntimeError("train.compile: torch.compile's CPU backend (inductor) needs a C++ compiler (g++ or "
                            "clang++) on PATH, and none was found; install one (e.g. apt-get install g++) or set "
                            "train.compile: false")
+    # the 2-D subsampling front end runs eager (its own oneDNN fast path) between compiled graphs: compiled,
+    # inductor's backward of its strided convolution tests the feature map's memory format and so guards the graph
+    # on the exact time length (`Eq(160*(T//4), 2560)`), and every new length compiled it again (minutes each)
+    from serac.encoders.streaming import CausalConv2dSubsampling
+
+    for module in encoder.modules():
+        if isinstance(module, CausalConv2dSubsampling):
+            module.forward = torch.compiler.disable(_dynamic_outputs(module.forward), recursive=True)
     eager_forward = encoder.forward
     encoder._compiled_training_forward = torch.compile(eager_forward, dynamic=dynamic)
 
