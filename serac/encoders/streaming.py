@@ -103,8 +103,8 @@ class CausalConv1d(nn.Module):
         # taps at stride 1, then every stride-th frame: slice bounds stay simple expressions of the input length,
         # which the ONNX exporters can trace with a dynamic time axis
         t_full = padded.size(1) - dilation * (kernel - 1)
-        if (cpu_ops.active() and padded.size(0) * padded.size(1) >= self.onednn_min_frames  # (active() first:
-                and padded.device.type == "cpu" and cpu_ops.onednn_available()):  # no size guard when compiled)
+        if (not cpu_ops.compiling() and padded.size(0) * padded.size(1) >= self.onednn_min_frames
+                and padded.device.type == "cpu" and cpu_ops.onednn_available() and cpu_ops.active()):
             # oneDNN's depthwise convolution in its channels-last (NHWC) layout, of which (N, T, C) is a view:
             # (N, C, 1, T) without a copy, and the output comes back as (N, T', C) contiguous
             if _needs_autograd(padded, conv.weight, conv.bias):
@@ -299,8 +299,9 @@ class CausalConv2d(nn.Module):
 
     def _conv2d(self, x: torch.Tensor, padding: Tuple[int, int], fast_weight_grad: bool) -> torch.Tensor:
         conv = self.conv
-        if (fast_weight_grad and cpu_ops.active() and _is_channels_last(x) and x.dtype == torch.float32
-                and x.device.type == "cpu" and _needs_autograd(conv.weight) and cpu_ops.onednn_available()):
+        if (fast_weight_grad and not cpu_ops.compiling() and _is_channels_last(x) and x.dtype == torch.float32
+                and x.device.type == "cpu" and _needs_autograd(conv.weight) and cpu_ops.active()
+                and cpu_ops.onednn_available()):
             return _Im2colWeightGrad.apply(x, conv.weight, conv.bias, conv.stride, tuple(padding))
         return nn.functional.conv2d(x, conv.weight, conv.bias, conv.stride, tuple(padding))
 
@@ -490,7 +491,7 @@ def cumsum_time(x: torch.Tensor, block: int = 16) -> torch.Tensor:
     axis of (N, T, C) runs element by element (one thread, (8, 100, 256): 0.68 ms, blocked 0.14 ms). Same sums,
     in another order (float rounding). Exporters and short spans take ``torch.cumsum``."""
     n, t, c = x.shape
-    if not cpu_ops.active() or t < 2 * block:
+    if cpu_ops.compiling() or t < 2 * block or not cpu_ops.active():
         return torch.cumsum(x, dim=1)
     blocks = -(-t // block)
     pad = blocks * block - t

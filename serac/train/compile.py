@@ -72,7 +72,7 @@ def compile_for_training(encoder: nn.Module, dynamic: bool = True) -> nn.Module:
     def forward(*args, **kwargs):
         if encoder.training and torch.is_grad_enabled():
             # contiguous tensors: the compiled graph guards on strides, and a sliced (non-contiguous) batch would
-            # compile it a second time, as slowly as the first (measured: 104 s of a tiny Conformer's 218 s)
+            # compile it a second time, as slowly as the first
             args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
             return encoder._compiled_training_forward(*args, **kwargs)
         return eager_forward(*args, **kwargs)
