@@ -74,13 +74,12 @@ def yesno_recipe_run(tmp_path_factory):
     """egs/yesno/asr/run.sh on the real yesno corpus with its defaults (every stage to 6: training 100 epochs,
     decoding), once per session: (recipe dir, the CompletedProcess). tests/test_recipe_yesno.py checks the run and
     its re-run; tests/test_export_sherpa.py exports and decodes its model (stage 7), so the recipe trains once."""
-    from recipe_utils import SHARED_DATA, recipe_copy, run_recipe
+    from recipe_utils import YESNO, recipe_copy, run_recipe
 
-    corpus = SHARED_DATA / "yesno" / "waves_yesno"
-    if not corpus.is_dir():
-        pytest.skip(f"{corpus} not present")
+    if not YESNO.is_dir():
+        pytest.skip(f"{YESNO} not present")
     recipe = recipe_copy("yesno/asr", tmp_path_factory.mktemp("yesno") / "yesno")
-    return recipe, run_recipe(recipe, "--corpus-dir", str(corpus))
+    return recipe, run_recipe(recipe, "--corpus-dir", str(YESNO))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+YESNO = SHARED_DATA / "yesno" / "waves_yesno"  # the real yesno corpus (egs/yesno/asr --corpus-dir)
 
 # the tiny synthetic corpus of the synth_assistant recipe tests (egs/synth_assistant/asr stages 0-3: 10 training
 # speakers x 4 utterances, 4 dev and 6 test speakers x 3, BPE 80, a 3-gram token LM); tests/conftest.py prepares

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from recipe_utils import ROOT, SHARED_DATA, recipe_env, run_recipe
+from recipe_utils import ROOT, YESNO, recipe_env, run_recipe
 from serac.data.tokenizer import Tokenizer, prepare_word_lang
 from serac.export.onnx_export import (OnnxDecoder, export_offline, export_streaming, load_averaged_model,
                                       read_metadata)
@@ -34,7 +34,6 @@ from serac.scoring.wer import load_transcripts
 from serac.transducer.model import build_model
 from serac.transducer.search import _context
 
-YESNO = SHARED_DATA / "yesno" / "waves_yesno"
 YESNO_SHERPA_STAGE = 7  # egs/yesno/asr/run.sh: export to sherpa-onnx and decode test with it
 needs_yesno = pytest.mark.skipif(not YESNO.is_dir(), reason=f"{YESNO} not present")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from recipe_utils import SHARED_DATA, recipe_copy, run_recipe, summary_wer
-
-YESNO = SHARED_DATA / "yesno" / "waves_yesno"
+from recipe_utils import YESNO, recipe_copy, run_recipe, summary_wer
 
 
 def test_yesno_recipe_end_to_end(yesno_recipe_run):
