@@ -15,11 +15,13 @@ tensors with at least ``MIN_ROWS`` rows (below that oneDNN's per-call overhead, 
 streamed chunk of a few frames stays on MKL), oneDNN present, and no exporter, compiler or dispatch mode (FLOP
 counting, ``torch.compile``, TorchScript tracing and ONNX export see a plain ``F.linear``).
 
-:class:`Dropout`: ``nn.Dropout`` whose training mask is drawn as ``uniform >= p`` (``torch.rand_like``) instead of
-``bernoulli_`` and kept as the scaled float mask for the backward: the same distribution (each element kept with
-probability ``1 - p``, scaled by ``1 / (1 - p)``), forward + backward 2x faster (one thread, (8, 100, 576): 1.35
-vs 2.63 ms; ``bernoulli_`` is MKL's generator). Other random draws than ``F.dropout``'s, so a seeded run does not
-repeat a run made before this change mask for mask.
+:class:`Dropout`: ``nn.Dropout`` whose training mask is not ``bernoulli_``'s (MKL's generator): where the C kernels
+of :mod:`serac.encoders.kernels` are built, a counter-based draw per element (SplitMix64 from a seed taken from
+torch's generator) applied in one pass, and drawn again in the backward instead of stored (forward + backward of
+(8, 100, 576) ~20x faster than ``F.dropout``: ``bench/bench_kernels.py``); otherwise ``uniform >= p``
+(``torch.rand_like``) kept as the scaled float mask for the backward (2x faster: 1.35 vs 2.63 ms). The same
+distribution (each element kept with probability ``1 - p``, scaled by ``1 / (1 - p)``), other draws than
+``F.dropout``'s, so a seeded run does not repeat a run made before these changes mask for mask.
 
 ``SERAC_CPU_OPS=aten`` in the environment turns both off (plain ``F.linear`` / ``F.dropout``), and with them the
 other CPU paths of ``serac.encoders.streaming`` that check :func:`active` (depthwise convolutions in oneDNN, the
@@ -37,6 +39,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from serac.encoders import kernels
 
 MIN_ROWS = 32
 
@@ -155,7 +159,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if (not training or p <= 0.0 or p >= 1.0 or x.device.type != "cpu" or not x.is_floating_point()
             or not active()):
         return F.dropout(x, p, training)
-    return _Dropout.apply(x, p)
+    y = kernels.dropout(x, p)  # the counter-based C kernel where it is built (serac.encoders.kernels)
+    return _Dropout.apply(x, p) if y is None else y
 
 
 class Dropout(nn.Dropout):

@@ -35,7 +35,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from serac.encoders import cpu_ops
+from serac.encoders import cpu_ops, kernels
 from serac.encoders.cpu_ops import Dropout, Linear, linear
 from serac.encoders.cpu_ops import tracing as _tracing
 
@@ -203,6 +203,12 @@ def _depthwise_parameter_grads(ctx, grad: torch.Tensor, padded: torch.Tensor, ke
     """The weight gradient (C, kernel), each tap's reduced directly, and the bias gradient, where needed."""
     grad_weight = grad_bias = None
     if ctx.needs_input_grad[1]:
+        dilation, stride, _ = ctx.args
+        with_bias = ctx.has_bias and ctx.needs_input_grad[2]
+        # every tap (and the bias) in one pass of the C kernel where it is built
+        grads = kernels.depthwise_weight_grad(grad, padded, kernel, stride, dilation, with_bias)
+        if grads is not None:
+            return grads
         grad_weight = torch.stack([(grad * _tap(padded, k, *ctx.args)).sum((0, 1)) for k in range(kernel)], 1)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad.sum((0, 1))
@@ -242,7 +248,11 @@ class _DepthwiseOneDnn(torch.autograd.Function):
         dilation, stride, _ = ctx.args
         grad = grad.contiguous()
         grad_padded = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and dilation > 1:
+            # oneDNN's dilated depthwise backward is ~80x slower than the C kernel (bench/bench_kernels.py); without
+            # a dilation it is as fast or faster, and stays
+            grad_padded = kernels.depthwise_input_grad(grad, weight, padded.size(1), stride, dilation)
+        if ctx.needs_input_grad[0] and grad_padded is None:
             grad_padded = torch.ops.aten.convolution_backward(
                 _nhwc(grad), _nhwc(padded), weight.unsqueeze(2), None, (1, stride), (0, 0), (1, dilation), False,
                 (0, 0), weight.size(0), (True, False, False))[0].squeeze(2).transpose(1, 2)

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""The C kernels of ``serac.encoders.kernels`` against the ATen / oneDNN paths they replace, on the encoders' own
+shapes, one thread: milliseconds per call (median over rounds of CPU time) and the ratio. Figures, never pass/fail.
+
+* depthwise weight + bias gradient: ATen's multiply and reduction per tap (``SERAC_KERNELS=off``'s path) vs the
+  one-pass kernel;
+* depthwise input gradient: oneDNN's ``convolution_backward`` in the channels-last layout vs the kernel;
+* dropout forward + backward: ``F.dropout`` (``bernoulli_``), the ``rand_like`` mask of ``cpu_ops`` and the
+  counter-based kernel;
+* the encoders' training step (forward + backward, 8 x 4 s, default configs) with the kernels and without
+  (``SERAC_KERNELS=off``), alternating step by step in one process: median step time of each and their ratio.
+
+Usage: python bench/bench_kernels.py [--rounds 7] [--threads 1] [--step-rounds 15] [--encoders contextnet ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from serac.encoders import build_encoder, cpu_ops, kernels, streaming  # noqa: E402
+from serac.utils import retain_freed_memory  # noqa: E402
+
+# (batch, output frames, channels, kernel, stride): ContextNet's 100-, 200- (strided) and 400-frame layers, the
+# Conformer's convolution module, ConvRNN-T's global blocks (dilation 8)
+DEPTHWISE = [(8, 100, 256, 5, 1, 1), (8, 200, 256, 5, 2, 1), (8, 400, 256, 5, 1, 1), (8, 100, 144, 15, 1, 1),
+             (8, 100, 144, 5, 1, 8)]
+DROPOUT = [(8, 100, 576), (8, 100, 256), (8, 100, 144)]
+
+
+def per_call_ms(fn: Callable[[], object], rounds: int, repeats: int = 20) -> float:
+    fn()
+    times = []
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(repeats):
+            fn()
+        times.append((time.process_time() - start) / repeats * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--step-rounds", type=int, default=15, help="alternating training steps of each kind")
+    parser.add_argument("--encoders", nargs="*", default=["contextnet", "conformer", "conv_rnnt"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as training does
+    if not kernels.available():
+        sys.exit(f"kernels unavailable: {kernels.unavailable_reason()}")
+    print(f"torch {torch.__version__}, threads={args.threads}, median of {args.rounds} rounds, ms per call")
+    print(f"{'op':<34}{'shape':<26}{'ATen/oneDNN':>12}{'kernel':>9}{'ratio':>8}")
+    for n, t_out, c, k, stride, dilation in DEPTHWISE:
+        t_pad = (t_out - 1) * stride + (k - 1) * dilation + 1
+        padded, grad = torch.randn(n, t_pad, c), torch.randn(n, t_out, c)
+        weight = torch.randn(c, k)
+
+        def aten_weight_grad():
+            taps = [streaming._tap(padded, i, dilation, stride, (t_out - 1) * stride + 1) for i in range(k)]
+            return torch.stack([(grad * tap).sum((0, 1)) for tap in taps], 1), grad.sum((0, 1))
+
+        def onednn_input_grad():
+            return torch.ops.aten.convolution_backward(
+                streaming._nhwc(grad), streaming._nhwc(padded), weight.unsqueeze(1).unsqueeze(2), None,
+                (1, stride), (0, 0), (1, dilation), False, (0, 0), c, (True, False, False))[0]
+
+        shape = f"({n},{t_out},{c}) k{k} s{stride} d{dilation}"
+        for name, ref, ker in (
+                ("depthwise weight+bias grad", aten_weight_grad,
+                 lambda: kernels.depthwise_weight_grad(grad, padded, k, stride, dilation, True)),
+                ("depthwise input grad", onednn_input_grad,
+                 lambda: kernels.depthwise_input_grad(grad, weight, t_pad, stride, dilation))):
+            a, b = per_call_ms(ref, args.rounds), per_call_ms(ker, args.rounds)
+            print(f"{name:<34}{shape:<26}{a:>12.3f}{b:>9.3f}{a / b:>7.1f}x")
+    for shape in DROPOUT:
+        x = torch.randn(*shape, requires_grad=True)
+        g = torch.randn(*shape)
+
+        def fwd_bwd(fn):
+            return lambda: torch.autograd.grad(fn(x), x, g)
+
+        bern = per_call_ms(fwd_bwd(lambda v: F.dropout(v, 0.1, True)), args.rounds)
+        rand = per_call_ms(fwd_bwd(lambda v: cpu_ops._Dropout.apply(v, 0.1)), args.rounds)
+        ker = per_call_ms(fwd_bwd(lambda v: kernels.dropout(v, 0.1)), args.rounds)
+        print(f"{'dropout fwd+bwd (bernoulli_)':<34}{str(shape):<26}{bern:>12.3f}{ker:>9.3f}{bern / ker:>7.1f}x")
+        print(f"{'dropout fwd+bwd (rand_like mask)':<34}{str(shape):<26}{rand:>12.3f}{ker:>9.3f}{rand / ker:>7.1f}x")
+    if args.encoders:
+        print(f"\nencoder training step (fwd+bwd, 8 x 4 s), {args.step_rounds} alternating steps each, median ms")
+        print(f"{'encoder':<14}{'without':>10}{'with':>10}{'ratio':>8}")
+    for name in args.encoders:
+        torch.manual_seed(0)
+        encoder = build_encoder(80, {"name": name, "output_dim": 256}).train()
+        x, x_lens = torch.randn(8, 400, 80), torch.full((8,), 400)
+
+        def step() -> None:
+            encoder.zero_grad(set_to_none=True)
+            y, _ = encoder(x, x_lens)
+            y.pow(2).mean().backward()
+
+        times = {"off": [], "on": []}
+        for i in range(args.step_rounds + 1):
+            for switch in ("off", "on"):
+                os.environ["SERAC_KERNELS"] = switch  # read at every call
+                start = time.process_time()
+                step()
+                if i:  # the first of each is a warm-up
+                    times[switch].append((time.process_time() - start) * 1e3)
+        os.environ.pop("SERAC_KERNELS")
+        off, on = statistics.median(times["off"]), statistics.median(times["on"])
+        print(f"{name:<14}{off:>10.1f}{on:>10.1f}{off / on:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""serac.encoders.kernels (the C kernels built on first use): the depthwise convolution's weight, bias and input
+gradients equal ATen's, the counter-based dropout has dropout's distribution and scale, its backward the forward's
+mask, a seeded run repeats and the thread count changes nothing; the encoders train through them to the same
+gradients as without them; a failed build leaves the ATen paths with a clear reason."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from serac.encoders import build_encoder, kernels
+from serac.encoders.streaming import CausalConv1d
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"kernels not built: {kernels.unavailable_reason()}")
+
+
+def _reference_conv(padded, weight, bias, stride, dilation):
+    """(N, T_pad, C) -> (N, T_out, C) by F.conv1d, weight (C, K)."""
+    c, k = weight.shape
+    y = F.conv1d(padded.transpose(1, 2), weight.unsqueeze(1), bias, stride=stride, dilation=dilation, groups=c)
+    return y.transpose(1, 2)
+
+
+@pytest.mark.parametrize("n,t_pad,c,k,stride,dilation", [
+    (2, 23, 7, 5, 1, 1), (3, 40, 64, 5, 2, 1), (2, 57, 144, 15, 1, 1), (1, 70, 130, 3, 1, 4),
+    (4, 33, 256, 31, 1, 1), (2, 30, 65, 4, 2, 3), (2, 60, 16, 40, 1, 1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_depthwise_gradients_match_aten(n, t_pad, c, k, stride, dilation, with_bias):
+    torch.manual_seed(0)
+    padded = torch.randn(n, t_pad, c, requires_grad=True)
+    weight = torch.randn(c, k, requires_grad=True)
+    bias = torch.randn(c, requires_grad=True) if with_bias else None
+    y = _reference_conv(padded, weight, bias, stride, dilation)
+    grad = torch.randn_like(y)
+    wanted = [padded, weight] + ([bias] if with_bias else [])
+    ref = torch.autograd.grad(y, wanted, grad)
+    dw, db = kernels.depthwise_weight_grad(grad, padded.detach(), k, stride, dilation, with_bias)
+    gp = kernels.depthwise_input_grad(grad, weight.detach(), t_pad, stride, dilation)
+    torch.testing.assert_close(gp, ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dw, ref[1], rtol=1e-5, atol=1e-4)
+    if with_bias:
+        torch.testing.assert_close(db, ref[2], rtol=1e-5, atol=1e-4)
+    else:
+        assert db is None
+    # a non-contiguous gradient is read as it is meant
+    dw2, _ = kernels.depthwise_weight_grad(grad.transpose(0, 1).contiguous().transpose(0, 1), padded.detach(), k,
+                                           stride, dilation, False)
+    torch.testing.assert_close(dw2, dw)
+
+
+def test_depthwise_kernels_refuse_what_they_cannot_do():
+    grad, padded = torch.randn(2, 10, 8), torch.randn(2, 50, 8)
+    assert kernels.depthwise_weight_grad(grad.double(), padded.double(), 5, 1, 1, True) is None
+    with pytest.raises(ValueError, match="shorter than 10 outputs"):
+        kernels.depthwise_weight_grad(grad, padded[:, :12], 5, 1, 1, True)
+    with pytest.raises(ValueError, match="cannot hold"):
+        kernels.depthwise_input_grad(grad, torch.randn(8, 5), 12, 1, 1)
+
+
+def test_dropout_distribution_mask_seed_and_threads():
+    x = torch.ones(300, 1000, requires_grad=True)
+    torch.manual_seed(5)
+    y = kernels.dropout(x, 0.1)
+    kept = y != 0
+    # each element kept with probability 0.9 (300k draws: 5 sigma is 0.0028), scaled by 1 / 0.9
+    assert abs(kept.float().mean().item() - 0.9) < 0.0028
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    # no visible structure: neighbouring elements, rows and columns are kept independently
+    k = kept.float()
+    for a, b in ((k[:, 1:], k[:, :-1]), (k[1:], k[:-1])):
+        assert abs((a * b).mean().item() - 0.81) < 0.004
+    grad = torch.randn(300, 1000)
+    y.backward(grad)
+    assert torch.equal(x.grad, grad * y.detach())  # the backward draws the same mask again
+    torch.manual_seed(5)
+    assert torch.equal(kernels.dropout(x, 0.1), y)  # seeded: the same mask
+    assert not torch.equal(kernels.dropout(x, 0.1), y)  # the next call: another mask
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if threads > 1 else 2)
+        torch.manual_seed(5)
+        assert torch.equal(kernels.dropout(x, 0.1), y)
+    finally:
+        torch.set_num_threads(threads)
+    for p in (0.5, 0.9):
+        kept = (kernels.dropout(torch.ones(200_000), p) != 0).float().mean().item()
+        assert abs(kept - (1 - p)) < 5 * ((p * (1 - p) / 200_000) ** 0.5)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("contextnet", dict(channels=32, num_blocks=4, layers_per_block=2, dropout=0.0)),
+    ("conformer", dict(dim=32, num_layers=2, num_heads=2, ffn_dim=64, subsampling_channels=8, dropout=0.0)),
+    ("conv_rnnt", dict(local_channels=4, local_dim=16, global_channels=16, global_dilations=(1, 2), lstm_hidden=24,
+                       lstm_layers=1, dropout=0.0)),
+])
+def test_encoders_train_to_the_same_gradients_without_kernels(monkeypatch, name, kwargs):
+    torch.manual_seed(0)
+    enc = build_encoder(20, {"name": name, "output_dim": 16, **kwargs}).train()
+    x, x_lens = torch.randn(8, 160, 20), torch.tensor([160, 150, 140, 130, 120, 110, 100, 96])
+
+    def grads():
+        enc.zero_grad()
+        y, _ = enc(x, x_lens)
+        y.pow(2).mean().backward()
+        return [p.grad.clone() for p in enc.parameters()]
+
+    with_kernels = grads()
+    monkeypatch.setenv("SERAC_KERNELS", "off")
+    assert not kernels.available()
+    without = grads()
+    for a, b in zip(with_kernels, without):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_depthwise_conv_uses_the_kernels_in_training(monkeypatch, dilation):
+    calls = []
+    for name in ("depthwise_weight_grad", "depthwise_input_grad"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _name=name, _real=real: calls.append(_name) or _real(*a))
+    conv = CausalConv1d(16, 16, 5, dilation=dilation, groups=16)
+    x = torch.randn(4, 100, 16, requires_grad=True)
+    y, _ = conv.forward_time_major(x)
+    y.sum().backward()
+    # the input gradient only where oneDNN's is slow (a dilation)
+    assert calls == ["depthwise_input_grad", "depthwise_weight_grad"][2 - dilation:]
+    grad = x.grad.clone()
+    monkeypatch.setenv("SERAC_KERNELS", "off")
+    x.grad = None
+    conv.forward_time_major(x)[0].sum().backward()
+    torch.testing.assert_close(x.grad, grad)
+
+
+def test_failed_build_names_the_reason(tmp_path, monkeypatch):
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        kernels.build(tmp_path, cc="no-such-compiler-serac")
+    bad = tmp_path / "cc"
+    bad.write_text("#!/bin/sh\necho 'broken compiler' >&2\nexit 3\n")
+    bad.chmod(0o755)
+    with pytest.raises(RuntimeError, match="broken compiler"):
+        kernels.build(tmp_path / "out", cc=str(bad))
+    assert not list((tmp_path / "out").glob("*.so"))  # nothing half-written is left
+    # a process whose build failed keeps the ATen paths
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_tried", True)
+    assert not kernels.available()
+    assert kernels.dropout(torch.ones(10), 0.5) is None
+    from serac.encoders import cpu_ops
+    torch.manual_seed(1)
+    y = cpu_ops.dropout(torch.ones(1000), 0.5, True)
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+
+
+def test_build_is_cached_and_atomic(tmp_path):
+    first = kernels.build(tmp_path)
+    mtime = first.stat().st_mtime_ns
+    assert kernels.build(tmp_path) == first and first.stat().st_mtime_ns == mtime  # not rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left
