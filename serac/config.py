@@ -67,8 +67,8 @@ DEFAULTS: Dict[str, Any] = {
     # (serac/train/partial_init.py). Empty: --init-from loads the whole model (fine-tuning). init_freeze_modules
     # (module names) get no update for the first init_freeze_steps steps.
     # compile: the encoder's training forward through torch.compile (inductor; on CPU needs a C++ compiler):
-    # ContextNet trains ~1.25x faster after minutes of compiling on the first batch, the Conformer slower
-    # (serac/train/compile.py, docs/encoders.md "Third pass"); single-process runs only; results equal eager
+    # measured slower than eager for ContextNet and the Conformer since their linear layers run in oneDNN (compiled
+    # code calls MKL's; docs/encoders.md "Third pass", "Eighth pass"); single-process runs only; results equal eager
     # to float rounding, not bit for bit.
     "train": {"num_epochs": 10, "seed": 42, "log_interval": 20, "keep_last_epochs": 30, "num_threads": 0,
               "max_skipped_in_a_row": 20, "max_skipped_fraction": 0.5, "skip_window": 50, "init_modules": {},

@@ -1,6 +1,8 @@
 """Training an encoder through ``torch.compile`` (inductor; on CPU its C++ backend, which needs a C++ compiler).
 
-Opt-in (``train.compile: true``, off by default; docs/encoders.md "Third pass"): inductor fuses the chains of
+Opt-in (``train.compile: true``, off by default; docs/encoders.md "Third pass", "Eighth pass": since the encoders'
+linear layers run in oneDNN, which the compiled code does not call, ContextNet and the Conformer measured slower
+compiled than eager on an AMD EPYC): inductor fuses the chains of
 memory-bound elementwise passes (LayerNorm, Swish, the squeeze-excitation's gate, residual adds, dropout, the
 depthwise taps) that dominate the convolution encoders' steps on CPU. Only the training forward is compiled (the
 module in training mode with gradients enabled): validation, decoding, streaming and export run the eager code, so
