@@ -18,7 +18,7 @@ counting, ``torch.compile``, TorchScript tracing and ONNX export see a plain ``F
 :class:`Dropout`: ``nn.Dropout`` whose training mask is not ``bernoulli_``'s (MKL's generator): where the C kernels
 of :mod:`serac.encoders.kernels` are built, a counter-based draw per element (SplitMix64 from a seed taken from
 torch's generator) applied in one pass, and drawn again in the backward instead of stored (forward + backward of
-(8, 100, 576) ~20x faster than ``F.dropout``: ``bench/bench_kernels.py``); otherwise ``uniform >= p``
+(8, 100, 576) 15x faster than ``F.dropout``: ``bench/bench_kernels.py``); otherwise ``uniform >= p``
 (``torch.rand_like``) kept as the scaled float mask for the backward (2x faster: 1.35 vs 2.63 ms). The same
 distribution (each element kept with probability ``1 - p``, scaled by ``1 / (1 - p)``), other draws than
 ``F.dropout``'s, so a seeded run does not repeat a run made before these changes mask for mask.

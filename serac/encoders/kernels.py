@@ -16,8 +16,8 @@ What they replace (one thread, 2-core AMD EPYC, 2026-12-02; ``bench/bench_kernel
   0.30 ms, against 2.35 ms with a ``rand_like`` mask (MKL's Mersenne Twister: ~2 ns an element here, ~6 on an
   Intel Xeon) and 4.4 ms for ``F.dropout`` (``bernoulli_``).
 
-With them a training step (8 x 4 s, one thread) of ContextNet took 7-10% less time, of the Conformer 8-9%, of
-ConvRNN-T 3-11% (docs/encoders.md, "Eighth pass").
+With them a training step (8 x 4 s, one thread) of ContextNet took 6-9% less time, of the Conformer 7-8%, of
+ConvRNN-T 3-10% (two runs; docs/encoders.md, "Eighth pass").
 
 The maths are those of the ATen paths (float32, the same products; sums in another order, so results differ by
 float rounding, ~1e-6 relative), and the masks have the same distribution (each element kept with probability
