@@ -154,3 +154,14 @@ def test_build_is_cached_and_atomic(tmp_path):
     mtime = first.stat().st_mtime_ns
     assert kernels.build(tmp_path) == first and first.stat().st_mtime_ns == mtime  # not rebuilt
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left
+
+
+def test_build_key_names_the_instruction_set():
+    """-march=native builds for this processor: the cache key must change with its flags, not only its model name
+    (a VM can hide AVX-512 from a processor whose model name is the same)."""
+    signature = kernels._cpu_signature()
+    with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read()
+    for key in ("flags", "Features"):
+        if f"\n{key}" in cpuinfo or cpuinfo.startswith(key):
+            assert key in signature

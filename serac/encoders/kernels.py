@@ -61,14 +61,18 @@ def enabled() -> bool:
 
 
 def _cpu_signature() -> str:
+    """The processor's model and instruction-set flags (``-march=native`` builds for them): nodes of a cluster
+    that share a home directory but differ in either get builds of their own."""
+    found = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith(("flags", "model name")):
-                    return line + platform.machine()
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags", "Features", "CPU part") and key not in found:
+                    found[key] = line
     except OSError:
         pass
-    return platform.processor() + platform.machine()
+    return "".join(found.values()) + platform.processor() + platform.machine()
 
 
 def _compiler_version(cc: str) -> str:
