@@ -169,3 +169,21 @@ def test_build_key_names_the_instruction_set():
     for key in ("flags", "Features"):
         if f"\n{key}" in cpuinfo or cpuinfo.startswith(key):
             assert key in signature
+
+
+@pytest.mark.parametrize("subsampling", ["stack", "conv2d"])  # the main recipe's and the yesno recipe's front end
+def test_lstm_transducer_never_reaches_the_kernels(monkeypatch, subsampling):
+    """The LSTM encoder (the yesno and main recipes), the decoder and the joiner keep ATen's arithmetic: a training
+    step of the LSTM transducer calls no kernel (its hypotheses depend on the exact float rounding)."""
+    from serac.transducer.model import build_model
+
+    def refuse(*args):
+        raise AssertionError("a C kernel was called")
+
+    for name in ("depthwise_weight_grad", "depthwise_input_grad", "dropout"):
+        monkeypatch.setattr(kernels, name, refuse)
+    torch.manual_seed(0)
+    model = build_model({"encoder": {"name": "lstm", "output_dim": 32, "hidden_dim": 32, "num_layers": 2,
+                                     "dropout": 0.1, "subsampling": subsampling, "conv_channels": 8}, "decoder_dim": 32, "joiner_dim": 32}, 20, 10).train()
+    out = model(torch.randn(3, 120, 20), torch.tensor([120, 100, 80]), [[1, 2], [3], [4, 5, 6]])
+    (out["pruned_loss"] + out["simple_loss"]).backward()
