@@ -65,15 +65,14 @@ def main() -> None:
         t_pad = (t_out - 1) * stride + (k - 1) * dilation + 1
         padded, grad = torch.randn(n, t_pad, c), torch.randn(n, t_out, c)
         weight = torch.randn(c, k)
+        t_full = (t_out - 1) * stride + 1  # the taps' span at stride 1, as CausalConv1d gives it
 
         def aten_weight_grad():
-            taps = [streaming._tap(padded, i, dilation, stride, (t_out - 1) * stride + 1) for i in range(k)]
-            return torch.stack([(grad * tap).sum((0, 1)) for tap in taps], 1), grad.sum((0, 1))
+            return (streaming._depthwise_weight_grad_per_tap(grad, padded, k, dilation, stride, t_full),
+                    grad.sum((0, 1)))
 
         def onednn_input_grad():
-            return torch.ops.aten.convolution_backward(
-                streaming._nhwc(grad), streaming._nhwc(padded), weight.unsqueeze(1).unsqueeze(2), None,
-                (1, stride), (0, 0), (1, dilation), False, (0, 0), c, (True, False, False))[0]
+            return streaming._depthwise_input_grad_onednn(grad, padded, weight.unsqueeze(1), dilation, stride)
 
         shape = f"({n},{t_out},{c}) k{k} s{stride} d{dilation}"
         for name, ref, ker in (

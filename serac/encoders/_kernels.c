@@ -6,7 +6,7 @@
  *   layout, every tap a multiply-add over contiguous channel rows (oneDNN's takes ~80x longer with a dilation).
  * depthwise_weight_grad: the weight and bias gradients of a causal depthwise convolution in the time-major
  *   layout, every tap in one pass over the output gradient (ATen needs a multiply and a reduction per tap).
- * dropout_forward / dropout_backward: dropout whose keep decision for element i is a counter-based draw,
+ * dropout_forward: dropout whose keep decision for element i is a counter-based draw,
  *   SplitMix64(seed, i), so the backward recomputes the mask from the seed instead of storing it.
  */
 #include <stdint.h>
@@ -93,16 +93,11 @@ static inline uint64_t splitmix64(uint64_t seed, uint64_t i) {
 }
 
 /* Element i (of the flattened tensor) is kept when the top 32 bits of draw i are >= threshold
- * (threshold = p * 2^32, rounded): out = x * scale where kept, 0 elsewhere. */
+ * (threshold = p * 2^32, rounded): out = x * scale where kept, 0 elsewhere. The backward is the same call on
+ * the gradient with the same seed (the same mask). */
 void dropout_forward(const float *x, float *out, int64_t numel, uint64_t seed, uint32_t threshold, float scale) {
     for (int64_t i = 0; i < numel; ++i) {
         const uint32_t u = (uint32_t)(splitmix64(seed, (uint64_t)i) >> 32);
         out[i] = u >= threshold ? x[i] * scale : 0.0f;
     }
-}
-
-/* The same mask as dropout_forward for the same seed: grad_in = grad * scale where kept, 0 elsewhere. */
-void dropout_backward(const float *grad, float *out, int64_t numel, uint64_t seed, uint32_t threshold,
-                      float scale) {
-    dropout_forward(grad, out, numel, seed, threshold, scale);
 }

@@ -124,10 +124,8 @@ def _load() -> Optional[ctypes.CDLL]:
             lib.depthwise_weight_grad.restype = ctypes.c_int
             lib.depthwise_input_grad.argtypes = [vp, vp, vp] + [i64] * 7
             lib.depthwise_input_grad.restype = ctypes.c_int
-            for name in ("dropout_forward", "dropout_backward"):
-                fn = getattr(lib, name)
-                fn.argtypes = [vp, vp, i64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_float]
-                fn.restype = None
+            lib.dropout_forward.argtypes = [vp, vp, i64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_float]
+            lib.dropout_forward.restype = None
             _lib = lib
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
             _reason = str(e)
@@ -208,7 +206,7 @@ class _Dropout(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         grad = grad.contiguous()
         out = torch.empty_like(grad)
-        _lib.dropout_backward(grad.data_ptr(), out.data_ptr(), grad.numel(), *ctx.args)
+        _lib.dropout_forward(grad.data_ptr(), out.data_ptr(), grad.numel(), *ctx.args)  # the same mask
         return out, None, None
 
 

@@ -200,19 +200,26 @@ def _save_depthwise(ctx, padded: torch.Tensor, weight: torch.Tensor, bias: Optio
 
 def _depthwise_parameter_grads(ctx, grad: torch.Tensor, padded: torch.Tensor, kernel: int
                                ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """The weight gradient (C, kernel), each tap's reduced directly, and the bias gradient, where needed."""
+    """The weight gradient (C, kernel) and the bias gradient, where needed: all taps in one pass of the C kernel
+    where it is built (:func:`serac.encoders.kernels.depthwise_weight_grad`), otherwise each tap's reduced
+    directly."""
     grad_weight = grad_bias = None
     if ctx.needs_input_grad[1]:
         dilation, stride, _ = ctx.args
-        with_bias = ctx.has_bias and ctx.needs_input_grad[2]
-        # every tap (and the bias) in one pass of the C kernel where it is built
-        grads = kernels.depthwise_weight_grad(grad, padded, kernel, stride, dilation, with_bias)
+        grads = kernels.depthwise_weight_grad(grad, padded, kernel, stride, dilation,
+                                              ctx.has_bias and ctx.needs_input_grad[2])
         if grads is not None:
             return grads
-        grad_weight = torch.stack([(grad * _tap(padded, k, *ctx.args)).sum((0, 1)) for k in range(kernel)], 1)
+        grad_weight = _depthwise_weight_grad_per_tap(grad, padded, kernel, *ctx.args)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad.sum((0, 1))
     return grad_weight, grad_bias
+
+
+def _depthwise_weight_grad_per_tap(grad: torch.Tensor, padded: torch.Tensor, kernel: int, dilation: int,
+                                   stride: int, t_full: int) -> torch.Tensor:
+    """The (C, kernel) weight gradient in ATen: a multiply and a reduction per tap."""
+    return torch.stack([(grad * _tap(padded, k, dilation, stride, t_full)).sum((0, 1)) for k in range(kernel)], 1)
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -229,10 +236,18 @@ def _depthwise_onednn(padded: torch.Tensor, weight: torch.Tensor, bias: Optional
     return y.squeeze(2).transpose(1, 2)
 
 
+def _depthwise_input_grad_onednn(grad: torch.Tensor, padded: torch.Tensor, weight: torch.Tensor, dilation: int,
+                                 stride: int) -> torch.Tensor:
+    """The (N, T_pad, C) input gradient of :func:`_depthwise_onednn` by oneDNN (``weight``: (C, 1, kernel))."""
+    return torch.ops.aten.convolution_backward(
+        _nhwc(grad), _nhwc(padded), weight.unsqueeze(2), None, (1, stride), (0, 0), (1, dilation), False, (0, 0),
+        weight.size(0), (True, False, False))[0].squeeze(2).transpose(1, 2)
+
+
 class _DepthwiseOneDnn(torch.autograd.Function):
     """:func:`_depthwise_onednn` for training: the forward and the input gradient in oneDNN (one thread, (8, 104,
-    256), kernel 5: 0.05 and 0.06 ms); the weight and bias gradients reduced per tap as in :class:`_DepthwiseTaps`
-    (0.2 ms; oneDNN's took 0.40 and 0.97 ms)."""
+    256), kernel 5: 0.05 and 0.06 ms), a dilated convolution's input gradient by the C kernel where it is built;
+    the weight and bias gradients by :func:`_depthwise_parameter_grads` (oneDNN's took 0.40 and 0.97 ms)."""
 
     @staticmethod
     def forward(ctx, padded, weight, bias, dilation, stride, t_full):  # type: ignore[override]
@@ -253,9 +268,7 @@ class _DepthwiseOneDnn(torch.autograd.Function):
             # a dilation it is as fast or faster, and stays
             grad_padded = kernels.depthwise_input_grad(grad, weight, padded.size(1), stride, dilation)
         if ctx.needs_input_grad[0] and grad_padded is None:
-            grad_padded = torch.ops.aten.convolution_backward(
-                _nhwc(grad), _nhwc(padded), weight.unsqueeze(2), None, (1, stride), (0, 0), (1, dilation), False,
-                (0, 0), weight.size(0), (True, False, False))[0].squeeze(2).transpose(1, 2)
+            grad_padded = _depthwise_input_grad_onednn(grad, padded, weight, dilation, stride)
         grad_weight, grad_bias = _depthwise_parameter_grads(ctx, grad, padded, weight.size(2))
         if grad_weight is not None:
             grad_weight = grad_weight.unsqueeze(1)  # the (C, 1, kernel) Conv1d weight's shape
