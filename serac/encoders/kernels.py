@@ -55,9 +55,11 @@ _reason = ""
 
 
 def enabled() -> bool:
-    """False with ``SERAC_KERNELS=off`` (or ``SERAC_CPU_OPS=aten``) in the environment."""
-    return (os.environ.get("SERAC_KERNELS", "on") != "off"
-            and os.environ.get("SERAC_CPU_OPS", "fast") != "aten")
+    """False with ``SERAC_KERNELS=off`` in the environment, or where :func:`serac.encoders.cpu_ops.enabled` is
+    (``SERAC_CPU_OPS=aten``)."""
+    from serac.encoders import cpu_ops  # (cpu_ops imports this module)
+
+    return os.environ.get("SERAC_KERNELS", "on") != "off" and cpu_ops.enabled()
 
 
 def _cpu_signature() -> str:
