@@ -1,7 +1,8 @@
 """serac.encoders.kernels (the C kernels built on first use): the depthwise convolution's weight, bias and input
 gradients equal ATen's, the counter-based dropout has dropout's distribution and scale, its backward the forward's
-mask, a seeded run repeats and the thread count changes nothing; the encoders train through them to the same
-gradients as without them; a failed build leaves the ATen paths with a clear reason."""
+mask, a seeded run repeats and the thread count changes nothing; the fused chunked attention gives the ATen path's
+outputs and gradients (and drops the same weights); the encoders train through them to the same gradients as without
+them; a failed build leaves the ATen paths with a clear reason."""
 import os
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from serac.encoders import build_encoder, kernels
-from serac.encoders.streaming import CausalConv1d
+from serac.encoders.streaming import CausalConv1d, ChunkedSelfAttention
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"kernels not built: {kernels.unavailable_reason()}")
 
@@ -129,6 +130,69 @@ def test_depthwise_conv_uses_the_kernels_in_training(monkeypatch, dilation):
     x.grad = None
     conv.forward_time_major(x)[0].sum().backward()
     torch.testing.assert_close(x.grad, grad)
+
+
+def _attention_case(chunk, left, t, block_frames, dim, heads, p, lens):
+    """A ChunkedSelfAttention in training with a random relative bias, queries/keys/values and a half-valid cache
+    that require gradients."""
+    torch.manual_seed(0)
+    attn = ChunkedSelfAttention(dim, heads, chunk, left, dropout=p).train()
+    attn.block_frames = block_frames
+    with torch.no_grad():
+        attn.relative_bias.normal_()
+    n = len(lens)
+    q, k, v = (torch.randn(n, t, dim, requires_grad=True) for _ in range(3))
+    valid = torch.arange(t)[None] < torch.tensor(lens)[:, None]
+    state = attn.init_state(n, "cpu")
+    state["key"] = torch.randn(n, left, dim, requires_grad=True)
+    state["value"] = torch.randn(n, left, dim, requires_grad=True)
+    state["valid"][0, left // 2:] = True
+    return attn, (q, k, v, valid, state), [q, k, v, state["key"], state["value"], attn.relative_bias]
+
+
+@pytest.mark.parametrize("chunk,left,t,block_frames,dim,heads", [
+    (4, 64, 100, 24, 144, 4), (4, 64, 37, 24, 144, 4), (2, 3, 23, 6, 20, 2), (3, 7, 20, 1, 16, 1),
+    (4, 8, 5, 24, 48, 3), (1, 0, 9, 4, 8, 2), (4, 16, 64, 100, 40, 2)])
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_chunked_attention_kernel_matches_aten(monkeypatch, chunk, left, t, block_frames, dim, heads, p):
+    # head sizes 36, 10, 16, 16, 4, 20 (not all multiples of the vector width), cache windows, partial last blocks,
+    # a query whose window holds only padding (the third utterance), dropout: the same weights are dropped
+    calls = []
+    real = kernels.chunked_attention
+    monkeypatch.setattr(kernels, "chunked_attention", lambda *a: calls.append(1) or real(*a))
+    lens = [t, max(1, t // 2), 0]
+    results = []
+    for use_kernel in (True, False):
+        if not use_kernel:
+            monkeypatch.setattr(kernels, "chunked_attention", lambda *a: None)
+        attn, (q, k, v, valid, state), params = _attention_case(chunk, left, t, block_frames, dim, heads, p, lens)
+        torch.manual_seed(1)
+        out, _ = attn.attend(q, k, v, valid, state)
+        weight = torch.randn(out.shape) * valid[..., None]
+        results.append((out.detach(), torch.autograd.grad((out * weight).sum(), params)))
+    assert calls == [1]
+    (out, grads), (ref, ref_grads) = results
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_attention_kernel_only_in_training(monkeypatch):
+    calls = []
+    real = kernels.chunked_attention
+    monkeypatch.setattr(kernels, "chunked_attention", lambda *a: calls.append(1) or real(*a))
+    attn, (q, k, v, valid, state), _ = _attention_case(4, 16, 40, 24, 32, 2, 0.1, [40, 30])
+    with torch.no_grad():  # decoding and evaluation keep the ATen path (their results do not move)
+        attn.attend(q, k, v, valid, state)
+    assert calls == []
+    attn.attend(q, k, v, valid, state)
+    assert calls == [1]
+    monkeypatch.setenv("SERAC_KERNELS", "off")
+    attn.attend(q, k, v, valid, state)
+    assert calls == [1, 1]  # asked, and refused: the ATen path ran
+    with pytest.raises(ValueError, match="do not fit"):
+        monkeypatch.delenv("SERAC_KERNELS")
+        real(q, k, v, valid, attn._block_bias(24, 40), 2, 24, 0.0)  # keys without the 16-frame cache
 
 
 def test_failed_build_names_the_reason(tmp_path, monkeypatch):

@@ -8,7 +8,10 @@
  *   layout, every tap in one pass over the output gradient (ATen needs a multiply and a reduction per tap).
  * dropout_forward: dropout whose keep decision for element i is a counter-based draw,
  *   SplitMix64(seed, i), so the backward recomputes the mask from the seed instead of storing it.
+ * chunked_attention_forward / _backward: the chunked self-attention of the Conformer (block form) in one pass per
+ *   block: scores, mask, relative bias, softmax, dropout and the weighted sum, and their gradients.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,4 +103,276 @@ void dropout_forward(const float *x, float *out, int64_t numel, uint64_t seed, u
         const uint32_t u = (uint32_t)(splitmix64(seed, (uint64_t)i) >> 32);
         out[i] = u >= threshold ? x[i] * scale : 0.0f;
     }
+}
+
+/* ---- chunked self-attention, block form (streaming.ChunkedSelfAttention._attend_blocks) ----
+ * Per (utterance, head, block of `block` queries): the queries' scores against the `span` keys from the block's
+ * first position, masked keys at the float minimum, plus the block bias (-inf outside each query's window), softmax,
+ * dropout (the counter-based draws of dropout_forward, indexed as the ATen path's (n, heads, blocks, block, span)
+ * weights tensor, so both paths drop the same weights), the weighted sum of the values. Everything for one block
+ * stays in the L1/L2 cache; the products run in 4 x 32 register tiles. The backward recomputes the dropout mask and
+ * reads the saved softmax. */
+typedef float vf __attribute__((vector_size(64), aligned(4)));  /* 16 floats; unaligned loads and stores */
+#define VL 16
+
+static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf vbroadcast(float x) { return (vf){0} + x; }
+
+/* c (m x np, row stride ldc) = a (m x k; element (i, l) at a[i * lda + l * ka]: ka = 1 for a row-major a, a's
+ * transpose with lda = 1) @ b (k x np, row stride ldb); np a multiple of VL. Tiles of 4 rows x 2 vectors keep 8
+ * accumulators in registers. */
+static void gemm(const float *a, int64_t lda, int64_t ka, const float *b, int64_t ldb, float *c, int64_t ldc,
+                 int64_t m, int64_t k, int64_t np) {
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const float *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        int64_t j = 0;
+        for (; j + 2 * VL <= np; j += 2 * VL) {
+            vf c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+            for (int64_t l = 0; l < k; ++l) {
+                const vf b0 = vload(b + l * ldb + j), b1 = vload(b + l * ldb + j + VL);
+                const vf x0 = vbroadcast(a0[l * ka]), x1 = vbroadcast(a1[l * ka]), x2 = vbroadcast(a2[l * ka]),
+                         x3 = vbroadcast(a3[l * ka]);
+                c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;
+                c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;
+            }
+            vstore(c + i * ldc + j, c00); vstore(c + i * ldc + j + VL, c01);
+            vstore(c + (i + 1) * ldc + j, c10); vstore(c + (i + 1) * ldc + j + VL, c11);
+            vstore(c + (i + 2) * ldc + j, c20); vstore(c + (i + 2) * ldc + j + VL, c21);
+            vstore(c + (i + 3) * ldc + j, c30); vstore(c + (i + 3) * ldc + j + VL, c31);
+        }
+        for (; j < np; j += VL) {
+            vf c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+            for (int64_t l = 0; l < k; ++l) {
+                const vf b0 = vload(b + l * ldb + j);
+                c0 += vbroadcast(a0[l * ka]) * b0; c1 += vbroadcast(a1[l * ka]) * b0;
+                c2 += vbroadcast(a2[l * ka]) * b0; c3 += vbroadcast(a3[l * ka]) * b0;
+            }
+            vstore(c + i * ldc + j, c0); vstore(c + (i + 1) * ldc + j, c1);
+            vstore(c + (i + 2) * ldc + j, c2); vstore(c + (i + 3) * ldc + j, c3);
+        }
+    }
+    for (; i < m; ++i) {
+        const float *a0 = a + i * lda;
+        for (int64_t j = 0; j < np; j += VL) {
+            vf c0 = {0};
+            for (int64_t l = 0; l < k; ++l) c0 += vbroadcast(a0[l * ka]) * vload(b + l * ldb + j);
+            vstore(c + i * ldc + j, c0);
+        }
+    }
+}
+
+/* exp(x) for the softmax: Cody-Waite range reduction and a degree-6 polynomial (relative error ~2e-7), plain
+ * float arithmetic and integer bit moves so that the loops vectorise; 0 below -87 (where expf is subnormal or 0:
+ * a key outside the window, at -inf, gets exactly zero weight). */
+static inline float exp_approx(float x) {
+    const int under = x < -87.0f;
+    x = under ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return under ? 0.0f : p * scale;
+}
+
+static inline int64_t round_up(int64_t x) { return (x + VL - 1) / VL * VL; }
+
+/* Shapes shared by the forward and the backward. Queries: q[b, t, hd * dh + d] at b * q_sn + t * q_st + ...,
+ * t < t_len; keys / values likewise with rows p < l_len (the cache-prefixed sequence, left + t_len frames).
+ * Blocks of `block` queries: block `bl` holds query rows bl * block + i and scores the `span` keys from position
+ * bl * block (span = block + left). valid: (n, nb * block + left) bytes (padding past l_len: 0). bias: (heads,
+ * block, span), -inf outside each query's window. probs: (n, heads, nb, block, span) softmax before dropout. */
+typedef struct {
+    int64_t n, heads, dh, t_len, l_len, block, nb, span;
+    int64_t q_sn, q_st, k_sn, k_st, v_sn, v_st;
+    float score_divisor; uint64_t seed; uint32_t threshold; float keep_scale; int dropout;
+} att_shape;
+
+/* rows [0, rows) of x (row stride ld) -> dst (rows x width, row stride ldd), zero padded to total_rows */
+static void load_rows(const float *x, int64_t ld, int64_t rows, int64_t width, float *dst, int64_t ldd,
+                      int64_t total_rows) {
+    for (int64_t r = 0; r < total_rows; ++r) {
+        float *d = dst + r * ldd;
+        memset(d, 0, sizeof(float) * (size_t)ldd);
+        if (r < rows) memcpy(d, x + r * ld, sizeof(float) * (size_t)width);
+    }
+}
+
+/* dst (cols x ldd) = transpose of src (rows x cols, row stride lds), zero padded */
+static void transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd) {
+    for (int64_t c = 0; c < cols; ++c) {
+        float *d = dst + c * ldd;
+        for (int64_t r = 0; r < rows; ++r) d[r] = src[r * lds + c];
+        for (int64_t r = rows; r < ldd; ++r) d[r] = 0.0f;
+    }
+}
+
+static inline void drop_mask(const att_shape *s, uint64_t base, int64_t count, float *m) {
+    const uint64_t seed = s->seed;
+    const uint32_t threshold = s->threshold;
+    const float keep = s->keep_scale;
+    for (int64_t j = 0; j < count; ++j)
+        m[j] = (uint32_t)(splitmix64(seed, base + (uint64_t)j) >> 32) >= threshold ? keep : 0.0f;
+}
+
+/* reductions over n (a multiple of VL) floats in VL lane partials, so that they vectorise */
+static inline float row_max(const float *x, int64_t n) {
+    float p[VL];
+    for (int k = 0; k < VL; ++k) p[k] = x[k];
+    for (int64_t j = VL; j < n; j += VL)
+        for (int k = 0; k < VL; ++k) p[k] = x[j + k] > p[k] ? x[j + k] : p[k];
+    float m = p[0];
+    for (int k = 1; k < VL; ++k) m = p[k] > m ? p[k] : m;
+    return m;
+}
+
+static inline float row_dot(const float *x, const float *y, int64_t n) {
+    float p[VL] = {0};
+    for (int64_t j = 0; j < n; j += VL)
+        for (int k = 0; k < VL; ++k) p[k] += x[j + k] * y[j + k];
+    float s = 0.0f;
+    for (int k = 0; k < VL; ++k) s += p[k];
+    return s;
+}
+
+static inline float row_sum(const float *x, int64_t n) {
+    float p[VL] = {0};
+    for (int64_t j = 0; j < n; j += VL)
+        for (int k = 0; k < VL; ++k) p[k] += x[j + k];
+    float s = 0.0f;
+    for (int k = 0; k < VL; ++k) s += p[k];
+    return s;
+}
+
+int chunked_attention_forward(const float *q, const float *k, const float *v, const uint8_t *valid,
+                              const float *bias, float *out, float *probs, const att_shape *s) {
+    const int64_t B = s->block, S = s->span, D = s->dh, Sp = round_up(S), Dp = round_up(D), Dm = s->heads * D;
+    const float sd = s->score_divisor, lowest = -3.40282347e38f;
+    float *buf = malloc(sizeof(float) * (size_t)(D * Sp + 2 * S * Dp + B * D + 2 * B * Sp + B * Dp + Sp));
+    if (!buf) return -1;
+    float *kt = buf, *vv = kt + D * Sp, *qq = vv + S * Dp, *sc = qq + B * D, *pd = sc + B * Sp, *o = pd + B * Sp,
+          *mask = o + B * Dp, *kk = mask + Sp;
+    for (int64_t b = 0; b < s->n; ++b)
+        for (int64_t h = 0; h < s->heads; ++h)
+            for (int64_t bl = 0; bl < s->nb; ++bl) {
+                const int64_t first = bl * B, rows = s->t_len - first < B ? s->t_len - first : B;
+                const int64_t krows = s->l_len - first < S ? s->l_len - first : S;
+                const uint8_t *val = valid + b * s->l_len + first;
+                /* keys transposed (D x Sp), values (S x Dp), queries (B x D), zero padded */
+                load_rows(k + b * s->k_sn + first * s->k_st + h * D, s->k_st, krows, D, kk, Dp, S);
+                transpose(kk, Dp, S, D, kt, Sp);
+                load_rows(v + b * s->v_sn + first * s->v_st + h * D, s->v_st, krows, D, vv, Dp, S);
+                load_rows(q + b * s->q_sn + first * s->q_st + h * D, s->q_st, rows, D, qq, D, B);
+                gemm(qq, D, 1, kt, Sp, sc, Sp, rows, D, Sp);
+                const float *bh = bias + h * B * S;
+                float *pr = probs ? probs + (((b * s->heads + h) * s->nb + bl) * B) * S : NULL;
+                for (int64_t i = 0; i < rows; ++i) {
+                    float *row = sc + i * Sp, *prow = pd + i * Sp;
+                    const float *bi = bh + i * S;
+                    for (int64_t j = 0; j < krows; ++j) row[j] = (val[j] ? row[j] / sd : lowest) + bi[j];
+                    for (int64_t j = krows; j < S; ++j) row[j] = lowest + bi[j];
+                    for (int64_t j = S; j < Sp; ++j) row[j] = -INFINITY;
+                    const float mx = row_max(row, Sp);
+                    for (int64_t j = 0; j < Sp; ++j) row[j] = exp_approx(row[j] - mx);
+                    const float rs = 1.0f / row_sum(row, Sp);
+                    for (int64_t j = 0; j < Sp; ++j) prow[j] = row[j] * rs;
+                    if (pr) memcpy(pr + i * S, prow, sizeof(float) * (size_t)S);
+                    if (s->dropout) {
+                        drop_mask(s, (uint64_t)(((b * s->heads + h) * s->nb + bl) * B + i) * (uint64_t)S, S, mask);
+                        for (int64_t j = 0; j < S; ++j) prow[j] *= mask[j];
+                    }
+                }
+                gemm(pd, Sp, 1, vv, Dp, o, Dp, rows, S, Dp);
+                float *ob = out + (b * s->t_len + first) * Dm + h * D;
+                for (int64_t i = 0; i < rows; ++i) memcpy(ob + i * Dm, o + i * Dp, sizeof(float) * (size_t)D);
+            }
+    free(buf);
+    return 0;
+}
+
+/* Gradients of chunked_attention_forward: dq (n, t_len, heads * dh) written; dk, dv (n, l_len, heads * dh) and
+ * dbias (heads, block, span) accumulated (the caller zeroes them). grad: (n, t_len, heads * dh) contiguous. */
+int chunked_attention_backward(const float *q, const float *k, const float *v, const uint8_t *valid,
+                               const float *probs, const float *grad, float *dq, float *dk, float *dv,
+                               float *dbias, const att_shape *s) {
+    const int64_t B = s->block, S = s->span, D = s->dh, Sp = round_up(S), Dp = round_up(D);
+    const int64_t Dm = s->heads * D;
+    const float sd = s->score_divisor;
+    const size_t size = (size_t)(2 * S * Dp + D * Sp + 2 * B * Dp + 5 * B * Sp + S * Dp + B * Dp);
+    float *buf = malloc(sizeof(float) * size);
+    if (!buf) return -1;
+    float *kk = buf, *vv = kk + S * Dp, *vt = vv + S * Dp, *qq = vt + D * Sp, *go = qq + B * Dp, *p = go + B * Dp,
+          *pd = p + B * Sp, *dp = pd + B * Sp, *ds = dp + B * Sp, *acc = ds + B * Sp, *dqb = acc + S * Dp, *masks = dqb + B * Dp;
+    for (int64_t b = 0; b < s->n; ++b)
+        for (int64_t h = 0; h < s->heads; ++h)
+            for (int64_t bl = 0; bl < s->nb; ++bl) {
+                const int64_t first = bl * B, rows = s->t_len - first < B ? s->t_len - first : B;
+                const int64_t krows = s->l_len - first < S ? s->l_len - first : S;
+                const uint8_t *val = valid + b * s->l_len + first;
+                load_rows(k + b * s->k_sn + first * s->k_st + h * D, s->k_st, krows, D, kk, Dp, S);
+                load_rows(v + b * s->v_sn + first * s->v_st + h * D, s->v_st, krows, D, vv, Dp, S);
+                transpose(vv, Dp, S, D, vt, Sp);
+                load_rows(q + b * s->q_sn + first * s->q_st + h * D, s->q_st, rows, D, qq, Dp, B);
+                load_rows(grad + (b * s->t_len + first) * Dm + h * D, Dm, rows, D, go, Dp, B);
+                const float *pr = probs + (((b * s->heads + h) * s->nb + bl) * B) * S;
+                for (int64_t i = 0; i < B; ++i) {
+                    float *prow = p + i * Sp, *drow = pd + i * Sp;
+                    if (i < rows) memcpy(prow, pr + i * S, sizeof(float) * (size_t)S);
+                    else memset(prow, 0, sizeof(float) * (size_t)S);
+                    for (int64_t j = S; j < Sp; ++j) prow[j] = 0.0f;
+                    if (s->dropout) {
+                        float *mask = masks + i * Sp;
+                        drop_mask(s, (uint64_t)(((b * s->heads + h) * s->nb + bl) * B + i) * (uint64_t)S, S, mask);
+                        for (int64_t j = 0; j < S; ++j) drow[j] = prow[j] * mask[j];
+                        for (int64_t j = S; j < Sp; ++j) drow[j] = 0.0f;
+                    } else {
+                        memcpy(drow, prow, sizeof(float) * (size_t)Sp);
+                    }
+                }
+                /* dv += pd^T go */
+                gemm(pd, 1, Sp, go, Dp, acc, Dp, krows, rows, Dp);
+                float *dvb = dv + (b * s->l_len + first) * Dm + h * D;
+                for (int64_t j = 0; j < krows; ++j)
+                    for (int64_t d = 0; d < D; ++d) dvb[j * Dm + d] += acc[j * Dp + d];
+                /* d(dropped weights) = go v^T; softmax backward; the bias gets dS, the raw scores dS / sqrt(dh)
+                 * where the key is valid (masked_fill passes no gradient) */
+                gemm(go, Dp, 1, vt, Sp, dp, Sp, rows, D, Sp);
+                float *dbh = dbias + h * B * S;
+                for (int64_t i = 0; i < B; ++i) {
+                    float *drow = ds + i * Sp;
+                    if (i >= rows) { memset(drow, 0, sizeof(float) * (size_t)Sp); continue; }
+                    const float *prow = p + i * Sp;
+                    float *g = dp + i * Sp;
+                    if (s->dropout)
+                        for (int64_t j = 0; j < S; ++j) g[j] *= masks[i * Sp + j];
+                    for (int64_t j = S; j < Sp; ++j) g[j] = 0.0f;
+                    const float dot = row_dot(prow, g, Sp);
+                    for (int64_t j = 0; j < S; ++j) {
+                        const float x = prow[j] * (g[j] - dot);
+                        dbh[i * S + j] += x;
+                        drow[j] = j < krows && val[j] ? x / sd : 0.0f;
+                    }
+                    for (int64_t j = S; j < Sp; ++j) drow[j] = 0.0f;
+                }
+                /* dq = dS k, dk += dS^T q */
+                gemm(ds, Sp, 1, kk, Dp, dqb, Dp, rows, S, Dp);
+                float *dqo = dq + (b * s->t_len + first) * Dm + h * D;
+                for (int64_t i = 0; i < rows; ++i) memcpy(dqo + i * Dm, dqb + i * Dp, sizeof(float) * (size_t)D);
+                gemm(ds, 1, Sp, qq, Dp, acc, Dp, krows, rows, Dp);
+                float *dkb = dk + (b * s->l_len + first) * Dm + h * D;
+                for (int64_t j = 0; j < krows; ++j)
+                    for (int64_t d = 0; d < D; ++d) dkb[j * Dm + d] += acc[j * Dp + d];
+            }
+    free(buf);
+    return 0;
 }

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -128,11 +129,25 @@ def _load() -> Optional[ctypes.CDLL]:
             lib.depthwise_input_grad.restype = ctypes.c_int
             lib.dropout_forward.argtypes = [vp, vp, i64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_float]
             lib.dropout_forward.restype = None
+            shape = ctypes.POINTER(_AttentionShape)
+            lib.chunked_attention_forward.argtypes = [vp] * 7 + [shape]
+            lib.chunked_attention_forward.restype = ctypes.c_int
+            lib.chunked_attention_backward.argtypes = [vp] * 10 + [shape]
+            lib.chunked_attention_backward.restype = ctypes.c_int
             _lib = lib
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
             _reason = str(e)
             log.warning("serac C kernels unavailable, using the ATen paths instead: %s", e)
     return _lib
+
+
+class _AttentionShape(ctypes.Structure):
+    """``att_shape`` of ``_kernels.c``."""
+    _fields_ = ([(name, ctypes.c_int64) for name in
+                 ("n", "heads", "dh", "t_len", "l_len", "block", "nb", "span", "q_sn", "q_st", "k_sn", "k_st", "v_sn",
+                  "v_st")]
+                + [("score_divisor", ctypes.c_float), ("seed", ctypes.c_uint64), ("threshold", ctypes.c_uint32),
+                   ("keep_scale", ctypes.c_float), ("dropout", ctypes.c_int)])
 
 
 def available() -> bool:
@@ -219,3 +234,59 @@ def dropout(x: torch.Tensor, p: float) -> Optional[torch.Tensor]:
         return None
     seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
     return _Dropout.apply(x, p, seed)
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    """:func:`chunked_attention`'s forward and backward by the C kernels; the softmax is saved for the backward,
+    the dropout mask is drawn again from the seed."""
+
+    @staticmethod
+    def forward(ctx, q, keys, values, bias, valid, shape):  # type: ignore[override]
+        n, t, dim = q.shape
+        out = torch.empty(n, t, dim)
+        probs = torch.empty(n, shape.heads, shape.nb, shape.block, shape.span)
+        if _lib.chunked_attention_forward(q.data_ptr(), keys.data_ptr(), values.data_ptr(), valid.data_ptr(),
+                                          bias.data_ptr(), out.data_ptr(), probs.data_ptr(), ctypes.byref(shape)):
+            raise MemoryError("chunked_attention: out of memory for the block buffers")
+        ctx.save_for_backward(q, keys, values, valid, probs)
+        ctx.shape = shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        q, keys, values, valid, probs = ctx.saved_tensors
+        shape = ctx.shape
+        grad = grad.contiguous()
+        dq = torch.empty(q.shape)
+        dk, dv = torch.zeros(keys.shape), torch.zeros(values.shape)
+        dbias = torch.zeros(shape.heads, shape.block, shape.span)
+        if _lib.chunked_attention_backward(q.data_ptr(), keys.data_ptr(), values.data_ptr(), valid.data_ptr(),
+                                           probs.data_ptr(), grad.data_ptr(), dq.data_ptr(), dk.data_ptr(),
+                                           dv.data_ptr(), dbias.data_ptr(), ctypes.byref(shape)):
+            raise MemoryError("chunked_attention: out of memory for the block buffers")
+        return dq, dk, dv, dbias, None, None
+
+
+def chunked_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor,
+                      bias: torch.Tensor, heads: int, block: int, dropout_p: float) -> Optional[torch.Tensor]:
+    """:meth:`serac.encoders.streaming.ChunkedSelfAttention._attend_blocks`'s attention in training, or None where
+    the kernel cannot run. ``q``: (N, T, D) projected queries (rows may be strided, channels contiguous); ``keys``,
+    ``values``: (N, L, D), cache-prefixed (L = left + T); ``valid``: (N, L) bool; ``bias``: (heads, block, span)
+    block bias, ``-inf`` outside each query's window (span = block + left). Blocks of ``block`` queries, the last
+    one partial. ``dropout_p`` > 0 drops attention weights with a seed drawn from torch's default generator, as
+    :func:`dropout` would (the same weights are dropped as on the ATen path with the same generator state)."""
+    if not _fits(q, keys, values, bias) or valid.dtype != torch.bool or not available():
+        return None
+    n, t, dim = q.shape
+    dh = dim // heads
+    span = bias.size(-1)
+    q, keys, values = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, keys, values))
+    if keys.shape != values.shape or keys.size(1) != t + span - block or bias.shape != (heads, block, span):
+        raise ValueError(f"chunked_attention: keys {tuple(keys.shape)}, values {tuple(values.shape)}, bias "
+                         f"{tuple(bias.shape)} do not fit queries {tuple(q.shape)}, {heads} heads, blocks of {block}")
+    seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64)) if dropout_p > 0 else 0
+    shape = _AttentionShape(n, heads, dh, t, keys.size(1), block, -(-t // block), span, q.stride(0), q.stride(1),
+                            keys.stride(0), keys.stride(1), values.stride(0), values.stride(1), math.sqrt(dh), seed,
+                            _threshold(dropout_p) if dropout_p > 0 else 0,
+                            1.0 / (1.0 - dropout_p) if dropout_p > 0 else 1.0, int(dropout_p > 0))
+    return _ChunkedAttention.apply(q, keys, values, bias.contiguous(), valid.contiguous().view(torch.uint8), shape)

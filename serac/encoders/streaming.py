@@ -701,6 +701,14 @@ class ChunkedSelfAttention(nn.Module):
                 num_chunks = -(-t // c)
                 num_blocks = -(-num_chunks * c // self.block_frames)
                 block = c * -(-num_chunks // num_blocks)
+        if (not cpu_ops.compiling() and cpu_ops.active()
+                and _needs_autograd(q, keys, values, self.relative_bias)):
+            # training: the whole core in one C kernel per block (serac.encoders.kernels.chunked_attention: the same
+            # sums, the same dropped weights; ~2x faster than the ATen ops below, fwd + bwd)
+            out = kernels.chunked_attention(q, keys, values, valid, self._block_bias(block, block + left), h, block,
+                                            self.dropout.p if self.dropout.training else 0.0)
+            if out is not None:
+                return out
         # pad the last partial block with invalid frames (these expressions of t export with a dynamic time axis)
         pad = (-t) % block
         num_blocks = (t + pad) // block
