@@ -1,6 +1,7 @@
 """The training loop's guards and guarantees (serac/train): non-finite steps skipped and counted, a diverged run
 stopped without a checkpoint, transcripts of every set checked, exact resume after SIGKILL, one live training per
-experiment directory, the add-on interface (per-utterance weights, own step), log lines instead of a progress bar.
+experiment directory, the add-on interface (per-utterance weights, own step), log lines instead of a progress bar,
+the collector's frozen setup objects.
 All on TinyTrainer's 1-layer LSTM (tests/trainer_utils.py), a few seconds each."""
 from __future__ import annotations
 
@@ -393,3 +394,25 @@ def test_config_records_the_revisions_that_trained(tmp_path: Path, monkeypatch) 
     trainer.run("exp", ["train.num_epochs=2"])   # resumes for epoch 2
     assert env()["git_revision"] == "bbbbbbb-dirty" and env()["git_revisions"] == ["aaaaaaa", "bbbbbbb-dirty"]
     assert utils.provenance({"exp": tmp_path / "exp"}).endswith("`aaaaaaa then bbbbbbb-dirty`: exp.")
+
+
+def test_objects_from_before_training_are_frozen_for_the_collector_while_it_runs(tmp_path: Path, one_thread) -> None:
+    """The cyclic collector skips what existed when training started (full collections no longer traverse the
+    model and the manifests) and gets it back when training ends, normally or by an exception."""
+    import gc
+
+    from serac.train.trainer import train
+
+    trainer = TinyTrainer(tmp_path)
+    frozen: List[int] = []
+    train(trainer.args("exp"), trainer.config([]),
+          on_epoch_end=lambda epoch, valid: frozen.append(gc.get_freeze_count()))
+    assert frozen and min(frozen) > 1000
+    assert gc.get_freeze_count() == 0
+
+    def die(epoch, valid):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        train(trainer.args("exp2"), trainer.config([]), on_epoch_end=die)
+    assert gc.get_freeze_count() == 0
