@@ -120,7 +120,7 @@ static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vbroadcast(float x) { return (vf){0} + x; }
 
 /* c (m x np, row stride ldc) = a (m x k; element (i, l) at a[i * lda + l * ka]: ka = 1 for a row-major a, a's
- * transpose with lda = 1) @ b (k x np, row stride ldb); np a multiple of VL. Tiles of 4 rows x 2 vectors keep 8
+ * transpose with lda = 1) @ b (k x np, row stride ldb); np a multiple of VL. Tiles of 4 rows x 3 vectors keep 12
  * accumulators in registers. */
 static void gemm(const float *a, int64_t lda, int64_t ka, const float *b, int64_t ldb, float *c, int64_t ldc,
                  int64_t m, int64_t k, int64_t np) {
@@ -128,6 +128,27 @@ static void gemm(const float *a, int64_t lda, int64_t ka, const float *b, int64_
     for (; i + 4 <= m; i += 4) {
         const float *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
         int64_t j = 0;
+        for (; j + 3 * VL <= np; j += 3 * VL) {
+            vf c00 = {0}, c01 = {0}, c02 = {0}, c10 = {0}, c11 = {0}, c12 = {0};
+            vf c20 = {0}, c21 = {0}, c22 = {0}, c30 = {0}, c31 = {0}, c32 = {0};
+            for (int64_t l = 0; l < k; ++l) {
+                const float *bl = b + l * ldb + j;
+                const vf b0 = vload(bl), b1 = vload(bl + VL), b2 = vload(bl + 2 * VL);
+                vf x = vbroadcast(a0[l * ka]);
+                c00 += x * b0; c01 += x * b1; c02 += x * b2;
+                x = vbroadcast(a1[l * ka]);
+                c10 += x * b0; c11 += x * b1; c12 += x * b2;
+                x = vbroadcast(a2[l * ka]);
+                c20 += x * b0; c21 += x * b1; c22 += x * b2;
+                x = vbroadcast(a3[l * ka]);
+                c30 += x * b0; c31 += x * b1; c32 += x * b2;
+            }
+            float *c0 = c + i * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+            vstore(c0, c00); vstore(c0 + VL, c01); vstore(c0 + 2 * VL, c02);
+            vstore(c1, c10); vstore(c1 + VL, c11); vstore(c1 + 2 * VL, c12);
+            vstore(c2, c20); vstore(c2 + VL, c21); vstore(c2 + 2 * VL, c22);
+            vstore(c3, c30); vstore(c3 + VL, c31); vstore(c3 + 2 * VL, c32);
+        }
         for (; j + 2 * VL <= np; j += 2 * VL) {
             vf c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
             for (int64_t l = 0; l < k; ++l) {
