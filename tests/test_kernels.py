@@ -244,10 +244,11 @@ def test_lstm_transducer_never_reaches_the_kernels(monkeypatch, subsampling):
     def refuse(*args):
         raise AssertionError("a C kernel was called")
 
-    for name in ("depthwise_weight_grad", "depthwise_input_grad", "dropout"):
+    for name in ("depthwise_weight_grad", "depthwise_input_grad", "dropout", "chunked_attention"):
         monkeypatch.setattr(kernels, name, refuse)
     torch.manual_seed(0)
     model = build_model({"encoder": {"name": "lstm", "output_dim": 32, "hidden_dim": 32, "num_layers": 2,
-                                     "dropout": 0.1, "subsampling": subsampling, "conv_channels": 8}, "decoder_dim": 32, "joiner_dim": 32}, 20, 10).train()
+                                     "dropout": 0.1, "subsampling": subsampling, "conv_channels": 8},
+                         "decoder_dim": 32, "joiner_dim": 32}, 20, 10).train()
     out = model(torch.randn(3, 120, 20), torch.tensor([120, 100, 80]), [[1, 2], [3], [4, 5, 6]])
     (out["pruned_loss"] + out["simple_loss"]).backward()

@@ -333,7 +333,8 @@ int chunked_attention_backward(const float *q, const float *k, const float *v, c
     float *buf = malloc(sizeof(float) * size);
     if (!buf) return -1;
     float *kk = buf, *vv = kk + S * Dp, *vt = vv + S * Dp, *qq = vt + D * Sp, *go = qq + B * Dp, *p = go + B * Dp,
-          *pd = p + B * Sp, *dp = pd + B * Sp, *ds = dp + B * Sp, *acc = ds + B * Sp, *dqb = acc + S * Dp, *masks = dqb + B * Dp;
+          *pd = p + B * Sp, *dp = pd + B * Sp, *ds = dp + B * Sp, *acc = ds + B * Sp, *dqb = acc + S * Dp,
+          *masks = dqb + B * Dp;
     for (int64_t b = 0; b < s->n; ++b)
         for (int64_t h = 0; h < s->heads; ++h)
             for (int64_t bl = 0; bl < s->nb; ++bl) {

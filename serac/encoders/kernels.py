@@ -1,7 +1,7 @@
 """Small C kernels for the encoders' training step, built on first use with the system C compiler, called through
 ctypes.
 
-What they replace (one thread, 2-core AMD EPYC, 2026-12-02; ``bench/bench_kernels.py`` prints the figures):
+What they replace (one thread, 2-core AMD EPYCs, 2026-12-02; ``bench/bench_kernels.py`` prints the figures):
 
 * :func:`depthwise_weight_grad`: the weight and bias gradients of a causal depthwise convolution in the time-major
   (N, T, C) layout, every tap in one pass over the rows (ATen: a multiply and a reduction per tap; 0.29 vs 0.09 ms
@@ -15,12 +15,20 @@ What they replace (one thread, 2-core AMD EPYC, 2026-12-02; ``bench/bench_kernel
   thread count); no mask is stored: the backward draws it again from the seed. Forward + backward of (8, 100, 576):
   0.30 ms, against 2.35 ms with a ``rand_like`` mask (MKL's Mersenne Twister: ~2 ns an element here, ~6 on an
   Intel Xeon) and 4.4 ms for ``F.dropout`` (``bernoulli_``).
+* :func:`chunked_attention`: the training forward and backward of ``ChunkedSelfAttention``'s block form (the
+  Conformer's and the amortized Transformer's attention core) in one pass per (utterance, head, block): scores,
+  masking, the block's relative bias, softmax, dropout and the weighted sum in the L1/L2 cache, the products in
+  4 x 3-vector register tiles; 4.75 vs 2.63 ms forward + backward for (8, 100, 144), 4 heads (ATen: six batched
+  MKL matmuls at ~68 GFLOP/s and a dozen passes over the scores). Dropout uses :func:`dropout`'s draws, indexed
+  as the ATen path's weights tensor: the same weights are dropped.
 
-With them a training step (8 x 4 s, one thread) of ContextNet took 6-9% less time, of the Conformer 7-8%, of
-ConvRNN-T 3-10% (two runs; docs/encoders.md, "Eighth pass").
+With the first three a training step (8 x 4 s, one thread) of ContextNet took 6-9% less time, of the Conformer
+7-8%, of ConvRNN-T 3-10% (two runs; docs/encoders.md, "Eighth pass"); the attention kernel took the Conformer's
+another 6-11% (docs/encoders.md, "Ninth pass").
 
 The maths are those of the ATen paths (float32, the same products; sums in another order, so results differ by
-float rounding, ~1e-6 relative), and the masks have the same distribution (each element kept with probability
+float rounding, ~1e-6 relative; the attention's softmax takes its exponential from a polynomial accurate to
+~2e-7), and the masks have the same distribution (each element kept with probability
 ``1 - p``, ``p`` rounded to 2^-32) but are other draws than ``rand_like``'s.
 
 Build: ``$CC`` (default ``cc``) ``-O3 -march=native`` into ``$SERAC_KERNEL_DIR`` (default
