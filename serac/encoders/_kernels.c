@@ -238,6 +238,20 @@ static void transpose(const float *src, int64_t lds, int64_t rows, int64_t cols,
     }
 }
 
+/* Block `bl` of utterance `b`, head `h`: its query rows (the last block may be partial), its key rows (the last
+ * spans may run past the sequence), and its keys and values (S x ldkv) and queries (block x ldq) copied, zero
+ * padded. */
+static void load_block(const att_shape *s, const float *q, const float *k, const float *v, int64_t b, int64_t h,
+                       int64_t bl, float *kk, float *vv, int64_t ldkv, float *qq, int64_t ldq, int64_t *rows,
+                       int64_t *krows) {
+    const int64_t B = s->block, S = s->span, D = s->dh, first = bl * B;
+    *rows = s->t_len - first < B ? s->t_len - first : B;
+    *krows = s->l_len - first < S ? s->l_len - first : S;
+    load_rows(k + b * s->k_sn + first * s->k_st + h * D, s->k_st, *krows, D, kk, ldkv, S);
+    load_rows(v + b * s->v_sn + first * s->v_st + h * D, s->v_st, *krows, D, vv, ldkv, S);
+    load_rows(q + b * s->q_sn + first * s->q_st + h * D, s->q_st, *rows, D, qq, ldq, B);
+}
+
 static inline void drop_mask(const att_shape *s, uint64_t base, int64_t count, float *m) {
     const uint64_t seed = s->seed;
     const uint32_t threshold = s->threshold;
@@ -286,14 +300,12 @@ int chunked_attention_forward(const float *q, const float *k, const float *v, co
     for (int64_t b = 0; b < s->n; ++b)
         for (int64_t h = 0; h < s->heads; ++h)
             for (int64_t bl = 0; bl < s->nb; ++bl) {
-                const int64_t first = bl * B, rows = s->t_len - first < B ? s->t_len - first : B;
-                const int64_t krows = s->l_len - first < S ? s->l_len - first : S;
+                const int64_t first = bl * B;
+                int64_t rows, krows;
                 const uint8_t *val = valid + b * s->l_len + first;
                 /* keys transposed (D x Sp), values (S x Dp), queries (B x D), zero padded */
-                load_rows(k + b * s->k_sn + first * s->k_st + h * D, s->k_st, krows, D, kk, Dp, S);
+                load_block(s, q, k, v, b, h, bl, kk, vv, Dp, qq, D, &rows, &krows);
                 transpose(kk, Dp, S, D, kt, Sp);
-                load_rows(v + b * s->v_sn + first * s->v_st + h * D, s->v_st, krows, D, vv, Dp, S);
-                load_rows(q + b * s->q_sn + first * s->q_st + h * D, s->q_st, rows, D, qq, D, B);
                 gemm(qq, D, 1, kt, Sp, sc, Sp, rows, D, Sp);
                 const float *bh = bias + h * B * S;
                 float *pr = probs ? probs + (((b * s->heads + h) * s->nb + bl) * B) * S : NULL;
@@ -338,13 +350,11 @@ int chunked_attention_backward(const float *q, const float *k, const float *v, c
     for (int64_t b = 0; b < s->n; ++b)
         for (int64_t h = 0; h < s->heads; ++h)
             for (int64_t bl = 0; bl < s->nb; ++bl) {
-                const int64_t first = bl * B, rows = s->t_len - first < B ? s->t_len - first : B;
-                const int64_t krows = s->l_len - first < S ? s->l_len - first : S;
+                const int64_t first = bl * B;
+                int64_t rows, krows;
                 const uint8_t *val = valid + b * s->l_len + first;
-                load_rows(k + b * s->k_sn + first * s->k_st + h * D, s->k_st, krows, D, kk, Dp, S);
-                load_rows(v + b * s->v_sn + first * s->v_st + h * D, s->v_st, krows, D, vv, Dp, S);
+                load_block(s, q, k, v, b, h, bl, kk, vv, Dp, qq, Dp, &rows, &krows);
                 transpose(vv, Dp, S, D, vt, Sp);
-                load_rows(q + b * s->q_sn + first * s->q_st + h * D, s->q_st, rows, D, qq, Dp, B);
                 load_rows(grad + (b * s->t_len + first) * Dm + h * D, Dm, rows, D, go, Dp, B);
                 const float *pr = probs + (((b * s->heads + h) * s->nb + bl) * B) * S;
                 for (int64_t i = 0; i < B; ++i) {
