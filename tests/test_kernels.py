@@ -190,8 +190,8 @@ def test_chunked_attention_kernel_only_in_training(monkeypatch):
     monkeypatch.setenv("SERAC_KERNELS", "off")
     attn.attend(q, k, v, valid, state)
     assert calls == [1, 1]  # asked, and refused: the ATen path ran
+    monkeypatch.delenv("SERAC_KERNELS")
     with pytest.raises(ValueError, match="do not fit"):
-        monkeypatch.delenv("SERAC_KERNELS")
         real(q, k, v, valid, attn._block_bias(24, 40), 2, 24, 0.0)  # keys without the 16-frame cache
 
 

@@ -110,8 +110,8 @@ void dropout_forward(const float *x, float *out, int64_t numel, uint64_t seed, u
  * first position, masked keys at the float minimum, plus the block bias (-inf outside each query's window), softmax,
  * dropout (the counter-based draws of dropout_forward, indexed as the ATen path's (n, heads, blocks, block, span)
  * weights tensor, so both paths drop the same weights), the weighted sum of the values. Everything for one block
- * stays in the L1/L2 cache; the products run in 4 x 32 register tiles. The backward recomputes the dropout mask and
- * reads the saved softmax. */
+ * stays in the L1/L2 cache; the products run in register tiles of 4 rows x 3 vectors. The backward recomputes the
+ * dropout mask and reads the saved softmax. */
 typedef float vf __attribute__((vector_size(64), aligned(4)));  /* 16 floats; unaligned loads and stores */
 #define VL 16
 
@@ -211,7 +211,7 @@ static inline int64_t round_up(int64_t x) { return (x + VL - 1) / VL * VL; }
 /* Shapes shared by the forward and the backward. Queries: q[b, t, hd * dh + d] at b * q_sn + t * q_st + ...,
  * t < t_len; keys / values likewise with rows p < l_len (the cache-prefixed sequence, left + t_len frames).
  * Blocks of `block` queries: block `bl` holds query rows bl * block + i and scores the `span` keys from position
- * bl * block (span = block + left). valid: (n, nb * block + left) bytes (padding past l_len: 0). bias: (heads,
+ * bl * block (span = block + left). valid: (n, l_len) bytes (keys past l_len count as invalid). bias: (heads,
  * block, span), -inf outside each query's window. probs: (n, heads, nb, block, span) softmax before dropout. */
 typedef struct {
     int64_t n, heads, dh, t_len, l_len, block, nb, span;
@@ -252,11 +252,29 @@ static void load_block(const att_shape *s, const float *q, const float *k, const
     load_rows(q + b * s->q_sn + first * s->q_st + h * D, s->q_st, *rows, D, qq, ldq, B);
 }
 
-static inline void drop_mask(const att_shape *s, uint64_t base, int64_t count, float *m) {
-    const uint64_t seed = s->seed;
+/* dst rows (row stride ldd) = src (rows x width, row stride lds) */
+static void store_rows(const float *src, int64_t lds, int64_t rows, int64_t width, float *dst, int64_t ldd) {
+    for (int64_t r = 0; r < rows; ++r) memcpy(dst + r * ldd, src + r * lds, sizeof(float) * (size_t)width);
+}
+
+/* dst rows (row stride ldd) += src (rows x width, row stride lds) */
+static void add_rows(const float *src, int64_t lds, int64_t rows, int64_t width, float *dst, int64_t ldd) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t d = 0; d < width; ++d) dst[r * ldd + d] += src[r * lds + d];
+}
+
+/* The first row of block `bl` of utterance `b`, head `h` in the (n, heads, nb, block, span) weights layout: where the
+ * saved softmax lies and, counted from s->n0, which draws its dropout takes (the ATen path's weights tensor). */
+static inline int64_t weights_row(const att_shape *s, int64_t b, int64_t h, int64_t bl) {
+    return ((b * s->heads + h) * s->nb + bl) * s->block;
+}
+
+/* m[0, span) = the dropout mask of weights row `row` (0 or keep_scale) */
+static inline void drop_mask(const att_shape *s, int64_t row, float *m) {
+    const uint64_t seed = s->seed, base = (uint64_t)row * (uint64_t)s->span;
     const uint32_t threshold = s->threshold;
     const float keep = s->keep_scale;
-    for (int64_t j = 0; j < count; ++j)
+    for (int64_t j = 0; j < s->span; ++j)
         m[j] = (uint32_t)(splitmix64(seed, base + (uint64_t)j) >> 32) >= threshold ? keep : 0.0f;
 }
 
@@ -308,7 +326,8 @@ int chunked_attention_forward(const float *q, const float *k, const float *v, co
                 transpose(kk, Dp, S, D, kt, Sp);
                 gemm(qq, D, 1, kt, Sp, sc, Sp, rows, D, Sp);
                 const float *bh = bias + h * B * S;
-                float *pr = probs ? probs + (((b * s->heads + h) * s->nb + bl) * B) * S : NULL;
+                const int64_t row0 = weights_row(s, b, h, bl);
+                float *pr = probs ? probs + row0 * S : NULL;
                 for (int64_t i = 0; i < rows; ++i) {
                     float *row = sc + i * Sp, *prow = pd + i * Sp;
                     const float *bi = bh + i * S;
@@ -321,13 +340,12 @@ int chunked_attention_forward(const float *q, const float *k, const float *v, co
                     for (int64_t j = 0; j < Sp; ++j) prow[j] = row[j] * rs;
                     if (pr) memcpy(pr + i * S, prow, sizeof(float) * (size_t)S);
                     if (s->dropout) {
-                        drop_mask(s, (uint64_t)(((b * s->heads + h) * s->nb + bl) * B + i) * (uint64_t)S, S, mask);
+                        drop_mask(s, row0 + i, mask);
                         for (int64_t j = 0; j < S; ++j) prow[j] *= mask[j];
                     }
                 }
                 gemm(pd, Sp, 1, vv, Dp, o, Dp, rows, S, Dp);
-                float *ob = out + (b * s->t_len + first) * Dm + h * D;
-                for (int64_t i = 0; i < rows; ++i) memcpy(ob + i * Dm, o + i * Dp, sizeof(float) * (size_t)D);
+                store_rows(o, Dp, rows, D, out + (b * s->t_len + first) * Dm + h * D, Dm);
             }
     free(buf);
     return 0;
@@ -356,7 +374,8 @@ int chunked_attention_backward(const float *q, const float *k, const float *v, c
                 load_block(s, q, k, v, b, h, bl, kk, vv, Dp, qq, Dp, &rows, &krows);
                 transpose(vv, Dp, S, D, vt, Sp);
                 load_rows(grad + (b * s->t_len + first) * Dm + h * D, Dm, rows, D, go, Dp, B);
-                const float *pr = probs + (((b * s->heads + h) * s->nb + bl) * B) * S;
+                const int64_t row0 = weights_row(s, b, h, bl);
+                const float *pr = probs + row0 * S;
                 for (int64_t i = 0; i < B; ++i) {
                     float *prow = p + i * Sp, *drow = pd + i * Sp;
                     if (i < rows) memcpy(prow, pr + i * S, sizeof(float) * (size_t)S);
@@ -364,7 +383,7 @@ int chunked_attention_backward(const float *q, const float *k, const float *v, c
                     for (int64_t j = S; j < Sp; ++j) prow[j] = 0.0f;
                     if (s->dropout) {
                         float *mask = masks + i * Sp;
-                        drop_mask(s, (uint64_t)(((b * s->heads + h) * s->nb + bl) * B + i) * (uint64_t)S, S, mask);
+                        drop_mask(s, row0 + i, mask);
                         for (int64_t j = 0; j < S; ++j) drow[j] = prow[j] * mask[j];
                         for (int64_t j = S; j < Sp; ++j) drow[j] = 0.0f;
                     } else {
@@ -373,9 +392,7 @@ int chunked_attention_backward(const float *q, const float *k, const float *v, c
                 }
                 /* dv += pd^T go */
                 gemm(pd, 1, Sp, go, Dp, acc, Dp, krows, rows, Dp);
-                float *dvb = dv + (b * s->l_len + first) * Dm + h * D;
-                for (int64_t j = 0; j < krows; ++j)
-                    for (int64_t d = 0; d < D; ++d) dvb[j * Dm + d] += acc[j * Dp + d];
+                add_rows(acc, Dp, krows, D, dv + (b * s->l_len + first) * Dm + h * D, Dm);
                 /* d(dropped weights) = go v^T; softmax backward; the bias gets dS, the raw scores dS / sqrt(dh)
                  * where the key is valid (masked_fill passes no gradient) */
                 gemm(go, Dp, 1, vt, Sp, dp, Sp, rows, D, Sp);
@@ -398,12 +415,9 @@ int chunked_attention_backward(const float *q, const float *k, const float *v, c
                 }
                 /* dq = dS k, dk += dS^T q */
                 gemm(ds, Sp, 1, kk, Dp, dqb, Dp, rows, S, Dp);
-                float *dqo = dq + (b * s->t_len + first) * Dm + h * D;
-                for (int64_t i = 0; i < rows; ++i) memcpy(dqo + i * Dm, dqb + i * Dp, sizeof(float) * (size_t)D);
+                store_rows(dqb, Dp, rows, D, dq + (b * s->t_len + first) * Dm + h * D, Dm);
                 gemm(ds, 1, Sp, qq, Dp, acc, Dp, krows, rows, Dp);
-                float *dkb = dk + (b * s->l_len + first) * Dm + h * D;
-                for (int64_t j = 0; j < krows; ++j)
-                    for (int64_t d = 0; d < D; ++d) dkb[j * Dm + d] += acc[j * Dp + d];
+                add_rows(acc, Dp, krows, D, dk + (b * s->l_len + first) * Dm + h * D, Dm);
             }
     free(buf);
     return 0;
