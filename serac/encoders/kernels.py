@@ -216,14 +216,21 @@ def _threshold(p: float) -> int:
     return min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1)
 
 
+def _dropout_draw(p: float) -> Tuple[int, int, float]:
+    """``(seed, threshold, scale)`` of the counter-based dropout with probability ``0 < p < 1``: the seed is one
+    draw from torch's default CPU generator (so a seeded run repeats, and the attention kernel drops the weights
+    :func:`dropout` would drop with the same generator state)."""
+    return int(torch.randint(0, 2 ** 62, (), dtype=torch.int64)), _threshold(p), 1.0 / (1.0 - p)
+
+
 class _Dropout(torch.autograd.Function):
     """Dropout with a counter-based mask: the backward draws the forward's mask again from the saved seed."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: float, seed: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, draw: Tuple[int, int, float]) -> torch.Tensor:  # type: ignore[override]
         x = x.contiguous()
         out = torch.empty_like(x)
-        ctx.args = (seed, _threshold(p), 1.0 / (1.0 - p))
+        ctx.args = draw
         _lib.dropout_forward(x.data_ptr(), out.data_ptr(), x.numel(), *ctx.args)
         return out
 
@@ -232,7 +239,7 @@ class _Dropout(torch.autograd.Function):
         grad = grad.contiguous()
         out = torch.empty_like(grad)
         _lib.dropout_forward(grad.data_ptr(), out.data_ptr(), grad.numel(), *ctx.args)  # the same mask
-        return out, None, None
+        return out, None
 
 
 def dropout(x: torch.Tensor, p: float) -> Optional[torch.Tensor]:
@@ -240,8 +247,7 @@ def dropout(x: torch.Tensor, p: float) -> Optional[torch.Tensor]:
     cannot run. The seed is one draw from torch's default CPU generator."""
     if not _fits(x) or not available():
         return None
-    seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
-    return _Dropout.apply(x, p, seed)
+    return _Dropout.apply(x, _dropout_draw(p))
 
 
 class _ChunkedAttention(torch.autograd.Function):
@@ -292,9 +298,8 @@ def chunked_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     if keys.shape != values.shape or keys.size(1) != t + span - block or bias.shape != (heads, block, span):
         raise ValueError(f"chunked_attention: keys {tuple(keys.shape)}, values {tuple(values.shape)}, bias "
                          f"{tuple(bias.shape)} do not fit queries {tuple(q.shape)}, {heads} heads, blocks of {block}")
-    seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64)) if dropout_p > 0 else 0
+    seed, threshold, scale = _dropout_draw(dropout_p) if dropout_p > 0 else (0, 0, 1.0)
     shape = _AttentionShape(n, heads, dh, t, keys.size(1), block, -(-t // block), span, q.stride(0), q.stride(1),
                             keys.stride(0), keys.stride(1), values.stride(0), values.stride(1), math.sqrt(dh), seed,
-                            _threshold(dropout_p) if dropout_p > 0 else 0,
-                            1.0 / (1.0 - dropout_p) if dropout_p > 0 else 1.0, int(dropout_p > 0))
+                            threshold, scale, int(dropout_p > 0))
     return _ChunkedAttention.apply(q, keys, values, bias.contiguous(), valid.contiguous().view(torch.uint8), shape)
