@@ -113,23 +113,72 @@ def test_encoders_train_to_the_same_gradients_without_kernels(monkeypatch, name,
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("dilation", [1, 2])
-def test_depthwise_conv_uses_the_kernels_in_training(monkeypatch, dilation):
+@pytest.mark.parametrize("n,t_in,c,k,stride,dilation", [
+    (2, 23, 7, 5, 1, 1), (3, 40, 64, 5, 2, 1), (2, 57, 144, 15, 1, 1), (1, 70, 130, 3, 1, 4), (4, 33, 256, 31, 1, 1),
+    (2, 30, 65, 4, 2, 3), (2, 60, 16, 40, 1, 1), (2, 3, 16, 5, 1, 1), (2, 9, 80, 5, 2, 2), (1, 1, 32, 7, 1, 1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_depthwise_conv_matches_aten_with_a_cache(n, t_in, c, k, stride, dilation, with_bias):
+    """The C forward and backward read the cache (N, C, frames) and the input where they lie: the output and the
+    input, weight and bias gradients equal F.conv1d's on the concatenation, whatever the channels (whole vectors or
+    not), taps (more than one register tile), stride, dilation and an input shorter than the cache."""
+    torch.manual_seed(0)
+    cf = dilation * (k - 1) + 1 - stride
+    x = torch.randn(n, t_in, c, requires_grad=True)
+    cache = torch.randn(n, c, cf)
+    weight = torch.randn(c, 1, k, requires_grad=True)
+    bias = torch.randn(c, requires_grad=True) if with_bias else None
+    y = kernels.depthwise_conv(x, cache, weight, bias, stride, dilation)
+    ref = F.conv1d(torch.cat([cache, x.transpose(1, 2)], 2), weight, bias, stride=stride, dilation=dilation,
+                   groups=c).transpose(1, 2)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(ref)
+    wanted = [x, weight] + ([bias] if with_bias else [])
+    for a, b in zip(torch.autograd.grad(y, wanted, grad), torch.autograd.grad(ref, wanted, grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_depthwise_conv_refuses_what_it_cannot_do():
+    x, weight = torch.randn(2, 3, 8), torch.randn(8, 1, 5)
+    assert kernels.depthwise_conv(x.double(), torch.zeros(2, 8, 4).double(), weight.double(), None, 1, 1) is None
+    # a cache that needs a gradient keeps the caller's path
+    assert kernels.depthwise_conv(x, torch.zeros(2, 8, 4, requires_grad=True), weight, None, 1, 1) is None
+    with pytest.raises(ValueError, match="shorter than the kernel's span"):
+        kernels.depthwise_conv(x, torch.zeros(2, 8, 1), weight, None, 1, 1)
+
+
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_causal_conv_runs_the_depthwise_kernel(monkeypatch, stride, dilation):
+    """CausalConv1d's depthwise convolution runs in C in training and decoding (with a carried cache): the outputs,
+    the next cache and the gradients equal the SERAC_KERNELS=off paths (oneDNN's, the shifted multiply-adds); a cache
+    that needs a gradient gets it through the ATen path."""
     calls = []
-    for name in ("depthwise_weight_grad", "depthwise_input_grad"):
-        real = getattr(kernels, name)
-        monkeypatch.setattr(kernels, name, lambda *a, _name=name, _real=real: calls.append(_name) or _real(*a))
-    conv = CausalConv1d(16, 16, 5, dilation=dilation, groups=16)
+    real = kernels.depthwise_conv
+    monkeypatch.setattr(kernels, "depthwise_conv", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    conv = CausalConv1d(16, 16, 5, stride=stride, dilation=dilation, groups=16)
     x = torch.randn(4, 100, 16, requires_grad=True)
-    y, _ = conv.forward_time_major(x)
-    y.sum().backward()
-    # the input gradient only where oneDNN's is slow (a dilation)
-    assert calls == ["depthwise_input_grad", "depthwise_weight_grad"][2 - dilation:]
-    grad = x.grad.clone()
+    cache = torch.randn(4, 16, conv.cache_frames)
+
+    def run():
+        x.grad = None
+        conv.zero_grad()
+        y, new_cache = conv.forward_time_major(x, cache)
+        y.pow(2).sum().backward()
+        with torch.no_grad():
+            streamed, _ = conv.forward_time_major(x[:, :4], cache)  # a streamed chunk, shorter than the C path's
+        return [y, new_cache, streamed, x.grad, conv.conv.weight.grad, conv.conv.bias.grad]
+
+    with_kernel = run()
+    assert len(calls) == 2
     monkeypatch.setenv("SERAC_KERNELS", "off")
-    x.grad = None
-    conv.forward_time_major(x)[0].sum().backward()
-    torch.testing.assert_close(x.grad, grad)
+    for a, b in zip(with_kernel, run()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    assert len(calls) == 4 and not kernels.available()
+    monkeypatch.delenv("SERAC_KERNELS")
+    cache.requires_grad_(True)
+    y, _ = conv.forward_time_major(x, cache)
+    y.sum().backward()
+    assert cache.grad is not None and cache.grad.abs().sum() > 0
 
 
 def _attention_case(chunk, left, t, block_frames, dim, heads, p, lens):
@@ -244,7 +293,7 @@ def test_lstm_transducer_never_reaches_the_kernels(monkeypatch, subsampling):
     def refuse(*args):
         raise AssertionError("a C kernel was called")
 
-    for name in ("depthwise_weight_grad", "depthwise_input_grad", "dropout", "chunked_attention"):
+    for name in ("depthwise_conv", "depthwise_weight_grad", "depthwise_input_grad", "dropout", "chunked_attention"):
         monkeypatch.setattr(kernels, name, refuse)
     torch.manual_seed(0)
     model = build_model({"encoder": {"name": "lstm", "output_dim": 32, "hidden_dim": 32, "num_layers": 2,

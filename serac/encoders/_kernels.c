@@ -2,10 +2,9 @@
  * compiler on first use and calls it through ctypes). Plain C99 on contiguous float32 buffers, one thread, no
  * dependency beyond libc: the loops are written so that the compiler vectorises them over the channel axis.
  *
- * depthwise_input_grad: the padded input's gradient of a causal depthwise convolution in the time-major (N, T, C)
- *   layout, every tap a multiply-add over contiguous channel rows (oneDNN's takes ~80x longer with a dilation).
- * depthwise_weight_grad: the weight and bias gradients of a causal depthwise convolution in the time-major
- *   layout, every tap in one pass over the output gradient (ATen needs a multiply and a reduction per tap).
+ * depthwise_forward / _input_grad / _weight_grad: a causal depthwise convolution in the time-major (N, T, C) layout
+ *   and its input, weight and bias gradients, the cached frames and the input read where they lie (no padded
+ *   copy); the taps' weights or the gradient rows held in registers while the rows stream past.
  * dropout_forward: dropout whose keep decision for element i is a counter-based draw,
  *   SplitMix64(seed, i), so the backward recomputes the mask from the seed instead of storing it.
  * chunked_attention_forward / _backward: the chunked self-attention of the Conformer (block form) in one pass per
@@ -20,41 +19,21 @@
  * with the number of blocks, not of rows. */
 #define ROW_BLOCK 64
 
-/* g: (n, t_out, c) output gradient; p: (n, t_pad, c) the padded input the forward read;
- * output t, tap k reads p[:, t * stride + k * dilation, :].
- * dw: (c, kernel) written; db: (c) written when not NULL. One pass over the rows, all channels at once (the rows
- * are read once, in order); the (kernel + 1) x c partial sums stay in the L1 cache.
- * Returns 0, or -1 when out of memory. */
-int depthwise_weight_grad(const float *g, const float *p, float *dw, float *db, int64_t n, int64_t t_out,
-                          int64_t t_pad, int64_t c, int64_t kernel, int64_t stride, int64_t dilation) {
-    const int64_t size = (kernel + 1) * c;
-    float *acc = calloc((size_t)(2 * size), sizeof(float));
-    if (!acc) return -1;
-    float *tot = acc + size;
-    int64_t rows = 0;
-    for (int64_t b = 0; b < n; ++b) {
-        for (int64_t t = 0; t < t_out; ++t) {
-            const float *gr = g + (b * t_out + t) * c;
-            for (int64_t k = 0; k < kernel; ++k) {
-                const float *pr = p + (b * t_pad + t * stride + k * dilation) * c;
-                float *a = acc + k * c;
-                for (int64_t j = 0; j < c; ++j) a[j] += gr[j] * pr[j];
-            }
-            float *a = acc + kernel * c;
-            for (int64_t j = 0; j < c; ++j) a[j] += gr[j];
-            if (++rows == ROW_BLOCK) {
-                for (int64_t i = 0; i < size; ++i) { tot[i] += acc[i]; acc[i] = 0.0f; }
-                rows = 0;
-            }
-        }
-    }
-    for (int64_t i = 0; i < size; ++i) tot[i] += acc[i];
-    for (int64_t j = 0; j < c; ++j) {
-        for (int64_t k = 0; k < kernel; ++k) dw[j * kernel + k] = tot[k * c + j];
-        if (db) db[j] = tot[kernel * c + j];
-    }
-    free(acc);
-    return 0;
+/* GCC / Clang vector extension: the compiler picks the instructions (-march=native). */
+typedef float vf __attribute__((vector_size(64), aligned(4)));  /* 16 floats; unaligned loads and stores */
+#define VL 16
+
+static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf vbroadcast(float x) { return (vf){0} + x; }
+
+/* The causal depthwise convolutions read a padded input: `cf` cached frames (a time-major (n, cf, c) buffer)
+ * followed by the (n, t_in, c) input x, without the concatenation being formed. Output t, tap k reads padded frame
+ * t * stride + k * dilation. The loops are bound by loads (one 16-float vector a cycle): the taps' weights and the
+ * output gradient's rows stay in registers while the rows stream past. */
+static inline const float *padded_row(const float *x, const float *cache, int64_t b, int64_t p, int64_t t_in,
+                                      int64_t cf, int64_t c) {
+    return p >= cf ? x + (b * t_in + p - cf) * c : cache + (b * cf + p) * c;
 }
 
 /* w: (c, kernel) -> wt: (kernel, c), so that the channel loops read it contiguously. NULL if out of memory. */
@@ -66,24 +45,189 @@ static float *transpose_taps(const float *w, int64_t c, int64_t kernel) {
     return wt;
 }
 
-/* The gradient of the padded input: gp[b, t * stride + k * dilation, :] += w[:, k] * g[b, t, :] (gp written,
- * frames no tap reads are zero). Returns 0, or -1 when out of memory. */
-int depthwise_input_grad(const float *g, const float *w, float *gp, int64_t n, int64_t t_out, int64_t t_pad,
-                         int64_t c, int64_t kernel, int64_t stride, int64_t dilation) {
+/* out[j] = (init ? init[j] : 0) + sum_{i < m} w[i][j] * rows[i][j], j < c: one row, any taps (the rows that touch
+ * the cache or the sequence's ends). */
+static void weighted_rows(float *out, const float *init, const float *const *w, const float *const *rows, int64_t m,
+                          int64_t c) {
+    int64_t j = 0;
+    for (; j + 2 * VL <= c; j += 2 * VL) {
+        vf a0 = init ? vload(init + j) : (vf){0}, a1 = init ? vload(init + j + VL) : (vf){0};
+        for (int64_t i = 0; i < m; ++i) {
+            a0 += vload(w[i] + j) * vload(rows[i] + j);
+            a1 += vload(w[i] + j + VL) * vload(rows[i] + j + VL);
+        }
+        vstore(out + j, a0);
+        vstore(out + j + VL, a1);
+    }
+    for (; j < c; ++j) {
+        float acc = init ? init[j] : 0.0f;
+        for (int64_t i = 0; i < m; ++i) acc += w[i][j] * rows[i][j];
+        out[j] = acc;
+    }
+}
+
+#define TILE_TAPS 6  /* taps whose weights a tile holds in registers */
+
+/* For r < rows, channels [j, j + VL): out[r * c] = (add ? out[r * c] : init or 0)
+ *   + sum_{i < m} w[i] * src[r * step + i * tap_step]  (m <= TILE_TAPS; offsets in floats). */
+static void taps_tile(float *out, const float *init, int add, const float *const *w, const float *src, int64_t step,
+                      int64_t tap_step, int64_t rows, int64_t m, int64_t c) {
+    vf wv[TILE_TAPS];
+    for (int i = 0; i < TILE_TAPS; ++i) wv[i] = i < m ? vload(w[i]) : (vf){0};
+    const vf i0 = init ? vload(init) : (vf){0};
+    for (int64_t r = 0; r < rows; ++r) {
+        float *o = out + r * c;
+        const float *s = src + r * step;
+        vf a = add ? vload(o) : i0;
+        for (int i = 0; i < TILE_TAPS; ++i)
+            if (i < m) a += wv[i] * vload(s + i * tap_step);
+        vstore(o, a);
+    }
+}
+
+/* out[r] = (init or 0) + sum_k w[:, k] * src[r * step + k * tap_step] for r < rows, all channels: tiles of a vector
+ * of channels and TILE_TAPS taps, the channels past the last whole vector row by row. wt: (kernel, c). */
+static void taps_rows(float *out, const float *init, const float *wt, const float *src, int64_t step,
+                      int64_t tap_step, int64_t rows, int64_t kernel, int64_t c, const float **ptrs) {
+    const int64_t jt = c / VL * VL;
+    for (int64_t j = 0; j < jt; j += VL) {
+        for (int64_t k0 = 0; k0 < kernel; k0 += TILE_TAPS) {
+            const int64_t m = kernel - k0 < TILE_TAPS ? kernel - k0 : TILE_TAPS;
+            for (int64_t i = 0; i < m; ++i) ptrs[i] = wt + (k0 + i) * c + j;
+            taps_tile(out + j, init ? init + j : NULL, k0 > 0, ptrs, src + k0 * tap_step + j, step, tap_step, rows, m,
+                      c);
+        }
+    }
+    for (int64_t r = 0; r < rows && jt < c; ++r) {
+        float *o = out + r * c;
+        for (int64_t j = jt; j < c; ++j) {
+            float acc = init ? init[j] : 0.0f;
+            for (int64_t k = 0; k < kernel; ++k) acc += wt[k * c + j] * src[r * step + k * tap_step + j];
+            o[j] = acc;
+        }
+    }
+}
+
+/* y: (n, t_out, c) = bias (or 0) + sum_k w[:, k] * padded frame (t * stride + k * dilation). w: (c, kernel).
+ * Returns 0, or -1 when out of memory. */
+int depthwise_forward(const float *x, const float *cache, const float *w, const float *bias, float *y, int64_t n,
+                      int64_t t_in, int64_t t_out, int64_t cf, int64_t c, int64_t kernel, int64_t stride,
+                      int64_t dilation) {
     float *wt = transpose_taps(w, c, kernel);
-    if (!wt) return -1;
-    memset(gp, 0, sizeof(float) * (size_t)(n * t_pad * c));
+    const float **ptrs = malloc(sizeof(float *) * (size_t)(2 * kernel + TILE_TAPS));
+    if (!wt || !ptrs) { free(wt); free(ptrs); return -1; }
+    const float **taps = ptrs, **rows = ptrs + kernel;
+    for (int64_t k = 0; k < kernel; ++k) taps[k] = wt + k * c;
+    const int64_t t_safe = (cf + stride - 1) / stride < t_out ? (cf + stride - 1) / stride : t_out;
     for (int64_t b = 0; b < n; ++b) {
-        for (int64_t t = 0; t < t_out; ++t) {
-            const float *gr = g + (b * t_out + t) * c;
-            for (int64_t k = 0; k < kernel; ++k) {
-                float *pr = gp + (b * t_pad + t * stride + k * dilation) * c;
-                const float *wk = wt + k * c;
-                for (int64_t j = 0; j < c; ++j) pr[j] += wk[j] * gr[j];
+        for (int64_t t = 0; t < t_safe; ++t) {  /* outputs that read cached frames */
+            for (int64_t k = 0; k < kernel; ++k)
+                rows[k] = padded_row(x, cache, b, t * stride + k * dilation, t_in, cf, c);
+            weighted_rows(y + (b * t_out + t) * c, bias, taps, rows, kernel, c);
+        }
+        taps_rows(y + (b * t_out + t_safe) * c, bias, wt, x + (b * t_in + t_safe * stride - cf) * c, stride * c,
+                  dilation * c, t_out - t_safe, kernel, c, rows + kernel);
+    }
+    free(wt);
+    free(ptrs);
+    return 0;
+}
+
+/* g: (n, t_out, c) output gradient; x, cache: the input the forward read (cache NULL when cf == 0).
+ * dw: (c, kernel) written; db: (c) written when not NULL. Per block of ROW_BLOCK output rows, partial sums in
+ * registers (a vector of channels, the rows' gradient loaded once for TILE_TAPS taps and the bias), then added
+ * to the totals: the rounding error grows with the number of blocks, not of rows. Returns 0, or -1 when out of
+ * memory. */
+int depthwise_weight_grad(const float *g, const float *x, const float *cache, float *dw, float *db, int64_t n,
+                          int64_t t_out, int64_t t_in, int64_t cf, int64_t c, int64_t kernel, int64_t stride,
+                          int64_t dilation) {
+    const int64_t size = (kernel + 1) * c;  /* tap k's totals at k * c, the bias's at kernel * c */
+    float *tot = calloc((size_t)size, sizeof(float));
+    if (!tot) return -1;
+    const int64_t jt = c / VL * VL, t_safe = (cf + stride - 1) / stride;
+    for (int64_t b = 0; b < n; ++b) {
+        const float *gb = g + b * t_out * c;
+        for (int64_t t0 = 0; t0 < t_out; t0 += ROW_BLOCK) {
+            const int64_t t1 = t0 + ROW_BLOCK < t_out ? t0 + ROW_BLOCK : t_out;
+            for (int64_t j = 0; j < jt; j += VL) {
+                for (int64_t k0 = 0; k0 < kernel; k0 += TILE_TAPS) {
+                    const int64_t m = kernel - k0 < TILE_TAPS ? kernel - k0 : TILE_TAPS;
+                    vf acc[TILE_TAPS] = {{0}}, sum = {0};
+                    int64_t t = t0;
+                    for (; t < t1 && t < t_safe; ++t) {  /* rows that read cached frames */
+                        const vf gv = vload(gb + t * c + j);
+                        sum += gv;
+                        for (int i = 0; i < TILE_TAPS; ++i)
+                            if (i < m)
+                                acc[i] += gv * vload(padded_row(x, cache, b, t * stride + (k0 + i) * dilation, t_in, cf,
+                                                                c) + j);
+                    }
+                    const float *xr = x + (b * t_in + t * stride + k0 * dilation - cf) * c + j;
+                    for (; t < t1; ++t, xr += stride * c) {
+                        const vf gv = vload(gb + t * c + j);
+                        sum += gv;
+                        for (int i = 0; i < TILE_TAPS; ++i)
+                            if (i < m) acc[i] += gv * vload(xr + i * dilation * c);
+                    }
+                    for (int64_t i = 0; i < m; ++i) {
+                        float *tk = tot + (k0 + i) * c + j;
+                        vstore(tk, vload(tk) + acc[i]);
+                    }
+                    if (k0 == 0) vstore(tot + kernel * c + j, vload(tot + kernel * c + j) + sum);
+                }
+            }
+            for (int64_t j = jt; j < c; ++j) {
+                for (int64_t k = 0; k <= kernel; ++k) {
+                    float acc = 0.0f;
+                    for (int64_t t = t0; t < t1; ++t)
+                        acc += gb[t * c + j] * (k == kernel ? 1.0f
+                                                : padded_row(x, cache, b, t * stride + k * dilation, t_in, cf, c)[j]);
+                    tot[k * c + j] += acc;
+                }
             }
         }
     }
+    for (int64_t j = 0; j < c; ++j) {
+        for (int64_t k = 0; k < kernel; ++k) dw[j * kernel + k] = tot[k * c + j];
+        if (db) db[j] = tot[kernel * c + j];
+    }
+    free(tot);
+    return 0;
+}
+
+/* The input's gradient: gx (n, t_in, c) and, when gcache is not NULL, the cached frames' (n, cf, c), each row
+ * written once: row p = sum over the taps k whose output t = (p - k * dilation) / stride exists of w[:, k] * g[t].
+ * Without a stride, the rows every tap reaches run in register tiles. Returns 0, or -1 when out of memory. */
+int depthwise_input_grad(const float *g, const float *w, float *gx, float *gcache, int64_t n, int64_t t_out,
+                         int64_t t_in, int64_t cf, int64_t c, int64_t kernel, int64_t stride, int64_t dilation) {
+    float *wt = transpose_taps(w, c, kernel);
+    const float **ptrs = malloc(sizeof(float *) * (size_t)(2 * kernel + TILE_TAPS));
+    if (!wt || !ptrs) { free(wt); free(ptrs); return -1; }
+    const float **taps = ptrs, **rows = ptrs + kernel;
+    /* padded rows [full0, full1) read every tap's output (stride 1): p - (kernel - 1) * dilation >= 0, p < t_out */
+    const int64_t full0 = (kernel - 1) * dilation > cf ? (kernel - 1) * dilation : cf;
+    const int64_t full1 = stride == 1 ? (t_out < cf + t_in ? t_out : cf + t_in) : full0;
+    for (int64_t b = 0; b < n; ++b) {
+        for (int64_t p = gcache ? 0 : cf; p < cf + t_in; ++p) {
+            if (p == full0 && full1 > full0) {
+                /* row p, tap k reads g[p - k * dilation] */
+                taps_rows(gx + (b * t_in + p - cf) * c, NULL, wt, g + (b * t_out + p) * c, c, -dilation * c,
+                          full1 - full0, kernel, c, rows + kernel);
+                p = full1 - 1;
+                continue;
+            }
+            int64_t m = 0;
+            for (int64_t k = 0; k < kernel && p - k * dilation >= 0; ++k) {
+                const int64_t q = p - k * dilation;
+                if (q % stride || q / stride >= t_out) continue;
+                taps[m] = wt + k * c;
+                rows[m++] = g + (b * t_out + q / stride) * c;
+            }
+            weighted_rows(p >= cf ? gx + (b * t_in + p - cf) * c : gcache + (b * cf + p) * c, NULL, taps, rows, m, c);
+        }
+    }
     free(wt);
+    free(ptrs);
     return 0;
 }
 
@@ -112,12 +256,6 @@ void dropout_forward(const float *x, float *out, int64_t numel, uint64_t seed, u
  * weights tensor, so both paths drop the same weights), the weighted sum of the values. Everything for one block
  * stays in the L1/L2 cache; the products run in register tiles of 4 rows x 3 vectors. The backward recomputes the
  * dropout mask and reads the saved softmax. */
-typedef float vf __attribute__((vector_size(64), aligned(4)));  /* 16 floats; unaligned loads and stores */
-#define VL 16
-
-static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
-static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-static inline vf vbroadcast(float x) { return (vf){0} + x; }
 
 /* c (m x np, row stride ldc) = a (m x k; element (i, l) at a[i * lda + l * ka]: ka = 1 for a row-major a, a's
  * transpose with lda = 1) @ b (k x np, row stride ldb); np a multiple of VL. Tiles of 4 rows x 3 vectors keep 12
