@@ -27,13 +27,24 @@ static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vbroadcast(float x) { return (vf){0} + x; }
 
-/* The causal depthwise convolutions read a padded input: `cf` cached frames (a time-major (n, cf, c) buffer)
- * followed by the (n, t_in, c) input x, without the concatenation being formed. Output t, tap k reads padded frame
+/* The causal depthwise convolutions read a padded input: `cf` cached frames followed by the (n, t_in, c) input x,
+ * without the concatenation being formed (the callers' (n, c, cf) cache is copied time-major by cache_rows). Output t, tap k reads padded frame
  * t * stride + k * dilation. The loops are bound by loads (one 16-float vector a cycle): the taps' weights and the
  * output gradient's rows stay in registers while the rows stream past. */
 static inline const float *padded_row(const float *x, const float *cache, int64_t b, int64_t p, int64_t t_in,
                                       int64_t cf, int64_t c) {
     return p >= cf ? x + (b * t_in + p - cf) * c : cache + (b * cf + p) * c;
+}
+
+/* The (n, c, cf) cache as (n, cf, c) rows (NULL: cf == 0, or out of memory: *failed set). */
+static float *cache_rows(const float *cache, int64_t n, int64_t c, int64_t cf, int *failed) {
+    if (cf == 0) return NULL;
+    float *rows = malloc(sizeof(float) * (size_t)(n * cf * c));
+    if (!rows) { *failed = 1; return NULL; }
+    for (int64_t b = 0; b < n; ++b)
+        for (int64_t j = 0; j < c; ++j)
+            for (int64_t p = 0; p < cf; ++p) rows[(b * cf + p) * c + j] = cache[(b * c + j) * cf + p];
+    return rows;
 }
 
 /* w: (c, kernel) -> wt: (kernel, c), so that the channel loops read it contiguously. NULL if out of memory. */
@@ -108,14 +119,15 @@ static void taps_rows(float *out, const float *init, const float *wt, const floa
     }
 }
 
-/* y: (n, t_out, c) = bias (or 0) + sum_k w[:, k] * padded frame (t * stride + k * dilation). w: (c, kernel).
- * Returns 0, or -1 when out of memory. */
-int depthwise_forward(const float *x, const float *cache, const float *w, const float *bias, float *y, int64_t n,
+/* y: (n, t_out, c) = bias (or 0) + sum_k w[:, k] * padded frame (t * stride + k * dilation). w: (c, kernel);
+ * cache_cm: (n, c, cf). Returns 0, or -1 when out of memory. */
+int depthwise_forward(const float *x, const float *cache_cm, const float *w, const float *bias, float *y, int64_t n,
                       int64_t t_in, int64_t t_out, int64_t cf, int64_t c, int64_t kernel, int64_t stride,
                       int64_t dilation) {
-    float *wt = transpose_taps(w, c, kernel);
+    int failed = 0;
+    float *wt = transpose_taps(w, c, kernel), *cache = cache_rows(cache_cm, n, c, cf, &failed);
     const float **ptrs = malloc(sizeof(float *) * (size_t)(2 * kernel + TILE_TAPS));
-    if (!wt || !ptrs) { free(wt); free(ptrs); return -1; }
+    if (!wt || !ptrs || failed) { free(wt); free(ptrs); free(cache); return -1; }
     const float **taps = ptrs, **rows = ptrs + kernel;
     for (int64_t k = 0; k < kernel; ++k) taps[k] = wt + k * c;
     const int64_t t_safe = (cf + stride - 1) / stride < t_out ? (cf + stride - 1) / stride : t_out;
@@ -130,20 +142,23 @@ int depthwise_forward(const float *x, const float *cache, const float *w, const 
     }
     free(wt);
     free(ptrs);
+    free(cache);
     return 0;
 }
 
-/* g: (n, t_out, c) output gradient; x, cache: the input the forward read (cache NULL when cf == 0).
+/* g: (n, t_out, c) output gradient; x, cache_cm: the input the forward read (cache_cm (n, c, cf); NULL when
+ * cf == 0).
  * dw: (c, kernel) written; db: (c) written when not NULL. Per block of ROW_BLOCK output rows, partial sums in
  * registers (a vector of channels, the rows' gradient loaded once for TILE_TAPS taps and the bias), then added
  * to the totals: the rounding error grows with the number of blocks, not of rows. Returns 0, or -1 when out of
  * memory. */
-int depthwise_weight_grad(const float *g, const float *x, const float *cache, float *dw, float *db, int64_t n,
+int depthwise_weight_grad(const float *g, const float *x, const float *cache_cm, float *dw, float *db, int64_t n,
                           int64_t t_out, int64_t t_in, int64_t cf, int64_t c, int64_t kernel, int64_t stride,
                           int64_t dilation) {
     const int64_t size = (kernel + 1) * c;  /* tap k's totals at k * c, the bias's at kernel * c */
-    float *tot = calloc((size_t)size, sizeof(float));
-    if (!tot) return -1;
+    int failed = 0;
+    float *tot = calloc((size_t)size, sizeof(float)), *cache = cache_rows(cache_cm, n, c, cf, &failed);
+    if (!tot || failed) { free(tot); free(cache); return -1; }
     const int64_t jt = c / VL * VL, t_safe = (cf + stride - 1) / stride;
     for (int64_t b = 0; b < n; ++b) {
         const float *gb = g + b * t_out * c;
@@ -192,13 +207,14 @@ int depthwise_weight_grad(const float *g, const float *x, const float *cache, fl
         if (db) db[j] = tot[kernel * c + j];
     }
     free(tot);
+    free(cache);
     return 0;
 }
 
-/* The input's gradient: gx (n, t_in, c) and, when gcache is not NULL, the cached frames' (n, cf, c), each row
- * written once: row p = sum over the taps k whose output t = (p - k * dilation) / stride exists of w[:, k] * g[t].
- * Without a stride, the rows every tap reaches run in register tiles. Returns 0, or -1 when out of memory. */
-int depthwise_input_grad(const float *g, const float *w, float *gx, float *gcache, int64_t n, int64_t t_out,
+/* The gradient gx (n, t_in, c) of the input read after cf cached frames, each row written once: padded row p = sum
+ * over the taps k whose output t = (p - k * dilation) / stride exists of w[:, k] * g[t]. Without a stride, the rows
+ * every tap reaches run in register tiles. Returns 0, or -1 when out of memory. */
+int depthwise_input_grad(const float *g, const float *w, float *gx, int64_t n, int64_t t_out,
                          int64_t t_in, int64_t cf, int64_t c, int64_t kernel, int64_t stride, int64_t dilation) {
     float *wt = transpose_taps(w, c, kernel);
     const float **ptrs = malloc(sizeof(float *) * (size_t)(2 * kernel + TILE_TAPS));
@@ -208,7 +224,7 @@ int depthwise_input_grad(const float *g, const float *w, float *gx, float *gcach
     const int64_t full0 = (kernel - 1) * dilation > cf ? (kernel - 1) * dilation : cf;
     const int64_t full1 = stride == 1 ? (t_out < cf + t_in ? t_out : cf + t_in) : full0;
     for (int64_t b = 0; b < n; ++b) {
-        for (int64_t p = gcache ? 0 : cf; p < cf + t_in; ++p) {
+        for (int64_t p = cf; p < cf + t_in; ++p) {
             if (p == full0 && full1 > full0) {
                 /* row p, tap k reads g[p - k * dilation] */
                 taps_rows(gx + (b * t_in + p - cf) * c, NULL, wt, g + (b * t_out + p) * c, c, -dilation * c,
@@ -223,7 +239,7 @@ int depthwise_input_grad(const float *g, const float *w, float *gx, float *gcach
                 taps[m] = wt + k * c;
                 rows[m++] = g + (b * t_out + q / stride) * c;
             }
-            weighted_rows(p >= cf ? gx + (b * t_in + p - cf) * c : gcache + (b * cf + p) * c, NULL, taps, rows, m, c);
+            weighted_rows(gx + (b * t_in + p - cf) * c, NULL, taps, rows, m, c);
         }
     }
     free(wt);

@@ -135,7 +135,7 @@ def _load() -> Optional[ctypes.CDLL]:
             lib.depthwise_forward.restype = ctypes.c_int
             lib.depthwise_weight_grad.argtypes = [vp] * 5 + [i64] * 8
             lib.depthwise_weight_grad.restype = ctypes.c_int
-            lib.depthwise_input_grad.argtypes = [vp] * 4 + [i64] * 8
+            lib.depthwise_input_grad.argtypes = [vp] * 3 + [i64] * 8
             lib.depthwise_input_grad.restype = ctypes.c_int
             lib.dropout_forward.argtypes = [vp, vp, i64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_float]
             lib.dropout_forward.restype = None
@@ -191,11 +191,11 @@ def depthwise_weight_grad(grad: torch.Tensor, padded: torch.Tensor, kernel: int,
 def _weight_grad(grad: torch.Tensor, x: torch.Tensor, cache: Optional[torch.Tensor], kernel: int, stride: int,
                  dilation: int, with_bias: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The C call of the weight and bias gradients: contiguous (N, T_out, C) ``grad``, the input ``x`` (N, T, C)
-    after ``cache`` (N, cache frames, C; None: no cache frames)."""
+    after ``cache`` (N, C, cache frames; None: no cache frames)."""
     n, t_out, c = grad.shape
     dw = torch.empty(c, kernel)
     db = torch.empty(c) if with_bias else None
-    cf = 0 if cache is None else cache.size(1)
+    cf = 0 if cache is None else cache.size(2)
     if _lib.depthwise_weight_grad(grad.data_ptr(), x.data_ptr(), _ptr(cache), dw.data_ptr(), _ptr(db), n, t_out,
                                   x.size(1), cf, c, kernel, stride, dilation) != 0:
         raise MemoryError("depthwise_weight_grad: out of memory for the partial sums")
@@ -218,17 +218,16 @@ def depthwise_input_grad(grad: torch.Tensor, weight: torch.Tensor, t_pad: int, s
         raise ValueError(f"depthwise_input_grad: {t_pad} padded frames cannot hold {t_out} outputs of stride "
                          f"{stride}, kernel {kernel}, dilation {dilation}")
     out = torch.empty(n, t_pad, c)
-    _input_grad(grad.contiguous(), weight, out, None, 0, stride, dilation)
+    _input_grad(grad.contiguous(), weight, out, 0, stride, dilation)
     return out
 
 
-def _input_grad(grad: torch.Tensor, weight: torch.Tensor, grad_x: torch.Tensor, grad_cache: Optional[torch.Tensor],
-                cache_frames: int, stride: int, dilation: int) -> None:
-    """The C call of the input gradient of ``x`` (N, T, C) read after ``cache_frames`` cached frames: writes
-    ``grad_x`` and ``grad_cache`` (N, cache_frames, C), or only ``grad_x`` when it is None."""
+def _input_grad(grad: torch.Tensor, weight: torch.Tensor, grad_x: torch.Tensor, cache_frames: int, stride: int,
+                dilation: int) -> None:
+    """The C call writing ``grad_x``, the gradient of ``x`` (N, T, C) read after ``cache_frames`` cached frames."""
     n, t_out, c = grad.shape
     weight = weight.detach().reshape(c, -1).contiguous()
-    if _lib.depthwise_input_grad(grad.data_ptr(), weight.data_ptr(), grad_x.data_ptr(), _ptr(grad_cache), n, t_out,
+    if _lib.depthwise_input_grad(grad.data_ptr(), weight.data_ptr(), grad_x.data_ptr(), n, t_out,
                                  grad_x.size(1), cache_frames, c, weight.size(1), stride, dilation) != 0:
         raise MemoryError("depthwise_input_grad: out of memory for the transposed taps")
 
@@ -238,12 +237,12 @@ class _DepthwiseConv(torch.autograd.Function):
     def forward(ctx, x, cache, weight, bias, stride, dilation):  # type: ignore[override]
         n, t_in, c = x.shape
         kernel = weight.size(-1)
-        t_out = (cache.size(1) + t_in - dilation * (kernel - 1) - 1) // stride + 1
+        t_out = (cache.size(2) + t_in - dilation * (kernel - 1) - 1) // stride + 1
         y = torch.empty(n, t_out, c)
         w = weight.detach().reshape(c, kernel).contiguous()
         if _lib.depthwise_forward(x.data_ptr(), cache.data_ptr(), w.data_ptr(), _ptr(bias), y.data_ptr(), n, t_in,
-                                  t_out, cache.size(1), c, kernel, stride, dilation) != 0:
-            raise MemoryError("depthwise_conv: out of memory for the transposed taps")
+                                  t_out, cache.size(2), c, kernel, stride, dilation) != 0:
+            raise MemoryError("depthwise_conv: out of memory for the transposed taps and cache")
         ctx.save_for_backward(x, cache, weight)
         ctx.args = (stride, dilation, bias is not None)
         return y
@@ -256,7 +255,7 @@ class _DepthwiseConv(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.empty_like(x)
-            _input_grad(grad, weight, grad_x, None, cache.size(1), stride, dilation)
+            _input_grad(grad, weight, grad_x, cache.size(2), stride, dilation)
         if ctx.needs_input_grad[2] or (has_bias and ctx.needs_input_grad[3]):
             grad_weight, grad_bias = _weight_grad(grad, x, cache, weight.size(-1), stride, dilation,
                                                   has_bias and ctx.needs_input_grad[3])
@@ -266,9 +265,9 @@ class _DepthwiseConv(torch.autograd.Function):
 
 def depthwise_conv(x: torch.Tensor, cache: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                    stride: int, dilation: int) -> Optional[torch.Tensor]:
-    """Training's causal depthwise convolution in the time-major layout, forward and backward in C: the padded
-    input is ``cache`` (N, C, cache frames; ``CausalConv1d``'s layout) followed by ``x`` (N, T, C), read where it
-    lies (no concatenation; the input gradient is written once per frame). ``weight``: (C, 1, kernel) or
+    """``CausalConv1d``'s depthwise convolution in the time-major layout (training and decoding), forward and
+    backward in C: the padded input is ``cache`` (N, C, cache frames; ``CausalConv1d``'s layout) followed by ``x``
+    (N, T, C), read where it lies (no concatenation; the input gradient is written once per frame). ``weight``: (C, 1, kernel) or
     (C, kernel). Output (N, T_out, C). None where the kernel cannot run (not available, not CPU float32, or a cache
     that needs a gradient): the caller keeps its path."""
     tensors = [x, cache, weight] + ([] if bias is None else [bias])
@@ -279,8 +278,7 @@ def depthwise_conv(x: torch.Tensor, cache: torch.Tensor, weight: torch.Tensor, b
         raise ValueError(f"depthwise_conv: {cache.size(2)} cached + {x.size(1)} input frames are shorter than the "
                          f"kernel's span ({kernel} taps, dilation {dilation})")
     bias = None if bias is None else bias.contiguous()
-    return _DepthwiseConv.apply(x.contiguous(), cache.detach().transpose(1, 2).contiguous(), weight, bias, stride,
-                                dilation)
+    return _DepthwiseConv.apply(x.contiguous(), cache.detach().contiguous(), weight, bias, stride, dilation)
 
 
 def _threshold(p: float) -> int:
