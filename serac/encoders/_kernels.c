@@ -28,9 +28,9 @@ static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vbroadcast(float x) { return (vf){0} + x; }
 
 /* The causal depthwise convolutions read a padded input: `cf` cached frames followed by the (n, t_in, c) input x,
- * without the concatenation being formed (the callers' (n, c, cf) cache is copied time-major by cache_rows). Output t, tap k reads padded frame
- * t * stride + k * dilation. The loops are bound by loads (one 16-float vector a cycle): the taps' weights and the
- * output gradient's rows stay in registers while the rows stream past. */
+ * without the concatenation being formed (the callers' (n, c, cf) cache is copied time-major by cache_rows).
+ * Output t, tap k reads padded frame t * stride + k * dilation. The loops are bound by loads (one 16-float vector a
+ * cycle): the taps' weights and the output gradient's rows stay in registers while the rows stream past. */
 static inline const float *padded_row(const float *x, const float *cache, int64_t b, int64_t p, int64_t t_in,
                                       int64_t cf, int64_t c) {
     return p >= cf ? x + (b * t_in + p - cf) * c : cache + (b * cf + p) * c;
