@@ -181,6 +181,34 @@ def test_causal_conv_runs_the_depthwise_kernel(monkeypatch, stride, dilation):
     assert cache.grad is not None and cache.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (16, 16), (17, 33), (40, 77), (800, 144), (0, 4)])
+def test_transpose_is_the_transposed_copy(shape):
+    """The 16 x 16 register blocks and the rims: every element lands where x.t() has it (a copy, bit for bit)."""
+    x = torch.randn(*shape)
+    assert torch.equal(kernels.transpose(x), x.t())
+    if min(shape) > 1:
+        assert kernels.transpose(x.t()) is None  # not contiguous: refused
+    assert kernels.transpose(x.double()) is None and kernels.transpose(torch.randn(2, 3, 4)) is None
+
+
+def test_linear_weight_gradient_through_the_transpose(monkeypatch):
+    """The oneDNN linear layer's weight gradient reads the output gradient transposed by the kernel: the same
+    gradients as without it."""
+    from serac.encoders import cpu_ops
+
+    calls = []
+    real = kernels.transpose
+    monkeypatch.setattr(kernels, "transpose", lambda x: calls.append(x.shape) or real(x))
+    torch.manual_seed(0)
+    x, w, b = (torch.randn(100, 40, requires_grad=True), torch.randn(24, 40, requires_grad=True),
+               torch.randn(24, requires_grad=True))
+    grads = torch.autograd.grad(cpu_ops.linear(x, w, b).pow(2).sum(), [x, w, b])
+    assert calls == [(100, 24)] or not cpu_ops.onednn_available()
+    ref = torch.autograd.grad(torch.nn.functional.linear(x, w, b).pow(2).sum(), [x, w, b])
+    for a, r in zip(grads, ref):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+
+
 def _attention_case(chunk, left, t, block_frames, dim, heads, p, lens):
     """A ChunkedSelfAttention in training with a random relative bias, queries/keys/values and a half-valid cache
     that require gradients."""
@@ -293,7 +321,8 @@ def test_lstm_transducer_never_reaches_the_kernels(monkeypatch, subsampling):
     def refuse(*args):
         raise AssertionError("a C kernel was called")
 
-    for name in ("depthwise_conv", "depthwise_weight_grad", "depthwise_input_grad", "dropout", "chunked_attention"):
+    for name in ("depthwise_conv", "depthwise_weight_grad", "depthwise_input_grad", "dropout", "chunked_attention",
+                 "transpose"):
         monkeypatch.setattr(kernels, name, refuse)
     torch.manual_seed(0)
     model = build_model({"encoder": {"name": "lstm", "output_dim": 32, "hidden_dim": 32, "num_layers": 2,

@@ -26,6 +26,7 @@ typedef float vf __attribute__((vector_size(64), aligned(4)));  /* 16 floats; un
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vbroadcast(float x) { return (vf){0} + x; }
+typedef int32_t vi __attribute__((vector_size(64)));  /* VL int32 lanes (shuffle masks) */
 
 /* The causal depthwise convolutions read a padded input: `cf` cached frames followed by the (n, t_in, c) input x,
  * without the concatenation being formed (the callers' (n, c, cf) cache is copied time-major by cache_rows).
@@ -245,6 +246,50 @@ int depthwise_input_grad(const float *g, const float *w, float *gx, int64_t n, i
     free(wt);
     free(ptrs);
     return 0;
+}
+
+/* ---- transpose: dst (cols x rows) = src (rows x cols)^T, both contiguous. Blocks of 16 x 16 are transposed in
+ * registers by four rounds of two-source shuffles (round b swaps the off-diagonal b x b sub-blocks of every 2b x 2b
+ * block: element (i, j) trades its row's and column's bit b); the rims one element at a time. ATen's strided copy
+ * moves one element at a time everywhere (the linear layers' gradient transposes: ~5x a plain copy). */
+#if defined(__clang__)
+#define SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (vi){__VA_ARGS__})
+#endif
+#define LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define SWAP_ROUND(b, LO, HI)                                                        \
+    for (int i = 0; i < VL; ++i)                                                     \
+        if (!(i & (b))) {                                                            \
+            const vf a = m[i], c = m[i + (b)];                                       \
+            m[i] = SHUFFLE(a, c, LO);                                                \
+            m[i + (b)] = SHUFFLE(a, c, HI);                                          \
+        }
+
+void transpose_matrix(const float *src, float *dst, int64_t rows, int64_t cols) {
+    const int64_t rb = rows / VL * VL, cb = cols / VL * VL;
+    for (int64_t i0 = 0; i0 < rb; i0 += VL) {
+        for (int64_t j0 = 0; j0 < cb; j0 += VL) {
+            vf m[VL];
+            for (int i = 0; i < VL; ++i) m[i] = vload(src + (i0 + i) * cols + j0);
+            SWAP_ROUND(8, LO8, HI8)
+            SWAP_ROUND(4, LO4, HI4)
+            SWAP_ROUND(2, LO2, HI2)
+            SWAP_ROUND(1, LO1, HI1)
+            for (int i = 0; i < VL; ++i) vstore(dst + (j0 + i) * rows + i0, m[i]);
+        }
+        for (int64_t i = i0; i < i0 + VL; ++i)
+            for (int64_t j = cb; j < cols; ++j) dst[j * rows + i] = src[i * cols + j];
+    }
+    for (int64_t i = rb; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) dst[j * rows + i] = src[i * cols + j];
 }
 
 /* SplitMix64 (Steele, Lea and Flood 2014): the i-th output of the generator started at `seed`. */

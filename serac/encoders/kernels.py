@@ -139,6 +139,8 @@ def _load() -> Optional[ctypes.CDLL]:
             lib.depthwise_input_grad.restype = ctypes.c_int
             lib.dropout_forward.argtypes = [vp, vp, i64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_float]
             lib.dropout_forward.restype = None
+            lib.transpose_matrix.argtypes = [vp, vp, i64, i64]
+            lib.transpose_matrix.restype = None
             shape = ctypes.POINTER(_AttentionShape)
             lib.chunked_attention_forward.argtypes = [vp] * 7 + [shape]
             lib.chunked_attention_forward.restype = ctypes.c_int
@@ -279,6 +281,16 @@ def depthwise_conv(x: torch.Tensor, cache: torch.Tensor, weight: torch.Tensor, b
                          f"kernel's span ({kernel} taps, dilation {dilation})")
     bias = None if bias is None else bias.contiguous()
     return _DepthwiseConv.apply(x.contiguous(), cache.detach().contiguous(), weight, bias, stride, dilation)
+
+
+def transpose(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """``x.t().contiguous()`` of a contiguous 2-D CPU float32 ``x``, in 16 x 16 blocks transposed in registers (the
+    same values: a copy). None where the kernel cannot run."""
+    if x.dim() != 2 or not x.is_contiguous() or not _fits(x) or not available():
+        return None
+    out = torch.empty(x.size(1), x.size(0))
+    _lib.transpose_matrix(x.data_ptr(), out.data_ptr(), x.size(0), x.size(1))
+    return out
 
 
 def _threshold(p: float) -> int:

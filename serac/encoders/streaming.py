@@ -426,7 +426,8 @@ class _Im2colWeightGrad(torch.autograd.Function):
         if need_w:
             cols = _im2col_nhwc(x.permute(0, 2, 3, 1), weight.shape[2:], stride, padding, grad.shape[2:])
             out_c, in_c, kernel_t, kernel_f = weight.shape
-            grad_w = cpu_ops.matmul_t(rows.t(), cols.t())  # (C', taps x C)
+            rows_t = kernels.transpose(rows)  # (the transposed view would be copied element by element)
+            grad_w = cpu_ops.matmul_t(rows.t() if rows_t is None else rows_t, cols.t())  # (C', taps x C)
             grad_w = grad_w.view(out_c, kernel_t, kernel_f, in_c).permute(0, 3, 1, 2).contiguous()
         return grad_x, grad_w, grad_b, None, None
 
