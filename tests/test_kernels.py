@@ -209,6 +209,22 @@ def test_linear_weight_gradient_through_the_transpose(monkeypatch):
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape,kernel,stride,padding", [
+    ((2, 9, 7, 5), (3, 3), (2, 2), (0, 1)), ((1, 6, 6, 3), (3, 2), (1, 2), (2, 1)), ((3, 20, 12, 16), (3, 3), (2, 2),
+                                                                                     (2, 1))])
+def test_im2col_equals_the_strided_copies(shape, kernel, stride, padding):
+    """The tap matrix row by row (zeros where a tap falls in the padding) equals the per-tap strided copies of
+    streaming._im2col_nhwc, bit for bit; what the kernel cannot take is refused."""
+    from serac.encoders import streaming
+
+    x = torch.randn(*shape)
+    out = tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(shape[1:3], kernel, stride, padding))
+    assert torch.equal(kernels.im2col_nhwc(x, kernel, stride, padding, out),
+                       streaming._im2col_nhwc(x, kernel, stride, padding, out))
+    assert kernels.im2col_nhwc(x.transpose(1, 2), kernel, stride, padding, out) is None
+    assert kernels.im2col_nhwc(x.double(), kernel, stride, padding, out) is None
+
+
 def _attention_case(chunk, left, t, block_frames, dim, heads, p, lens):
     """A ChunkedSelfAttention in training with a random relative bias, queries/keys/values and a half-valid cache
     that require gradients."""
@@ -322,7 +338,7 @@ def test_lstm_transducer_never_reaches_the_kernels(monkeypatch, subsampling):
         raise AssertionError("a C kernel was called")
 
     for name in ("depthwise_conv", "depthwise_weight_grad", "depthwise_input_grad", "dropout", "chunked_attention",
-                 "transpose"):
+                 "transpose", "im2col_nhwc"):
         monkeypatch.setattr(kernels, name, refuse)
     torch.manual_seed(0)
     model = build_model({"encoder": {"name": "lstm", "output_dim": 32, "hidden_dim": 32, "num_layers": 2,

@@ -292,6 +292,27 @@ void transpose_matrix(const float *src, float *dst, int64_t rows, int64_t cols) 
         for (int64_t j = 0; j < cols; ++j) dst[j * rows + i] = src[i * cols + j];
 }
 
+/* ---- im2col of a channels-last 2-D convolution's input (the weight gradient's tap matrix): cols (n * t_out * f_out,
+ * kt * kf * c), row (b, t, f), column block (i, j) = x[b, t * st + i - pt, f * sf + j - pf, :] (x: (n, t_in, f_in, c)),
+ * zeros outside x; each row written once, in order (ATen's strided copy per tap crosses the whole matrix nine
+ * times). */
+void im2col_nhwc(const float *x, float *cols, int64_t n, int64_t t_in, int64_t f_in, int64_t c, int64_t kt,
+                 int64_t kf, int64_t st, int64_t sf, int64_t pt, int64_t pf, int64_t t_out, int64_t f_out) {
+    const size_t bytes = sizeof(float) * (size_t)c;
+    float *out = cols;
+    for (int64_t b = 0; b < n; ++b)
+        for (int64_t t = 0; t < t_out; ++t)
+            for (int64_t f = 0; f < f_out; ++f)
+                for (int64_t i = 0; i < kt; ++i) {
+                    const int64_t ti = t * st + i - pt;
+                    for (int64_t j = 0; j < kf; ++j, out += c) {
+                        const int64_t fj = f * sf + j - pf;
+                        if (ti < 0 || ti >= t_in || fj < 0 || fj >= f_in) memset(out, 0, bytes);
+                        else memcpy(out, x + ((b * t_in + ti) * f_in + fj) * c, bytes);
+                    }
+                }
+}
+
 /* SplitMix64 (Steele, Lea and Flood 2014): the i-th output of the generator started at `seed`. */
 static inline uint64_t splitmix64(uint64_t seed, uint64_t i) {
     uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;

@@ -139,6 +139,8 @@ def _load() -> Optional[ctypes.CDLL]:
             lib.depthwise_input_grad.restype = ctypes.c_int
             lib.dropout_forward.argtypes = [vp, vp, i64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_float]
             lib.dropout_forward.restype = None
+            lib.im2col_nhwc.argtypes = [vp, vp] + [i64] * 12
+            lib.im2col_nhwc.restype = None
             lib.transpose_matrix.argtypes = [vp, vp, i64, i64]
             lib.transpose_matrix.restype = None
             shape = ctypes.POINTER(_AttentionShape)
@@ -291,6 +293,19 @@ def transpose(x: torch.Tensor) -> Optional[torch.Tensor]:
     out = torch.empty(x.size(1), x.size(0))
     _lib.transpose_matrix(x.data_ptr(), out.data_ptr(), x.size(0), x.size(1))
     return out
+
+
+def im2col_nhwc(x: torch.Tensor, kernel: Tuple[int, int], stride: Tuple[int, int], padding: Tuple[int, int],
+                out: Tuple[int, int]) -> Optional[torch.Tensor]:
+    """:func:`serac.encoders.streaming._im2col_nhwc` (the tap matrix of a 2-D convolution of a contiguous (N, T, F, C)
+    input, zero padding ``padding`` on both sides) with each row written once, in order. None where the kernel
+    cannot run (not available, not CPU float32, not contiguous)."""
+    if x.dim() != 4 or not x.is_contiguous() or not _fits(x) or not available():
+        return None
+    n, t_in, f_in, c = x.shape
+    cols = torch.empty(n * out[0] * out[1], kernel[0] * kernel[1] * c)
+    _lib.im2col_nhwc(x.data_ptr(), cols.data_ptr(), n, t_in, f_in, c, *kernel, *stride, *padding, *out)
+    return cols
 
 
 def _threshold(p: float) -> int:

@@ -424,7 +424,10 @@ class _Im2colWeightGrad(torch.autograd.Function):
         if need_b:
             grad_b = rows.sum(0)
         if need_w:
-            cols = _im2col_nhwc(x.permute(0, 2, 3, 1), weight.shape[2:], stride, padding, grad.shape[2:])
+            x_nhwc = x.permute(0, 2, 3, 1)
+            cols = kernels.im2col_nhwc(x_nhwc, weight.shape[2:], stride, padding, grad.shape[2:])
+            if cols is None:
+                cols = _im2col_nhwc(x_nhwc, weight.shape[2:], stride, padding, grad.shape[2:])
             out_c, in_c, kernel_t, kernel_f = weight.shape
             rows_t = kernels.transpose(rows)  # (the transposed view would be copied element by element)
             grad_w = cpu_ops.matmul_t(rows.t() if rows_t is None else rows_t, cols.t())  # (C', taps x C)
