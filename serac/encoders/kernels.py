@@ -269,9 +269,9 @@ class _DepthwiseConv(torch.autograd.Function):
 
 def depthwise_conv(x: torch.Tensor, cache: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                    stride: int, dilation: int) -> Optional[torch.Tensor]:
-    """``CausalConv1d``'s depthwise convolution in the time-major layout (training and decoding), forward and
-    backward in C: the padded input is ``cache`` (N, C, cache frames; ``CausalConv1d``'s layout) followed by ``x``
-    (N, T, C), read where it lies (no concatenation; the input gradient is written once per frame). ``weight``:
+    """``CausalConv1d``'s depthwise convolution in training, in the time-major layout, forward and backward in C:
+    the padded input is ``cache`` (N, C, cache frames; ``CausalConv1d``'s layout) followed by ``x`` (N, T, C), read
+    where it lies (no concatenation; the input gradient is written once per frame). ``weight``:
     (C, 1, kernel) or (C, kernel). Output (N, T_out, C). None where the kernel cannot run (not available, not CPU
     float32, or a cache that needs a gradient): the caller keeps its path."""
     tensors = [x, cache, weight] + ([] if bias is None else [bias])

@@ -81,15 +81,16 @@ class CausalConv1d(nn.Module):
                            ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The same convolution on (N, T, C) input, output (N, T', C); the cache keeps the (N, C, frames) layout.
 
-        A depthwise convolution (``groups == channels``) runs in C where the kernels are built
+        A depthwise convolution (``groups == channels``) in training runs in C where the kernels are built
         (:func:`serac.encoders.kernels.depthwise_conv`: forward and backward, the cache and the input read where they
-        lie, no concatenation; one thread, fwd + bwd of (8, 100, 256) with kernel 5: ~0.15 ms against ~0.4 ms for
-        the concatenation and oneDNN's). Without them it runs in oneDNN's channels-last layout, of which (N, T, C)
-        is a view (no transposes; one thread, fwd + bwd of (8, 100, 144) with kernel 15: 0.85 ms, against 2.44 ms
-        for the shifted multiply-adds and several times that for oneDNN's 1-D (N, C, T) convolution with the
-        transposes around it). Short spans without the kernels (a streamed chunk: under ``onednn_min_frames`` batch
-        x frames), exporters, FLOP counting and ``SERAC_CPU_OPS=aten`` compute it as ``kernel_size`` shifted
-        multiply-adds in the time-major layout. A full convolution whose kernel is its stride
+        lie, no concatenation; one thread, fwd + bwd of (8, 100, 256) with kernel 5: 0.30 against 0.42 ms for the
+        concatenation, oneDNN's forward and input gradient and the weight-gradient kernel; ``bench/bench_kernels.py``).
+        Otherwise (decoding, where it is no faster; or without the kernels) it runs in oneDNN's channels-last layout,
+        of which (N, T, C) is a view (no transposes; one thread, fwd + bwd of (8, 100, 144) with kernel 15: 0.85 ms,
+        against 2.44 ms for the shifted multiply-adds and several times that for oneDNN's 1-D (N, C, T) convolution
+        with the transposes around it). Short spans (a streamed chunk: under ``onednn_min_frames`` batch x frames),
+        exporters, FLOP counting and ``SERAC_CPU_OPS=aten`` compute it as ``kernel_size`` shifted multiply-adds in
+        the time-major layout. A full convolution whose kernel is its stride
         (frame stacking, no cache) is one matmul of the stacked frames; other convolutions transpose and call
         ``forward``."""
         conv = self.conv
@@ -102,8 +103,8 @@ class CausalConv1d(nn.Module):
         if cache is None:
             cache = self.init_cache(x.size(0), x.device, x.dtype)
         stride, dilation, kernel = self.stride, conv.dilation[0], conv.kernel_size[0]
-        if not cpu_ops.compiling() and cpu_ops.active():
-            # forward and backward in C, the cache read where it lies (serac.encoders.kernels)
+        if not cpu_ops.compiling() and _needs_autograd(x, conv.weight, conv.bias) and cpu_ops.active():
+            # training: forward and backward in C, the cache read where it lies (serac.encoders.kernels)
             y = kernels.depthwise_conv(x, cache, conv.weight, conv.bias, stride, dilation)
             if y is not None:
                 return y, self._next_cache(x, cache)
