@@ -5,6 +5,11 @@ shapes, one thread: milliseconds per call (median over rounds of CPU time) and t
 * depthwise weight + bias gradient: ATen's multiply and reduction per tap (``SERAC_KERNELS=off``'s path) vs the
   one-pass kernel;
 * depthwise input gradient: oneDNN's ``convolution_backward`` in the channels-last layout vs the kernel;
+* the whole depthwise convolution of ``CausalConv1d`` (forward + backward, zero cache): the concatenation, oneDNN's
+  forward and input gradient and the weight-gradient kernel (the path before ``depthwise_conv``) vs
+  ``depthwise_conv``;
+* the transposed copy of a linear layer's output gradient (``x.t().contiguous()``) vs the register-block transpose;
+  the front end's tap matrix: the per-tap strided copies vs the row-by-row kernel;
 * dropout forward + backward: ``F.dropout`` (``bernoulli_``), the ``rand_like`` mask of ``cpu_ops`` and the
   counter-based kernel;
 * the chunked attention's core in training (``ChunkedSelfAttention.attend`` of the Conformer's defaults, 8 x 100
@@ -85,6 +90,22 @@ def main() -> None:
                  lambda: kernels.depthwise_input_grad(grad, weight, t_pad, stride, dilation))):
             a, b = per_call_ms(ref, args.rounds), per_call_ms(ker, args.rounds)
             print(f"{name:<34}{shape:<26}{a:>12.3f}{b:>9.3f}{a / b:>7.1f}x")
+    for n, t_out, c, k, stride, dilation in DEPTHWISE:
+        conv = streaming.CausalConv1d(c, c, k, stride=stride, dilation=dilation, groups=c)
+        x = torch.randn(n, t_out * stride, c, requires_grad=True)
+        grad = torch.randn(n, t_out, c)
+        shape = f"({n},{t_out * stride},{c}) k{k} s{stride} d{dilation}"
+        a, b = (per_call_ms(depthwise_fwd_bwd(conv, x, grad, use_kernel), args.rounds) for use_kernel in (False, True))
+        print(f"{'depthwise conv fwd+bwd':<34}{shape:<26}{a:>12.3f}{b:>9.3f}{a / b:>7.1f}x")
+    for shape in ((800, 576), (800, 256), (16000, 144)):
+        x = torch.randn(*shape)
+        a = per_call_ms(lambda: x.t().contiguous(), args.rounds)
+        b = per_call_ms(lambda: kernels.transpose(x), args.rounds)
+        print(f"{'transpose':<34}{str(shape):<26}{a:>12.3f}{b:>9.3f}{a / b:>7.1f}x")
+    x = torch.randn(8, 200, 40, 144)  # the Conformer's second convolution: 3 x 3, stride 2, -> (100, 20)
+    a = per_call_ms(lambda: streaming._im2col_nhwc(x, (3, 3), (2, 2), (0, 1), (100, 20)), args.rounds, repeats=3)
+    b = per_call_ms(lambda: kernels.im2col_nhwc(x, (3, 3), (2, 2), (0, 1), (100, 20)), args.rounds, repeats=3)
+    print(f"{'front-end tap matrix (im2col)':<34}{'(8,200,40,144) 3x3 s2':<26}{a:>12.3f}{b:>9.3f}{a / b:>7.1f}x")
     for shape in DROPOUT:
         x = torch.randn(*shape, requires_grad=True)
         g = torch.randn(*shape)
@@ -122,6 +143,20 @@ def main() -> None:
         os.environ.pop("SERAC_KERNELS")
         off, on = statistics.median(times["off"]), statistics.median(times["on"])
         print(f"{name:<14}{off:>10.1f}{on:>10.1f}{off / on:>7.2f}x")
+
+
+def depthwise_fwd_bwd(conv: streaming.CausalConv1d, x: torch.Tensor, grad: torch.Tensor, use_kernel: bool
+                      ) -> Callable[[], object]:
+    real = kernels.depthwise_conv
+
+    def run():
+        kernels.depthwise_conv = real if use_kernel else (lambda *a: None)
+        try:
+            y, _ = conv.forward_time_major(x)
+            return torch.autograd.grad(y, (x, conv.conv.weight, conv.conv.bias), grad)
+        finally:
+            kernels.depthwise_conv = real
+    return run
 
 
 def attention_core(rounds: int) -> None:
