@@ -1,6 +1,6 @@
 /* Small CPU kernels for the encoders' training step (serac.encoders.kernels builds this file with the system C
- * compiler on first use and calls it through ctypes). Plain C99 on contiguous float32 buffers, one thread, no
- * dependency beyond libc: the loops are written so that the compiler vectorises them over the channel axis.
+ * compiler on first use and calls it through ctypes). C99 with GCC / Clang vector extensions on contiguous float32
+ * buffers, one thread, no dependency beyond libc: vectors of 16 floats over the channel axis.
  *
  * depthwise_forward / _input_grad / _weight_grad: a causal depthwise convolution in the time-major (N, T, C) layout
  *   and its input, weight and bias gradients, the cached frames and the input read where they lie (no padded
@@ -9,6 +9,8 @@
  *   SplitMix64(seed, i), so the backward recomputes the mask from the seed instead of storing it.
  * chunked_attention_forward / _backward: the chunked self-attention of the Conformer (block form) in one pass per
  *   block: scores, mask, relative bias, softmax, dropout and the weighted sum, and their gradients.
+ * transpose_matrix: a transposed copy in 16 x 16 blocks transposed in registers (the linear layers' gradients).
+ * im2col_nhwc: a channels-last 2-D convolution's tap matrix, row by row (the front end's weight gradient).
  */
 #include <math.h>
 #include <stdint.h>

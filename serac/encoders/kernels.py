@@ -3,10 +3,16 @@ ctypes.
 
 What they replace (one thread, 2-core AMD EPYCs, 2026-12-02; ``bench/bench_kernels.py`` prints the figures):
 
-* :func:`depthwise_weight_grad`: the weight and bias gradients of a causal depthwise convolution in the time-major
-  (N, T, C) layout, every tap in one pass over the rows (ATen: a multiply and a reduction per tap; 0.29 vs 0.09 ms
-  for (8, 100, 256) and 5 taps, 1.87 vs 0.32 ms for (8, 400, 256), 0.50 vs 0.11 ms for (8, 100, 144) and 15 taps).
-  ContextNet has 66 such convolutions, the Conformer 9, ConvRNN-T 8.
+* :func:`depthwise_conv`: the causal depthwise convolution of ``CausalConv1d`` in training, forward and backward,
+  in the time-major (N, T, C) layout: the cached frames and the input read where they lie (no concatenation), the
+  taps' weights (forward, input gradient) or the output gradient's rows (weight and bias gradients) held in
+  registers while the rows stream past (the loops are bound by loads). Forward + backward of (8, 100, 256) with 5
+  taps: 0.42 -> 0.30 ms, (8, 400, 256) 1.98 -> 0.95 ms, the Conformer's (8, 100, 144) with 15 taps 0.39 -> 0.24 ms
+  (against the concatenation, oneDNN's forward and input gradient and the weight-gradient kernel below). ContextNet
+  has 66 such convolutions, the Conformer 9, ConvRNN-T 8. Decoding keeps oneDNN's (no faster there).
+* :func:`depthwise_weight_grad`: the weight and bias gradients of the same convolution from a padded input (the
+  path without ``depthwise_conv``: a cache that needs a gradient); ATen needs a multiply and a reduction per tap
+  (0.29 vs 0.06 ms for (8, 100, 256) and 5 taps).
 * :func:`depthwise_input_grad`: the padded input's gradient of the same convolution, used where it has a dilation
   (ConvRNN-T's global blocks): oneDNN's dilated depthwise backward took 4.8 ms for (8, 100, 144), dilation 8,
   against 0.06 ms (without a dilation oneDNN's is as fast or faster and is kept).
@@ -15,6 +21,11 @@ What they replace (one thread, 2-core AMD EPYCs, 2026-12-02; ``bench/bench_kerne
   thread count); no mask is stored: the backward draws it again from the seed. Forward + backward of (8, 100, 576):
   0.30 ms, against 2.35 ms with a ``rand_like`` mask (MKL's Mersenne Twister: ~2 ns an element here, ~6 on an
   Intel Xeon) and 4.4 ms for ``F.dropout`` (``bernoulli_``).
+* :func:`transpose`: ``x.t().contiguous()`` in 16 x 16 blocks transposed in registers (two-source shuffles), for
+  the linear layers' weight gradients (oneDNN's product reads the output gradient transposed) and the front end's:
+  0.21 -> 0.06 ms for 800 x 576 (ATen copies the strided view element by element).
+* :func:`im2col_nhwc`: the front end's tap matrix for its weight gradient, row by row, each row written once
+  (11.8 -> 7.0 ms for the Conformer's second convolution; ATen: a strided copy per tap across the whole matrix).
 * :func:`chunked_attention`: the training forward and backward of ``ChunkedSelfAttention``'s block form (the
   Conformer's and the amortized Transformer's attention core) in one pass per (utterance, head, block): scores,
   masking, the block's relative bias, softmax, dropout and the weighted sum in the L1/L2 cache, the products in
@@ -22,14 +33,15 @@ What they replace (one thread, 2-core AMD EPYCs, 2026-12-02; ``bench/bench_kerne
   MKL matmuls at ~68 GFLOP/s and a dozen passes over the scores). Dropout uses :func:`dropout`'s draws, indexed
   as the ATen path's weights tensor: the same weights are dropped.
 
-With the first three a training step (8 x 4 s, one thread) of ContextNet took 6-9% less time, of the Conformer
-7-8%, of ConvRNN-T 3-10% (two runs; docs/encoders.md, "Eighth pass"); the attention kernel took the Conformer's
-another 6-11% (docs/encoders.md, "Ninth pass").
+With the first depthwise-gradient and dropout kernels a training step (8 x 4 s, one thread) of ContextNet took
+6-9% less time, of the Conformer 7-8%, of ConvRNN-T 3-10% (two runs; docs/encoders.md, "Eighth pass"); the attention
+kernel took the Conformer's another 6-11% ("Ninth pass"); ``depthwise_conv``, ``transpose`` and ``im2col_nhwc``
+ContextNet's another 10-14% ("Tenth pass").
 
 The maths are those of the ATen paths (float32, the same products; sums in another order, so results differ by
-float rounding, ~1e-6 relative; the attention's softmax takes its exponential from a polynomial accurate to
-~2e-7), and the masks have the same distribution (each element kept with probability
-``1 - p``, ``p`` rounded to 2^-32) but are other draws than ``rand_like``'s.
+float rounding, ~1e-6 relative; the transpose and the tap matrix are exact copies; the attention's softmax takes
+its exponential from a polynomial accurate to ~2e-7), and the masks have the same distribution (each element kept
+with probability ``1 - p``, ``p`` rounded to 2^-32) but are other draws than ``rand_like``'s.
 
 Build: ``$CC`` (default ``cc``) ``-O3 -march=native`` into ``$SERAC_KERNEL_DIR`` (default
 ``~/.cache/serac/kernels``), one file per source, compiler and CPU (their hash names it), written atomically, so
