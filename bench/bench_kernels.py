@@ -95,7 +95,8 @@ def main() -> None:
         x = torch.randn(n, t_out * stride, c, requires_grad=True)
         grad = torch.randn(n, t_out, c)
         shape = f"({n},{t_out * stride},{c}) k{k} s{stride} d{dilation}"
-        a, b = (per_call_ms(depthwise_fwd_bwd(conv, x, grad, use_kernel), args.rounds) for use_kernel in (False, True))
+        a, b = (per_call_ms(switched("depthwise_conv", use_kernel, lambda: depthwise_fwd_bwd(conv, x, grad)),
+                            args.rounds) for use_kernel in (False, True))
         print(f"{'depthwise conv fwd+bwd':<34}{shape:<26}{a:>12.3f}{b:>9.3f}{a / b:>7.1f}x")
     for shape in ((800, 576), (800, 256), (16000, 144)):
         x = torch.randn(*shape)
@@ -145,18 +146,23 @@ def main() -> None:
         print(f"{name:<14}{off:>10.1f}{on:>10.1f}{off / on:>7.2f}x")
 
 
-def depthwise_fwd_bwd(conv: streaming.CausalConv1d, x: torch.Tensor, grad: torch.Tensor, use_kernel: bool
-                      ) -> Callable[[], object]:
-    real = kernels.depthwise_conv
+def switched(name: str, use_kernel: bool, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with ``kernels.<name>`` as it is, or (``use_kernel`` False) refusing (None: the caller's ATen /
+    oneDNN path), restored after each call."""
+    real = getattr(kernels, name)
 
     def run():
-        kernels.depthwise_conv = real if use_kernel else (lambda *a: None)
+        setattr(kernels, name, real if use_kernel else (lambda *a: None))
         try:
-            y, _ = conv.forward_time_major(x)
-            return torch.autograd.grad(y, (x, conv.conv.weight, conv.conv.bias), grad)
+            return fn()
         finally:
-            kernels.depthwise_conv = real
+            setattr(kernels, name, real)
     return run
+
+
+def depthwise_fwd_bwd(conv: streaming.CausalConv1d, x: torch.Tensor, grad: torch.Tensor) -> object:
+    y, _ = conv.forward_time_major(x)
+    return torch.autograd.grad(y, (x, conv.conv.weight, conv.conv.bias), grad)
 
 
 def attention_core(rounds: int) -> None:
@@ -167,18 +173,11 @@ def attention_core(rounds: int) -> None:
     n, t = 8, 100
     q, k, v = (torch.randn(n, t, 144, requires_grad=True) for _ in range(3))
     valid, state, g = torch.ones(n, t, dtype=torch.bool), attn.init_state(n, "cpu"), torch.randn(n, t, 144)
-    real = kernels.chunked_attention
+    def fwd_bwd():
+        return torch.autograd.grad(attn.attend(q, k, v, valid, state)[0], (q, k, v, attn.relative_bias), g)
 
-    def fwd_bwd(use_kernel: bool):
-        def run():
-            kernels.chunked_attention = real if use_kernel else (lambda *a: None)
-            try:
-                return torch.autograd.grad(attn.attend(q, k, v, valid, state)[0], (q, k, v, attn.relative_bias), g)
-            finally:
-                kernels.chunked_attention = real
-        return run
-
-    a, b = per_call_ms(fwd_bwd(False), rounds, repeats=5), per_call_ms(fwd_bwd(True), rounds, repeats=5)
+    a, b = (per_call_ms(switched("chunked_attention", use_kernel, fwd_bwd), rounds, repeats=5)
+            for use_kernel in (False, True))
     print(f"{'chunked attention fwd+bwd':<34}{'(8,100,144) 4 heads':<26}{a:>12.3f}{b:>9.3f}{a / b:>7.1f}x")
 
 

@@ -135,7 +135,7 @@ class CausalConv1d(nn.Module):
         """The last ``cache_frames`` frames of ``cache`` (N, C, frames) followed by ``x`` (N, T, C), as (N, C,
         cache_frames)."""
         if x.size(1) >= self.cache_frames:
-            return x.narrow(1, x.size(1) - self.cache_frames, self.cache_frames).transpose(1, 2)
+            return _keep_last(x, self.cache_frames, 1).transpose(1, 2)
         return _keep_last(torch.cat([cache, x.transpose(1, 2)], dim=2), self.cache_frames, 2)
 
     def _frame_stacking(self, x: torch.Tensor, cache: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -430,8 +430,7 @@ class _Im2colWeightGrad(torch.autograd.Function):
             if cols is None:
                 cols = _im2col_nhwc(x_nhwc, weight.shape[2:], stride, padding, grad.shape[2:])
             out_c, in_c, kernel_t, kernel_f = weight.shape
-            rows_t = kernels.transpose(rows)  # (the transposed view would be copied element by element)
-            grad_w = cpu_ops.matmul_t(rows.t() if rows_t is None else rows_t, cols.t())  # (C', taps x C)
+            grad_w = cpu_ops.matmul_t(cpu_ops.transposed(rows), cols.t())  # (C', taps x C)
             grad_w = grad_w.view(out_c, kernel_t, kernel_f, in_c).permute(0, 3, 1, 2).contiguous()
         return grad_x, grad_w, grad_b, None, None
 
